@@ -1,0 +1,498 @@
+//! The CloudEvents 1.0 envelope (structured JSON mode), as submitted by a
+//! partner service and as committed by the ledger.
+//!
+//! Submitted events are parsed strictly: every attribute the contract names
+//! is checked, unknown attributes are refused rather than dropped (nothing a
+//! publisher sent is silently lost), and attributes the ledger sets are
+//! refused on input. Committed events are decoded without re-validation: the
+//! ledger validated them once, at intake, and the hash chain guards them
+//! since.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use serde::de::Error as _;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::catalogue::{EventData, EventType};
+
+/// A submitted event that is not well-formed. The message names the
+/// attribute or data field at fault; it maps to the contract's
+/// `invalid_event` code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEvent(pub String);
+
+impl InvalidEvent {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The four kinds of stream an event can belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    Partnership,
+    Employer,
+    Person,
+    Rotation,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Partnership => "partnership",
+            Self::Employer => "employer",
+            Self::Person => "person",
+            Self::Rotation => "rotation",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "partnership" => Some(Self::Partnership),
+            "employer" => Some(Self::Employer),
+            "person" => Some(Self::Person),
+            "rotation" => Some(Self::Rotation),
+            _ => None,
+        }
+    }
+}
+
+/// The stream an event belongs to: `partnership/<slug>`, `employer/<uuid>`,
+/// `person/<uuid>` or `rotation/<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    Partnership(String),
+    Employer(Uuid),
+    Person(Uuid),
+    Rotation(Uuid),
+}
+
+impl Subject {
+    pub fn kind(&self) -> SubjectKind {
+        match self {
+            Self::Partnership(_) => SubjectKind::Partnership,
+            Self::Employer(_) => SubjectKind::Employer,
+            Self::Person(_) => SubjectKind::Person,
+            Self::Rotation(_) => SubjectKind::Rotation,
+        }
+    }
+
+    /// Parses `<kind>/<id>`; the id is a slug for partnerships and a UUID
+    /// for every other kind.
+    pub fn parse(text: &str) -> Result<Self, InvalidEvent> {
+        let (kind, id) = text.split_once('/').ok_or_else(|| {
+            InvalidEvent::new(format!(
+                "subject: `{text}` is not of the form `<kind>/<id>` (kind: partnership, employer, person or rotation)"
+            ))
+        })?;
+        let kind = SubjectKind::parse(kind).ok_or_else(|| {
+            InvalidEvent::new(format!(
+                "subject: unknown stream kind `{kind}` (expected partnership, employer, person or rotation)"
+            ))
+        })?;
+        let uuid = || {
+            Uuid::parse_str(id).map_err(|_| {
+                InvalidEvent::new(format!("subject: `{id}` is not a UUID"))
+            })
+        };
+        Ok(match kind {
+            SubjectKind::Partnership => {
+                check_slug(id).map_err(|m| InvalidEvent::new(format!("subject: {m}")))?;
+                Self::Partnership(id.to_owned())
+            }
+            SubjectKind::Employer => Self::Employer(uuid()?),
+            SubjectKind::Person => Self::Person(uuid()?),
+            SubjectKind::Rotation => Self::Rotation(uuid()?),
+        })
+    }
+
+    /// The entity's UUID, for every kind but partnership.
+    pub fn uuid(&self) -> Option<Uuid> {
+        match self {
+            Self::Partnership(_) => None,
+            Self::Employer(id) | Self::Person(id) | Self::Rotation(id) => Some(*id),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Partnership(slug) => write!(f, "partnership/{slug}"),
+            Self::Employer(id) => write!(f, "employer/{id}"),
+            Self::Person(id) => write!(f, "person/{id}"),
+            Self::Rotation(id) => write!(f, "rotation/{id}"),
+        }
+    }
+}
+
+/// Checks a partnership slug: `[a-z0-9-]{1,40}`.
+pub fn check_slug(slug: &str) -> Result<(), String> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 40
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{slug}` is not a partnership slug (1 to 40 of a-z, 0-9 and -)"
+        ))
+    }
+}
+
+/// One event as a publisher submits it.
+///
+/// `data` is kept as the JSON the publisher sent, so that the committed
+/// event (and therefore its hash) is exactly what was received; the typed
+/// view is [`Envelope::data`], which also upcasts older shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub id: Uuid,
+    pub source: String,
+    pub event_type: EventType,
+    pub subject: Subject,
+    /// The publisher's text for `time`, kept verbatim.
+    pub time_text: String,
+    /// `time` parsed, in UTC: when it happened in the world.
+    pub time: DateTime<Utc>,
+    pub partnership: String,
+    pub datacontenttype: Option<String>,
+    pub expectedversion: Option<u64>,
+    pub correlationid: Option<String>,
+    pub causationid: Option<String>,
+    pub data: Value,
+}
+
+/// The attributes the ledger adds when it commits an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAttributes {
+    /// Global, 1-based and gap-free.
+    pub position: u64,
+    /// 1-based, per stream.
+    pub streamversion: u64,
+    /// RFC 3339, when the ledger committed the event.
+    pub recordedtime: String,
+    /// Lower-case hex SHA-256 of the previous event (64 zeros at position 1).
+    pub prevhash: String,
+    /// Lower-case hex SHA-256 of `prevhash` bytes followed by the JCS of this
+    /// event without `hash`.
+    pub hash: String,
+}
+
+/// An event as the ledger committed it: the envelope plus ledger attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedEvent {
+    pub envelope: Envelope,
+    pub ledger: LedgerAttributes,
+}
+
+/// The wire form: every attribute the contract knows, for both directions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    specversion: String,
+    id: Uuid,
+    source: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    subject: String,
+    time: String,
+    partnership: String,
+    #[serde(default)]
+    datacontenttype: Option<String>,
+    #[serde(default)]
+    expectedversion: Option<u64>,
+    #[serde(default)]
+    correlationid: Option<String>,
+    #[serde(default)]
+    causationid: Option<String>,
+    data: Value,
+    #[serde(default)]
+    position: Option<u64>,
+    #[serde(default)]
+    streamversion: Option<u64>,
+    #[serde(default)]
+    recordedtime: Option<String>,
+    #[serde(default)]
+    prevhash: Option<String>,
+    #[serde(default)]
+    hash: Option<String>,
+}
+
+/// How far ahead of the ledger's clock an effective time may lie.
+pub const MAX_FUTURE: TimeDelta = TimeDelta::hours(24);
+
+impl Envelope {
+    /// Parses and checks one submitted event from JSON bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))?;
+        Self::from_value(value)
+    }
+
+    /// Parses and checks one submitted event from a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, InvalidEvent> {
+        if !value.is_object() {
+            return Err(InvalidEvent::new(
+                "a CloudEvent is a JSON object (structured mode)",
+            ));
+        }
+        let wire: Wire = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                InvalidEvent::new(format!("not a CloudEvent: {inner}"))
+            } else {
+                InvalidEvent::new(format!("{path}: {inner}"))
+            }
+        })?;
+        for (name, present) in [
+            ("position", wire.position.is_some()),
+            ("streamversion", wire.streamversion.is_some()),
+            ("recordedtime", wire.recordedtime.is_some()),
+            ("prevhash", wire.prevhash.is_some()),
+            ("hash", wire.hash.is_some()),
+        ] {
+            if present {
+                return Err(InvalidEvent::new(format!(
+                    "{name}: set by the ledger, not by publishers"
+                )));
+            }
+        }
+        if wire.specversion != "1.0" {
+            return Err(InvalidEvent::new(format!(
+                "specversion: `{}` is not supported (expected \"1.0\")",
+                wire.specversion
+            )));
+        }
+        if wire.source.trim().is_empty() || wire.source.chars().any(char::is_whitespace) {
+            return Err(InvalidEvent::new(
+                "source: must be a non-empty URI reference, e.g. urn:service:stoke-jobcentre",
+            ));
+        }
+        let event_type = EventType::parse(&wire.event_type).ok_or_else(|| {
+            InvalidEvent::new(format!("type: unknown event type `{}`", wire.event_type))
+        })?;
+        check_slug(&wire.partnership)
+            .map_err(|m| InvalidEvent::new(format!("partnership: {m}")))?;
+        let subject = Subject::parse(&wire.subject)?;
+        if let Some(kind) = event_type.subject_kind() {
+            if subject.kind() != kind {
+                return Err(InvalidEvent::new(format!(
+                    "subject: `{}` events belong to `{}/…` streams, not `{}`",
+                    event_type.as_str(),
+                    kind.as_str(),
+                    wire.subject
+                )));
+            }
+        }
+        if let Subject::Partnership(slug) = &subject {
+            if *slug != wire.partnership {
+                return Err(InvalidEvent::new(format!(
+                    "subject: partnership stream `{slug}` differs from the partnership attribute `{}`",
+                    wire.partnership
+                )));
+            }
+        }
+        let time = DateTime::parse_from_rfc3339(&wire.time)
+            .map_err(|e| {
+                InvalidEvent::new(format!("time: `{}` is not RFC 3339 ({e})", wire.time))
+            })?
+            .with_timezone(&Utc);
+        if let Some(ct) = &wire.datacontenttype {
+            if ct != "application/json" {
+                return Err(InvalidEvent::new(format!(
+                    "datacontenttype: `{ct}` is not supported (expected application/json)"
+                )));
+            }
+        }
+        let envelope = Self {
+            id: wire.id,
+            source: wire.source,
+            event_type,
+            subject,
+            time_text: wire.time,
+            time,
+            partnership: wire.partnership,
+            datacontenttype: wire.datacontenttype,
+            expectedversion: wire.expectedversion,
+            correlationid: wire.correlationid,
+            causationid: wire.causationid,
+            data: wire.data,
+        };
+        let data = envelope.data()?;
+        data.check(envelope.time.date_naive())?;
+        Ok(envelope)
+    }
+
+    /// The typed data, upcast from older shapes where needed.
+    pub fn data(&self) -> Result<EventData, InvalidEvent> {
+        EventData::from_value(self.event_type, &self.data)
+    }
+
+    /// The UTC date of the effective time; the contract's definitions count
+    /// in these.
+    pub fn date(&self) -> NaiveDate {
+        self.time.date_naive()
+    }
+
+    /// Refuses an effective time more than [`MAX_FUTURE`] after `now`.
+    pub fn check_time(&self, now: DateTime<Utc>) -> Result<(), InvalidEvent> {
+        if self.time > now + MAX_FUTURE {
+            return Err(InvalidEvent::new(format!(
+                "time: `{}` lies more than 24 h in the future",
+                self.time_text
+            )));
+        }
+        Ok(())
+    }
+
+    /// The envelope as JSON, exactly the attributes a publisher sets.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(View {
+            envelope: self,
+            ledger: None,
+            with_hash: false,
+        })
+        .expect("an envelope always serialises")
+    }
+}
+
+impl CommittedEvent {
+    /// Decodes a committed event as stored or published by the ledger.
+    /// Older data shapes are upcast when [`Envelope::data`] is called.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let wire: Wire = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
+        Self::from_wire(wire)
+    }
+
+    fn from_wire(wire: Wire) -> Result<Self, InvalidEvent> {
+        let missing = |name: &str| InvalidEvent::new(format!("{name}: missing in a committed event"));
+        let ledger = LedgerAttributes {
+            position: wire.position.ok_or_else(|| missing("position"))?,
+            streamversion: wire.streamversion.ok_or_else(|| missing("streamversion"))?,
+            recordedtime: wire.recordedtime.ok_or_else(|| missing("recordedtime"))?,
+            prevhash: wire.prevhash.ok_or_else(|| missing("prevhash"))?,
+            hash: wire.hash.ok_or_else(|| missing("hash"))?,
+        };
+        let event_type = EventType::parse(&wire.event_type).ok_or_else(|| {
+            InvalidEvent::new(format!("type: unknown event type `{}`", wire.event_type))
+        })?;
+        let time = DateTime::parse_from_rfc3339(&wire.time)
+            .map_err(|e| InvalidEvent::new(format!("time: {e}")))?
+            .with_timezone(&Utc);
+        Ok(Self {
+            envelope: Envelope {
+                id: wire.id,
+                source: wire.source,
+                event_type,
+                subject: Subject::parse(&wire.subject)?,
+                time_text: wire.time,
+                time,
+                partnership: wire.partnership,
+                datacontenttype: wire.datacontenttype,
+                expectedversion: wire.expectedversion,
+                correlationid: wire.correlationid,
+                causationid: wire.causationid,
+                data: wire.data,
+            },
+            ledger,
+        })
+    }
+
+    /// The value the hash covers: the committed event without `hash`.
+    pub fn hashed_view(&self) -> impl Serialize + '_ {
+        View {
+            envelope: &self.envelope,
+            ledger: Some(&self.ledger),
+            with_hash: false,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a committed event always serialises")
+    }
+}
+
+impl Serialize for CommittedEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        View {
+            envelope: &self.envelope,
+            ledger: Some(&self.ledger),
+            with_hash: true,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CommittedEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        Self::from_wire(wire).map_err(D::Error::custom)
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        View {
+            envelope: self,
+            ledger: None,
+            with_hash: false,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// One serialiser for every outward form, so that the attributes are
+/// written the same way whether hashed, stored or returned.
+struct View<'a> {
+    envelope: &'a Envelope,
+    ledger: Option<&'a LedgerAttributes>,
+    with_hash: bool,
+}
+
+impl Serialize for View<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.envelope;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("specversion", "1.0")?;
+        map.serialize_entry("id", &e.id)?;
+        map.serialize_entry("source", &e.source)?;
+        map.serialize_entry("type", e.event_type.as_str())?;
+        map.serialize_entry("subject", &e.subject.to_string())?;
+        map.serialize_entry("time", &e.time_text)?;
+        map.serialize_entry("partnership", &e.partnership)?;
+        if let Some(v) = &e.datacontenttype {
+            map.serialize_entry("datacontenttype", v)?;
+        }
+        if let Some(v) = &e.expectedversion {
+            map.serialize_entry("expectedversion", v)?;
+        }
+        if let Some(v) = &e.correlationid {
+            map.serialize_entry("correlationid", v)?;
+        }
+        if let Some(v) = &e.causationid {
+            map.serialize_entry("causationid", v)?;
+        }
+        if let Some(l) = self.ledger {
+            map.serialize_entry("position", &l.position)?;
+            map.serialize_entry("streamversion", &l.streamversion)?;
+            map.serialize_entry("recordedtime", &l.recordedtime)?;
+            map.serialize_entry("prevhash", &l.prevhash)?;
+            if self.with_hash {
+                map.serialize_entry("hash", &l.hash)?;
+            }
+        }
+        map.serialize_entry("data", &e.data)?;
+        map.end()
+    }
+}

@@ -1,0 +1,158 @@
+//! The vocabulary seen from outside: what parses, what is refused and with
+//! which message, upcasting, and the committed JSON Schemas.
+
+use rotation_events::{CommittedEvent, Envelope, EventData, EventType, schema};
+use serde_json::{Value, json};
+
+fn event(event_type: &str, subject: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": "0193a3c0-0000-7000-8000-000000000001",
+        "source": "urn:service:stoke-jobcentre",
+        "type": event_type,
+        "subject": subject,
+        "time": "2026-03-02T09:30:00Z",
+        "partnership": "stoke",
+        "data": data,
+    })
+}
+
+const PERSON: &str = "person/0193a3c0-0000-7000-8000-0000000000aa";
+const ROTATION: &str = "rotation/0193a3c0-0000-7000-8000-0000000000bb";
+
+/// Parses `value` and returns the refusal message, or "ok".
+fn check(value: Value, expected: &str) {
+    let got = match Envelope::from_value(value) {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.0,
+    };
+    assert!(
+        got.contains(expected),
+        "expected a message containing {expected:?}, got {got:?}"
+    );
+}
+
+#[test]
+fn well_formed_events_parse() {
+    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"})), "ok");
+    check(
+        event(
+            "jobrotation.rotation.release_started",
+            ROTATION,
+            json!({
+                "release_id": "0193a3c0-0000-7000-8000-0000000000cc",
+                "employee": "0193a3c0-0000-7000-8000-0000000000dd",
+                "course": {"title": "Level 3 Diploma in Adult Care", "provider": "Stoke College", "rqf_level": 3, "hours_per_week": 7.5},
+                "planned_end": "2026-08-30"
+            }),
+        ),
+        "ok",
+    );
+    check(event("jobrotation.rotation.closed", ROTATION, json!({})), "ok");
+}
+
+#[test]
+fn malformed_events_are_refused_with_the_field_named() {
+    check(json!([1, 2]), "a CloudEvent is a JSON object");
+    let mut missing_id = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    missing_id.as_object_mut().unwrap().remove("id");
+    check(missing_id, "missing field `id`");
+    check(event("jobrotation.nothing.happened", PERSON, json!({})), "type: unknown event type");
+    check(event("jobrotation.jobseeker.referred", ROTATION, json!({"referred_by": "jobcentre"})), "subject:");
+    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "friend"})), "data.referred_by: unknown variant `friend`");
+    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "self", "extra": 1})), "data.extra: unknown field `extra`");
+    check(
+        event("jobrotation.rotation.agreed", ROTATION, json!({"employer": "0193a3c0-0000-7000-8000-0000000000ee", "planned_start": "2026-05-01", "planned_end": "2026-04-01"})),
+        "data.planned_end: lies before data.planned_start",
+    );
+    check(
+        event("jobrotation.jobseeker.mentoring_session", PERSON, json!({"minutes": "sixty", "mentor": "employer"})),
+        "data.minutes: invalid type",
+    );
+    let mut with_position = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    with_position["position"] = json!(3);
+    check(with_position, "position: set by the ledger");
+    let mut bad_slug = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    bad_slug["partnership"] = json!("Stoke On Trent");
+    check(bad_slug, "partnership: `Stoke On Trent` is not a partnership slug");
+    let mut bad_time = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    bad_time["time"] = json!("yesterday");
+    check(bad_time, "time: `yesterday` is not RFC 3339");
+    check(
+        event("jobrotation.participant.registered", PERSON, json!({"role": "jobseeker"})),
+        "data.unemployed_since: required for jobseekers",
+    );
+    assert!(Envelope::from_json(b"{not json").unwrap_err().0.starts_with("not JSON"));
+}
+
+#[test]
+fn time_more_than_a_day_ahead_is_refused() {
+    let envelope = Envelope::from_value(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}))).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap().to_utc();
+    assert!(envelope.check_time(now).unwrap_err().0.contains("more than 24 h in the future"));
+    let later = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z").unwrap().to_utc();
+    assert!(envelope.check_time(later).is_ok());
+}
+
+#[test]
+fn substitution_started_version_1_is_upcast_to_covers() {
+    let old = event(
+        "jobrotation.rotation.substitution_started",
+        ROTATION,
+        json!({
+            "substitution_id": "0193a3c0-0000-7000-8000-000000000101",
+            "substitute": "0193a3c0-0000-7000-8000-000000000102",
+            "release_id": "0193a3c0-0000-7000-8000-000000000103",
+            "hours_per_week": 37.5,
+            "planned_end": "2026-06-01"
+        }),
+    );
+    let envelope = Envelope::from_value(old.clone()).unwrap();
+    // The stored data stays as it was sent; the typed view is the current shape.
+    assert_eq!(envelope.data, old["data"]);
+    let EventData::SubstitutionStarted(data) = envelope.data().unwrap() else { panic!("wrong variant") };
+    assert_eq!(data.covers, vec!["0193a3c0-0000-7000-8000-000000000103".parse::<uuid::Uuid>().unwrap()]);
+}
+
+#[test]
+fn committed_events_round_trip() {
+    let mut value = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    value["position"] = json!(1);
+    value["streamversion"] = json!(2);
+    value["recordedtime"] = json!("2026-03-02T09:30:01Z");
+    value["prevhash"] = json!("00".repeat(32));
+    value["hash"] = json!("ab".repeat(32));
+    let committed = CommittedEvent::from_json(value.to_string().as_bytes()).unwrap();
+    assert_eq!(committed.ledger.position, 1);
+    let back: Value = serde_json::from_slice(&committed.to_json()).unwrap();
+    assert_eq!(back, value);
+}
+
+#[test]
+fn every_type_round_trips_its_name() {
+    for t in EventType::ALL {
+        assert_eq!(EventType::parse(t.as_str()), Some(*t));
+    }
+}
+
+/// The schemas in `events/schema/` are generated; regenerate them with
+/// `UPDATE_SCHEMAS=1 cargo test -p rotation-events --test vocabulary`.
+#[test]
+fn committed_schemas_are_current() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+    let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
+    let mut stale = Vec::new();
+    for (name, schema) in schema::all() {
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = dir.join(&name);
+        if update {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale schemas {stale:?}: run UPDATE_SCHEMAS=1 cargo test -p rotation-events --test vocabulary"
+    );
+}

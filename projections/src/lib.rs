@@ -1,0 +1,1 @@
+//! Pure folds from committed events to read models. No IO, no async.
