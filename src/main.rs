@@ -1,1 +1,205 @@
-fn main() {}
+//! `rotation-ledger`: the command line (contract section 7). A thin edge
+//! over the library: it parses arguments, opens the ledger, and prints.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rotation_ledger::ledger::{Ledger, LedgerOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rotation-ledger",
+    version,
+    about = "An event-sourced ledger for job rotation schemes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DataDir {
+    /// Where the ledger keeps its data.
+    #[arg(long = "data", value_name = "DIR", default_value = "./ledger-data")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Append CloudEvents from a JSON Lines file; prints `accepted N, duplicate N, rejected N`.
+    Import {
+        #[command(flatten)]
+        data: DataDir,
+        /// The JSON Lines file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Print the committed log as JSON Lines, with positions and hashes.
+    Dump {
+        #[command(flatten)]
+        data: DataDir,
+        /// Start after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Recompute the hash chain from the first event; exits 1 if it is broken.
+    Verify {
+        #[command(flatten)]
+        data: DataDir,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List rejected submissions, one line each: id, code, message.
+    Rejections {
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON Lines with every field, the submission as received included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of events, streams and rejections, and the size on disk.
+    Stats {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Measure the ledger against raw sled (and NATS) in the same run.
+    Bench(rotation_ledger::bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+fn open(data: &DataDir) -> Result<Ledger> {
+    Ledger::open(&data.dir, LedgerOptions::default())
+        .with_context(|| format!("cannot open the ledger in {}", data.dir.display()))
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Import { data, file } => import(&data, &file).await,
+        Command::Dump { data, after } => {
+            let ledger = open(&data)?;
+            let head = ledger.head().position;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for item in ledger.store().events_json(after, head) {
+                let (_, json) = item?;
+                out.write_all(&json)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Verify { data, json } => {
+            let ledger = open(&data)?;
+            let verdict = ledger.verify()?;
+            if json {
+                println!("{}", serde_json::to_string(&verdict)?);
+            } else if verdict.ok {
+                println!(
+                    "ok: the chain verifies; head position {}, hash {}",
+                    verdict.head_position, verdict.head_hash
+                );
+            } else {
+                println!(
+                    "broken: first bad position {} ({})",
+                    verdict.first_bad_position.unwrap_or_default(),
+                    verdict.problem.as_deref().unwrap_or("unknown")
+                );
+            }
+            if !verdict.ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Rejections { data, json } => {
+            let ledger = open(&data)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for record in ledger.rejections(0) {
+                let record = record?;
+                if json {
+                    serde_json::to_writer(&mut out, &record)?;
+                    writeln!(out)?;
+                } else {
+                    let id = record
+                        .event_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string());
+                    writeln!(out, "{id} {} {}", record.code, record.message)?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Stats { data } => {
+            let ledger = open(&data)?;
+            let head = ledger.head();
+            let streams = ledger
+                .store()
+                .states::<serde_json::Value>()
+                .filter(Result::is_ok)
+                .count();
+            let rejections = ledger.rejections(0).count();
+            println!("events      {}", head.position);
+            println!("streams     {streams}");
+            println!("rejections  {rejections}");
+            println!("head hash   {}", head.hash);
+            println!("recorded    {}", head.recordedtime);
+            println!("disk bytes  {}", ledger.store().size_on_disk()?);
+            Ok(())
+        }
+        Command::Bench(args) => rotation_ledger::bench::run(args).await,
+    }
+}
+
+async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
+    let ledger = open(data)?;
+    let name = file.display().to_string();
+    let (input, size): (Box<dyn std::io::BufRead + Send>, u64) = if name == "-" {
+        (Box::new(BufReader::new(std::io::stdin())), 0)
+    } else {
+        let f = File::open(file).with_context(|| format!("cannot open {name}"))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(BufReader::with_capacity(1 << 20, f)), size)
+    };
+    let bar = if std::io::stderr().is_terminal() && size > 0 {
+        let bar = ProgressBar::new(size);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let summary = rotation_ledger::import::import(&ledger, input, &name, |read, so_far| {
+        bar.set_position(read);
+        bar.set_message(so_far.to_string());
+    })
+    .await?;
+    bar.finish_and_clear();
+    for (line, code, message) in &summary.problems {
+        eprintln!("{name}:{line}: {code}: {message}");
+    }
+    println!("{summary}");
+    ledger.close();
+    if summary.accepted + summary.duplicate + summary.rejected == 0 && size > 0 {
+        bail!("{name} holds no events");
+    }
+    Ok(())
+}

@@ -140,9 +140,7 @@ impl EventData {
                 match d.role {
                     Role::Employee => {
                         if d.employer.is_none() {
-                            return Err(InvalidEvent::new(
-                                "data.employer: required for employees",
-                            ));
+                            return Err(InvalidEvent::new("data.employer: required for employees"));
                         }
                     }
                     Role::Jobseeker => match d.unemployed_since {
@@ -238,7 +236,9 @@ fn non_empty(field: &str, value: &str) -> Result<(), InvalidEvent> {
 
 fn rqf(field: &str, level: u8) -> Result<(), InvalidEvent> {
     if level > 8 {
-        Err(InvalidEvent::new(format!("{field}: RQF levels run from 0 to 8, not {level}")))
+        Err(InvalidEvent::new(format!(
+            "{field}: RQF levels run from 0 to 8, not {level}"
+        )))
     } else {
         Ok(())
     }
@@ -248,13 +248,17 @@ fn hours(field: &str, value: f64) -> Result<(), InvalidEvent> {
     if value.is_finite() && (0.0..=168.0).contains(&value) {
         Ok(())
     } else {
-        Err(InvalidEvent::new(format!("{field}: {value} is not between 0 and 168 hours")))
+        Err(InvalidEvent::new(format!(
+            "{field}: {value} is not between 0 and 168 hours"
+        )))
     }
 }
 
 fn end_after(field: &str, end: NaiveDate, start: NaiveDate) -> Result<(), InvalidEvent> {
     if end < start {
-        Err(InvalidEvent::new(format!("{field}: {end} lies before the event's date {start}")))
+        Err(InvalidEvent::new(format!(
+            "{field}: {end} lies before the event's date {start}"
+        )))
     } else {
         Ok(())
     }
@@ -403,9 +407,17 @@ macro_rules! data_struct {
     };
 }
 
-data_struct!(Member { organisation: String, kind: MemberKind });
+data_struct!(Member {
+    organisation: String,
+    kind: MemberKind
+});
 data_struct!(PartnershipRegistered { name: String, areas: Vec<String>, members: Vec<Member> });
-data_struct!(EmployerEnrolled { name: String, sector: Sector, size: Size, area: String });
+data_struct!(EmployerEnrolled {
+    name: String,
+    sector: Sector,
+    size: Size,
+    area: String
+});
 data_struct!(
     /// Personal data: the only place in the ledger where it lives.
     Profile {
@@ -427,22 +439,53 @@ data_struct!(ParticipantRegistered {
     #[serde(default, skip_serializing_if = "Option::is_none")] qualification_level: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")] profile: Option<Profile>,
 });
-data_struct!(JobseekerReferred { referred_by: ReferredBy });
+data_struct!(JobseekerReferred {
+    referred_by: ReferredBy
+});
 data_struct!(EligibilityAssessed { eligible: bool, #[serde(default)] reasons: Vec<String> });
-data_struct!(PreparationStarted { provider: String, planned_weeks: u32 });
+data_struct!(PreparationStarted {
+    provider: String,
+    planned_weeks: u32
+});
 data_struct!(PreparationCompleted { provider: String });
 data_struct!(PreparationLeft { reason: String });
-data_struct!(MentoringSession { minutes: u32, mentor: Mentor });
-data_struct!(RotationAgreed { employer: Uuid, planned_start: NaiveDate, planned_end: NaiveDate });
-data_struct!(Course { title: String, provider: String, rqf_level: u8, hours_per_week: f64 });
-data_struct!(ReleaseStarted { release_id: Uuid, employee: Uuid, course: Course, planned_end: NaiveDate });
+data_struct!(MentoringSession {
+    minutes: u32,
+    mentor: Mentor
+});
+data_struct!(RotationAgreed {
+    employer: Uuid,
+    planned_start: NaiveDate,
+    planned_end: NaiveDate
+});
+data_struct!(Course {
+    title: String,
+    provider: String,
+    rqf_level: u8,
+    hours_per_week: f64
+});
+data_struct!(ReleaseStarted {
+    release_id: Uuid,
+    employee: Uuid,
+    course: Course,
+    planned_end: NaiveDate
+});
 data_struct!(SubstitutionStarted {
     substitution_id: Uuid, substitute: Uuid, covers: Vec<Uuid>, hours_per_week: f64, planned_end: NaiveDate,
 });
-data_struct!(TrainingCompleted { release_id: Uuid, qualification_achieved: bool });
-data_struct!(TrainingLeft { release_id: Uuid, reason: String });
+data_struct!(TrainingCompleted {
+    release_id: Uuid,
+    qualification_achieved: bool
+});
+data_struct!(TrainingLeft {
+    release_id: Uuid,
+    reason: String
+});
 data_struct!(ReleaseEnded { release_id: Uuid });
-data_struct!(SubstitutionEnded { substitution_id: Uuid, reason: EndReason });
+data_struct!(SubstitutionEnded {
+    substitution_id: Uuid,
+    reason: EndReason
+});
 data_struct!(RotationClosed {});
 data_struct!(PersonProgressed {
     kind: ProgressionKind,

@@ -97,9 +97,8 @@ impl Subject {
             ))
         })?;
         let uuid = || {
-            Uuid::parse_str(id).map_err(|_| {
-                InvalidEvent::new(format!("subject: `{id}` is not a UUID"))
-            })
+            Uuid::parse_str(id)
+                .map_err(|_| InvalidEvent::new(format!("subject: `{id}` is not a UUID")))
         };
         Ok(match kind {
             SubjectKind::Partnership => {
@@ -227,6 +226,10 @@ struct Wire {
     hash: Option<String>,
 }
 
+/// The largest integer a JSON number holds exactly (RFC 8785 numbers are
+/// IEEE 754 doubles).
+pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
 /// How far ahead of the ledger's clock an effective time may lie.
 pub const MAX_FUTURE: TimeDelta = TimeDelta::hours(24);
 
@@ -284,35 +287,38 @@ impl Envelope {
         check_slug(&wire.partnership)
             .map_err(|m| InvalidEvent::new(format!("partnership: {m}")))?;
         let subject = Subject::parse(&wire.subject)?;
-        if let Some(kind) = event_type.subject_kind() {
-            if subject.kind() != kind {
-                return Err(InvalidEvent::new(format!(
-                    "subject: `{}` events belong to `{}/…` streams, not `{}`",
-                    event_type.as_str(),
-                    kind.as_str(),
-                    wire.subject
-                )));
-            }
+        if let Some(kind) = event_type.subject_kind()
+            && subject.kind() != kind
+        {
+            return Err(InvalidEvent::new(format!(
+                "subject: `{}` events belong to `{}/…` streams, not `{}`",
+                event_type.as_str(),
+                kind.as_str(),
+                wire.subject
+            )));
         }
-        if let Subject::Partnership(slug) = &subject {
-            if *slug != wire.partnership {
-                return Err(InvalidEvent::new(format!(
-                    "subject: partnership stream `{slug}` differs from the partnership attribute `{}`",
-                    wire.partnership
-                )));
-            }
+        if let Subject::Partnership(slug) = &subject
+            && *slug != wire.partnership
+        {
+            return Err(InvalidEvent::new(format!(
+                "subject: partnership stream `{slug}` differs from the partnership attribute `{}`",
+                wire.partnership
+            )));
+        }
+        if wire.expectedversion.is_some_and(|v| v > MAX_SAFE_INTEGER) {
+            return Err(InvalidEvent::new(
+                "expectedversion: must be at most 2^53 (JSON numbers are doubles)",
+            ));
         }
         let time = DateTime::parse_from_rfc3339(&wire.time)
-            .map_err(|e| {
-                InvalidEvent::new(format!("time: `{}` is not RFC 3339 ({e})", wire.time))
-            })?
+            .map_err(|e| InvalidEvent::new(format!("time: `{}` is not RFC 3339 ({e})", wire.time)))?
             .with_timezone(&Utc);
-        if let Some(ct) = &wire.datacontenttype {
-            if ct != "application/json" {
-                return Err(InvalidEvent::new(format!(
-                    "datacontenttype: `{ct}` is not supported (expected application/json)"
-                )));
-            }
+        if let Some(ct) = &wire.datacontenttype
+            && ct != "application/json"
+        {
+            return Err(InvalidEvent::new(format!(
+                "datacontenttype: `{ct}` is not supported (expected application/json)"
+            )));
         }
         let envelope = Self {
             id: wire.id,
@@ -376,7 +382,8 @@ impl CommittedEvent {
     }
 
     fn from_wire(wire: Wire) -> Result<Self, InvalidEvent> {
-        let missing = |name: &str| InvalidEvent::new(format!("{name}: missing in a committed event"));
+        let missing =
+            |name: &str| InvalidEvent::new(format!("{name}: missing in a committed event"));
         let ledger = LedgerAttributes {
             position: wire.position.ok_or_else(|| missing("position"))?,
             streamversion: wire.streamversion.ok_or_else(|| missing("streamversion"))?,

@@ -39,7 +39,10 @@ struct CloudEvent {
 
 /// Every schema with the file name it is committed under.
 pub fn all() -> Vec<(String, Schema)> {
-    let mut out = vec![("cloudevent.json".to_owned(), schemars::schema_for!(CloudEvent))];
+    let mut out = vec![(
+        "cloudevent.json".to_owned(),
+        schemars::schema_for!(CloudEvent),
+    )];
     for t in EventType::ALL {
         out.push((format!("{}.json", t.as_str()), t.data_schema()));
     }

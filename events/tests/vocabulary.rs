@@ -34,7 +34,14 @@ fn check(value: Value, expected: &str) {
 
 #[test]
 fn well_formed_events_parse() {
-    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"})), "ok");
+    check(
+        event(
+            "jobrotation.jobseeker.referred",
+            PERSON,
+            json!({"referred_by": "jobcentre"}),
+        ),
+        "ok",
+    );
     check(
         event(
             "jobrotation.rotation.release_started",
@@ -48,49 +55,127 @@ fn well_formed_events_parse() {
         ),
         "ok",
     );
-    check(event("jobrotation.rotation.closed", ROTATION, json!({})), "ok");
+    check(
+        event("jobrotation.rotation.closed", ROTATION, json!({})),
+        "ok",
+    );
 }
 
 #[test]
 fn malformed_events_are_refused_with_the_field_named() {
     check(json!([1, 2]), "a CloudEvent is a JSON object");
-    let mut missing_id = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    let mut missing_id = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    );
     missing_id.as_object_mut().unwrap().remove("id");
     check(missing_id, "missing field `id`");
-    check(event("jobrotation.nothing.happened", PERSON, json!({})), "type: unknown event type");
-    check(event("jobrotation.jobseeker.referred", ROTATION, json!({"referred_by": "jobcentre"})), "subject:");
-    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "friend"})), "data.referred_by: unknown variant `friend`");
-    check(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "self", "extra": 1})), "data.extra: unknown field `extra`");
     check(
-        event("jobrotation.rotation.agreed", ROTATION, json!({"employer": "0193a3c0-0000-7000-8000-0000000000ee", "planned_start": "2026-05-01", "planned_end": "2026-04-01"})),
+        event("jobrotation.nothing.happened", PERSON, json!({})),
+        "type: unknown event type",
+    );
+    check(
+        event(
+            "jobrotation.jobseeker.referred",
+            ROTATION,
+            json!({"referred_by": "jobcentre"}),
+        ),
+        "subject:",
+    );
+    check(
+        event(
+            "jobrotation.jobseeker.referred",
+            PERSON,
+            json!({"referred_by": "friend"}),
+        ),
+        "data.referred_by: unknown variant `friend`",
+    );
+    check(
+        event(
+            "jobrotation.jobseeker.referred",
+            PERSON,
+            json!({"referred_by": "self", "extra": 1}),
+        ),
+        "data.extra: unknown field `extra`",
+    );
+    check(
+        event(
+            "jobrotation.rotation.agreed",
+            ROTATION,
+            json!({"employer": "0193a3c0-0000-7000-8000-0000000000ee", "planned_start": "2026-05-01", "planned_end": "2026-04-01"}),
+        ),
         "data.planned_end: lies before data.planned_start",
     );
     check(
-        event("jobrotation.jobseeker.mentoring_session", PERSON, json!({"minutes": "sixty", "mentor": "employer"})),
+        event(
+            "jobrotation.jobseeker.mentoring_session",
+            PERSON,
+            json!({"minutes": "sixty", "mentor": "employer"}),
+        ),
         "data.minutes: invalid type",
     );
-    let mut with_position = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    let mut with_position = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    );
     with_position["position"] = json!(3);
     check(with_position, "position: set by the ledger");
-    let mut bad_slug = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    let mut bad_slug = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    );
     bad_slug["partnership"] = json!("Stoke On Trent");
-    check(bad_slug, "partnership: `Stoke On Trent` is not a partnership slug");
-    let mut bad_time = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    check(
+        bad_slug,
+        "partnership: `Stoke On Trent` is not a partnership slug",
+    );
+    let mut bad_time = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    );
     bad_time["time"] = json!("yesterday");
     check(bad_time, "time: `yesterday` is not RFC 3339");
     check(
-        event("jobrotation.participant.registered", PERSON, json!({"role": "jobseeker"})),
+        event(
+            "jobrotation.participant.registered",
+            PERSON,
+            json!({"role": "jobseeker"}),
+        ),
         "data.unemployed_since: required for jobseekers",
     );
-    assert!(Envelope::from_json(b"{not json").unwrap_err().0.starts_with("not JSON"));
+    assert!(
+        Envelope::from_json(b"{not json")
+            .unwrap_err()
+            .0
+            .starts_with("not JSON")
+    );
 }
 
 #[test]
 fn time_more_than_a_day_ahead_is_refused() {
-    let envelope = Envelope::from_value(event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}))).unwrap();
-    let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap().to_utc();
-    assert!(envelope.check_time(now).unwrap_err().0.contains("more than 24 h in the future"));
-    let later = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z").unwrap().to_utc();
+    let envelope = Envelope::from_value(event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    ))
+    .unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert!(
+        envelope
+            .check_time(now)
+            .unwrap_err()
+            .0
+            .contains("more than 24 h in the future")
+    );
+    let later = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
     assert!(envelope.check_time(later).is_ok());
 }
 
@@ -110,13 +195,26 @@ fn substitution_started_version_1_is_upcast_to_covers() {
     let envelope = Envelope::from_value(old.clone()).unwrap();
     // The stored data stays as it was sent; the typed view is the current shape.
     assert_eq!(envelope.data, old["data"]);
-    let EventData::SubstitutionStarted(data) = envelope.data().unwrap() else { panic!("wrong variant") };
-    assert_eq!(data.covers, vec!["0193a3c0-0000-7000-8000-000000000103".parse::<uuid::Uuid>().unwrap()]);
+    let EventData::SubstitutionStarted(data) = envelope.data().unwrap() else {
+        panic!("wrong variant")
+    };
+    assert_eq!(
+        data.covers,
+        vec![
+            "0193a3c0-0000-7000-8000-000000000103"
+                .parse::<uuid::Uuid>()
+                .unwrap()
+        ]
+    );
 }
 
 #[test]
 fn committed_events_round_trip() {
-    let mut value = event("jobrotation.jobseeker.referred", PERSON, json!({"referred_by": "jobcentre"}));
+    let mut value = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
+    );
     value["position"] = json!(1);
     value["streamversion"] = json!(2);
     value["recordedtime"] = json!("2026-03-02T09:30:01Z");

@@ -1,0 +1,94 @@
+//! The TOML configuration (contract section 7): tokens, disclosure control
+//! and per-partnership scheme-rule limits.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rotation_projections::dashboard::SchemeLimits;
+use rotation_projections::disclosure::DisclosureConfig;
+use serde::Deserialize;
+
+use crate::auth::{Caller, Role, Scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// One configured token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+    pub role: Role,
+    pub partnerships: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    #[serde(default)]
+    pub disclosure: DisclosureConfig,
+    /// Scheme-rule limits by partnership slug; others get the Danish defaults.
+    #[serde(default)]
+    pub partnerships: BTreeMap<String, SchemeLimits>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for token in &config.tokens {
+            let ok = token.sha256.len() == 64
+                && token
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "token digest `{}` is not a lower-case hex SHA-256",
+                        token.sha256
+                    ),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// The scheme-rule limits of a partnership.
+    pub fn limits(&self, partnership: &str) -> SchemeLimits {
+        self.partnerships
+            .get(partnership)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The caller a bearer token stands for, if any.
+    pub fn caller(&self, token: &str) -> Option<Caller> {
+        let digest = crate::auth::token_digest(token);
+        self.tokens
+            .iter()
+            .find(|t| t.sha256 == digest)
+            .map(|t| Caller {
+                role: t.role,
+                scope: Scope::from_list(&t.partnerships),
+            })
+    }
+}
