@@ -3,6 +3,7 @@
 //! No IO, no async: every function here takes events and returns values.
 
 pub mod dashboard;
+pub mod dataset;
 pub mod disclosure;
 pub mod flags;
 pub mod outcomes;
