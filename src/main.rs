@@ -68,6 +68,50 @@ enum Command {
     },
     /// Measure the ledger against raw sled (and NATS) in the same run.
     Bench(rotation_ledger::bench::BenchArgs),
+    /// Write a synthetic scheme history as CloudEvents in JSON Lines (deterministic for a seed).
+    Simulate {
+        /// Partnerships to simulate.
+        #[arg(long, default_value_t = 2)]
+        partnerships: u32,
+        /// Jobseekers in total, spread over the partnerships.
+        #[arg(long, default_value_t = 400)]
+        jobseekers: u32,
+        /// Months of history.
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+        /// Seed of the random generator: the same seed gives the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First day of the history (YYYY-MM-DD).
+        #[arg(long, default_value = "2024-01-01")]
+        start: chrono::NaiveDate,
+        /// Share of bad events mixed in, each with the code it should get.
+        #[arg(long, default_value_t = 0.0)]
+        invalid_rate: f64,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Write an evaluation dataset: a Frictionless Data Package of pseudonymised CSV files.
+    Export {
+        #[command(flatten)]
+        data: DataDir,
+        /// The folder to write the package into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The study's key file; pseudonyms are HMAC-SHA256 under it.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Use only events recorded by then (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// The day outcomes are judged at; default the as-of date.
+        #[arg(long)]
+        reference_date: Option<chrono::NaiveDate>,
+        /// Only this partnership (repeatable); default all.
+        #[arg(long = "partnership")]
+        partnerships: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -83,7 +127,18 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(cli.command))
+    match runtime.block_on(run(cli.command)) {
+        // A closed pipe (`dump | head`) is the reader's choice, not a failure.
+        Err(error)
+            if error
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn open(data: &DataDir) -> Result<Ledger> {
@@ -164,6 +219,79 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => rotation_ledger::bench::run(args).await,
+        Command::Simulate {
+            partnerships,
+            jobseekers,
+            months,
+            seed,
+            start,
+            invalid_rate,
+            out,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&invalid_rate),
+                "--invalid-rate must lie between 0 and 1"
+            );
+            let scenario = rotation_ledger::simulate::Scenario {
+                partnerships,
+                jobseekers,
+                months,
+                seed,
+                start,
+                invalid_rate,
+            };
+            let sink: Box<dyn Write> = match &out {
+                Some(path) => Box::new(
+                    File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut sink = BufWriter::with_capacity(1 << 20, sink);
+            for simulated in rotation_ledger::simulate::simulate(&scenario) {
+                sink.write_all(simulated.line.as_bytes())?;
+                sink.write_all(b"\n")?;
+            }
+            sink.flush()?;
+            Ok(())
+        }
+        Command::Export {
+            data,
+            out,
+            key_file,
+            as_of,
+            reference_date,
+            partnerships,
+        } => {
+            let key = std::fs::read(&key_file)
+                .with_context(|| format!("cannot read the key file {}", key_file.display()))?;
+            let as_of = as_of.map_or_else(chrono::Utc::now, |t| t.to_utc());
+            let options = rotation_ledger::export::ExportOptions {
+                out: out.clone(),
+                key: rotation_ledger::export::key_from_file(&key),
+                as_of,
+                reference_date: reference_date.unwrap_or_else(|| as_of.date_naive()),
+                partnerships: (!partnerships.is_empty())
+                    .then(|| partnerships.into_iter().collect()),
+                program_version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            let ledger = open(&data)?;
+            let events = ledger.events_iter(0);
+            let summary = tokio::task::spawn_blocking(move || {
+                rotation_ledger::export::export(events, &options)
+            })
+            .await??;
+            println!(
+                "wrote {} (head position {}, jobseekers {}, releases {}, substitutions {})",
+                out.join("datapackage.json").display(),
+                summary.head_position,
+                summary.rows.get("jobseekers").unwrap_or(&0),
+                summary.rows.get("releases").unwrap_or(&0),
+                summary.rows.get("substitutions").unwrap_or(&0),
+            );
+            ledger.close();
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,159 @@
+//! Shared helpers: temporary ledgers, event builders, the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rotation_ledger::auth::Caller;
+use rotation_ledger::ledger::{Ledger, LedgerOptions, Outcome, Submission};
+use serde_json::{Value, json};
+
+/// The `rotation-ledger` binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rotation-ledger"))
+}
+
+/// A ledger in a fresh temporary directory, removed on drop.
+pub struct TempLedger {
+    pub ledger: Ledger,
+    pub dir: tempfile::TempDir,
+}
+
+impl TempLedger {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger opens");
+        Self { ledger, dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Submits one event or batch as the operator and returns the outcome.
+    pub async fn submit(&self, body: &Value) -> Outcome {
+        self.ledger
+            .submit_one(Submission::from_json(body.to_string().into_bytes(), "test", Caller::operator()))
+            .await
+            .expect("the ledger answers")
+    }
+
+    /// Submits and returns the error code, or "accepted" / "duplicate".
+    pub async fn code(&self, body: &Value) -> String {
+        let outcome = self.submit(body).await;
+        match outcome.rejection {
+            Some(v) => v.code.to_string(),
+            None => serde_json::to_value(outcome.receipts[0].status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A deterministic UUID for test entity `n`.
+pub fn uuid(n: u128) -> String {
+    uuid::Uuid::from_u128(0x0193_a3c0_0000_7000_8000_0000_0000_0000 | n).to_string()
+}
+
+/// Builds CloudEvents for tests; ids are fresh v4 UUIDs unless set.
+pub fn event(event_type: &str, subject: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "source": "urn:service:test",
+        "type": format!("jobrotation.{event_type}"),
+        "subject": subject,
+        "time": "2025-03-03T09:00:00Z",
+        "partnership": "stoke",
+        "data": data,
+    })
+}
+
+pub fn partnership_registered() -> Value {
+    event(
+        "partnership.registered",
+        "partnership/stoke",
+        json!({"name": "Stoke-on-Trent Job Rotation", "areas": ["E06000021"], "members": [{"organisation": "Stoke Jobcentre", "kind": "jobcentre"}]}),
+    )
+}
+
+pub fn employer_enrolled(n: u128) -> Value {
+    event(
+        "employer.enrolled",
+        &format!("employer/{}", uuid(n)),
+        json!({"name": "Potteries Care Ltd", "sector": "Q", "size": "medium", "area": "E06000021"}),
+    )
+}
+
+pub fn employee_registered(n: u128, employer: u128) -> Value {
+    event(
+        "participant.registered",
+        &format!("person/{}", uuid(n)),
+        json!({"role": "employee", "employer": uuid(employer), "qualification_level": 2}),
+    )
+}
+
+pub fn jobseeker_registered(n: u128) -> Value {
+    event(
+        "participant.registered",
+        &format!("person/{}", uuid(n)),
+        json!({"role": "jobseeker", "unemployed_since": "2024-06-01", "benefit": "universal_credit", "profile": {"birth_year": 1970, "sex": "female"}}),
+    )
+}
+
+pub fn assessed(n: u128, eligible: bool) -> Value {
+    event(
+        "jobseeker.eligibility_assessed",
+        &format!("person/{}", uuid(n)),
+        json!({"eligible": eligible, "reasons": []}),
+    )
+}
+
+pub fn rotation_agreed(n: u128, employer: u128) -> Value {
+    event(
+        "rotation.agreed",
+        &format!("rotation/{}", uuid(n)),
+        json!({"employer": uuid(employer), "planned_start": "2025-03-03", "planned_end": "2025-09-01"}),
+    )
+}
+
+pub fn release_started(rotation: u128, release: u128, employee: u128) -> Value {
+    event(
+        "rotation.release_started",
+        &format!("rotation/{}", uuid(rotation)),
+        json!({"release_id": uuid(release), "employee": uuid(employee), "course": {"title": "Level 3 Diploma in Adult Care", "provider": "Stoke College", "rqf_level": 3, "hours_per_week": 15}, "planned_end": "2025-08-29"}),
+    )
+}
+
+pub fn substitution_started(rotation: u128, substitution: u128, substitute: u128, covers: &[u128]) -> Value {
+    let covers: Vec<String> = covers.iter().map(|c| uuid(*c)).collect();
+    event(
+        "rotation.substitution_started",
+        &format!("rotation/{}", uuid(rotation)),
+        json!({"substitution_id": uuid(substitution), "substitute": uuid(substitute), "covers": covers, "hours_per_week": 15, "planned_end": "2025-08-29"}),
+    )
+}
+
+pub fn rotation_event(rotation: u128, event_type: &str, data: Value) -> Value {
+    event(&format!("rotation.{event_type}"), &format!("rotation/{}", uuid(rotation)), data)
+}
+
+pub fn person_event(person: u128, event_type: &str, data: Value) -> Value {
+    event(event_type, &format!("person/{}", uuid(person)), data)
+}
+
+/// A partnership with employer 1, employee 10 and eligible jobseeker 20,
+/// and rotation 100 agreed at employer 1.
+pub async fn scheme(ledger: &TempLedger) {
+    for body in [
+        partnership_registered(),
+        employer_enrolled(1),
+        employee_registered(10, 1),
+        jobseeker_registered(20),
+        assessed(20, true),
+        rotation_agreed(100, 1),
+    ] {
+        assert_eq!(ledger.code(&body).await, "accepted", "setting up the scheme: {body}");
+    }
+}
