@@ -6,6 +6,8 @@
 //! | `append_batched` | atomic batches of 1,000 through the append path | the same committed bytes inserted into sled in batches of 1,000, one flush each |
 //! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
 //! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
+//! | `projection_catchup` | the projector's first start: the whole log folded into the dashboards | `replay` |
+//! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
 //!
 //! The log is built by `append_batched` itself, so every later figure runs
 //! on a log of `--events` events.
@@ -48,6 +50,9 @@ pub struct Figure {
     pub per_s: f64,
     pub baseline_per_s: f64,
     pub ratio: f64,
+    /// For latency figures: the 99th percentile of one operation, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
     /// What was counted, for the table.
     #[serde(skip)]
     pub unit: &'static str,
@@ -61,6 +66,7 @@ impl Figure {
             per_s,
             baseline_per_s,
             ratio: per_s / baseline_per_s,
+            p99_ms: None,
             unit: "events/s",
         }
     }
@@ -91,21 +97,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.events
         ),
     );
-    let mut synthetic = Synthetic::new(1);
     let started = Instant::now();
-    let mut appended = 0;
-    while appended < args.events {
-        let n = (args.events - appended).min(BATCH as u64);
-        let events = synthetic.take(n as usize);
-        let submission = Submission::from_events(events, "bench", Caller::operator());
-        let outcome = ledger.submit_one(submission).await?;
-        anyhow::ensure!(
-            !outcome.is_rejected(),
-            "bench events were rejected: {:?}",
-            outcome.rejection
-        );
-        appended += n;
-    }
+    append_batches(&ledger, args.events).await?;
     let ours = started.elapsed();
     let raw = tokio::task::spawn_blocking({
         let ledger = ledger.clone();
@@ -171,8 +164,49 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let (raw_count, raw_took) = tokio::task::spawn_blocking(move || raw_replay(&raw_dir)).await??;
     figures.push(("replay", Figure::new(count, ours, raw_count, raw_took)));
 
+    progress(&args, "projection_catchup: the dashboards from position 0");
+    let replay_per_s = figures.last().map_or(0.0, |(_, f)| f.per_s);
+    let (catchup, read) = dashboards(&ledger, replay_per_s).await?;
+    figures.push(("projection_catchup", catchup));
+    progress(&args, "dashboard_read: the dashboard read path");
+    figures.push(("dashboard_read", read));
+
     ledger.close();
     report(&args, &figures)
+}
+
+/// Appends `count` synthetic events in atomic batches of [`BATCH`], with a
+/// few batches in flight so that building them overlaps committing them, as
+/// several publishers would.
+async fn append_batches(ledger: &Ledger, count: u64) -> Result<()> {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut synthetic = Synthetic::new(1);
+        let mut made = 0;
+        while made < count {
+            let n = (count - made).min(BATCH as u64);
+            let submission =
+                Submission::from_events(synthetic.take(n as usize), "bench", Caller::operator());
+            if tx.blocking_send(submission).is_err() {
+                break;
+            }
+            made += n;
+        }
+    });
+    let mut outcomes = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|submission| ledger.submit_one(submission))
+        .buffered(4);
+    while let Some(outcome) = outcomes.next().await {
+        let outcome = outcome?;
+        anyhow::ensure!(
+            !outcome.is_rejected(),
+            "bench events were rejected: {:?}",
+            outcome.rejection
+        );
+    }
+    producer.await?;
+    Ok(())
 }
 
 fn progress(args: &BenchArgs, message: &str) {
@@ -195,8 +229,14 @@ fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
         );
         for (name, f) in figures {
             println!(
-                "{name:<20} {:>14.0} {:>14.0} {:>7.2}   {}",
-                f.per_s, f.baseline_per_s, f.ratio, f.unit
+                "{name:<20} {:>14.0} {:>14.0} {:>7.2}   {}{}",
+                f.per_s,
+                f.baseline_per_s,
+                f.ratio,
+                f.unit,
+                f.p99_ms
+                    .map(|ms| format!(", p99 {ms:.3} ms"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -226,7 +266,9 @@ fn raw_batched(ledger: &Ledger, dir: &std::path::Path) -> Result<Duration> {
             batch.insert(&p.to_be_bytes(), json);
         }
         db.apply_batch(batch)?;
+        let applied = started.elapsed();
         db.flush()?;
+        tracing::trace!(apply = ?applied, flush = ?(started.elapsed() - applied), "raw batch");
         took += started.elapsed();
         position = until;
     }
@@ -366,4 +408,86 @@ impl Synthetic {
         });
         Envelope::from_value(value).expect("synthetic events are well-formed")
     }
+}
+
+/// `projection_catchup` and `dashboard_read`, on the log built above.
+///
+/// `projection_catchup` starts the projector on the log with no checkpoint
+/// and times it until it has applied the head, checkpoints included: the
+/// work of a first start or a rebuild. Its baseline is `replay`, reading
+/// and decoding the same log without folding it.
+///
+/// `dashboard_read` then times the projector's read of a protected
+/// dashboard with the cache emptied before every read, so each read
+/// computes the dashboard, applies disclosure control and serialises it:
+/// the slowest a read can be (reads between two applied chunks are cache
+/// hits). The partnership read is the log's largest. Its baseline is
+/// serialising the same protected JSON value, already computed, with
+/// `serde_json::to_vec`.
+async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figure)> {
+    use crate::projector::{DashboardRead, DashboardView, Projector, ProjectorOptions};
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let head = ledger.head().position;
+    let started = Instant::now();
+    let (projector, task) = Projector::start(
+        ledger.clone(),
+        std::sync::Arc::new(crate::config::Config::default()),
+        ProjectorOptions::default(),
+        shutdown.clone(),
+    )
+    .await?;
+    projector.wait_for(head).await;
+    let took = started.elapsed();
+    let catchup_per_s = head as f64 / took.as_secs_f64().max(1e-9);
+    let catchup = Figure {
+        per_s: catchup_per_s,
+        baseline_per_s: replay_per_s,
+        ratio: catchup_per_s / replay_per_s.max(1e-9),
+        p99_ms: None,
+        unit: "events/s",
+    };
+
+    let partnership = "bench-1";
+    let reads = 2_000;
+    let read = {
+        let projector = projector.clone();
+        tokio::task::spawn_blocking(move || -> Result<Figure> {
+            let mut latencies = Vec::with_capacity(reads);
+            let mut json = bytes::Bytes::new();
+            for _ in 0..reads {
+                projector.forget_cache();
+                let started = Instant::now();
+                let answer = projector.dashboard(partnership, DashboardView::Protected);
+                latencies.push(started.elapsed());
+                match answer {
+                    DashboardRead::Found(bytes) => json = bytes,
+                    other => anyhow::bail!("the bench dashboard was not found: {other:?}"),
+                }
+            }
+            let value: serde_json::Value = serde_json::from_slice(&json)?;
+            let started = Instant::now();
+            for _ in 0..reads {
+                std::hint::black_box(serde_json::to_vec(&value)?);
+            }
+            let baseline = started.elapsed();
+            latencies.sort_unstable();
+            let total: Duration = latencies.iter().sum();
+            let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+            let per_s = reads as f64 / total.as_secs_f64().max(1e-9);
+            let baseline_per_s = reads as f64 / baseline.as_secs_f64().max(1e-9);
+            Ok(Figure {
+                per_s,
+                baseline_per_s,
+                ratio: per_s / baseline_per_s,
+                p99_ms: Some(p99.as_secs_f64() * 1_000.0),
+                unit: "reads/s",
+            })
+        })
+        .await??
+    };
+    shutdown.cancel();
+    drop(projector);
+    task.join().await?;
+    Ok((catchup, read))
 }

@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::chain::{self, Verification, Verifier};
+use crate::metrics::AppendMetrics;
 use crate::rules::{self, ErrorCode, StateView, StreamState, Violation};
-use crate::store::{Commit, Head, IdRecord, Store, StoreError};
+use crate::store::{Commit, Head, IdCommit, IdRecord, Store, StoreError};
 
 /// What a publisher handed in, with where it came from: one event or an
 /// all-or-nothing batch.
@@ -213,6 +214,8 @@ struct Shared {
     store: Store,
     requests: mpsc::Sender<Request>,
     durable: watch::Receiver<Durable>,
+    /// Counts every answer of [`Ledger::submit`], whichever transport asked.
+    metrics: AppendMetrics,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -223,6 +226,7 @@ impl Ledger {
     /// head and nothing else, whatever the log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
         let store = Store::open(dir)?;
+        reindex_tail(&store)?;
         let durable = Durable {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
@@ -234,6 +238,8 @@ impl Ledger {
             options,
             applied: durable,
             cache: HashMap::new(),
+            recent_ids: HashMap::new(),
+            indexed_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -247,6 +253,7 @@ impl Ledger {
                 store,
                 requests,
                 durable: durable_rx,
+                metrics: AppendMetrics::default(),
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -255,13 +262,21 @@ impl Ledger {
     /// Appends submissions, each all-or-nothing, and answers once they are
     /// durable (committed or durably rejected).
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, LedgerError> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.shared
             .requests
             .send(Request { submissions, reply })
             .await
             .map_err(|_| LedgerError::Closed)?;
-        answer.await.map_err(|_| LedgerError::Closed)?
+        let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
+        self.shared.metrics.record(&outcomes, started.elapsed());
+        Ok(outcomes)
+    }
+
+    /// The append path's counters, for `GET /metrics`.
+    pub fn metrics(&self) -> &AppendMetrics {
+        &self.shared.metrics
     }
 
     pub async fn submit_one(&self, submission: Submission) -> Result<Outcome, LedgerError> {
@@ -368,6 +383,11 @@ struct Writer {
     /// Recently used stream states, kept in step with what is applied, so
     /// that the rules rarely read and decode sled records.
     cache: HashMap<String, StreamState>,
+    /// Ids of applied events whose index entries the flusher has not yet
+    /// written; idempotency consults them before the store.
+    recent_ids: HashMap<Uuid, IdRecord>,
+    /// How far the flusher has written the id index.
+    indexed_through: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How many stream states the writer keeps in memory before it starts the
@@ -386,13 +406,14 @@ struct Overlay {
 struct Staged {
     event: CommittedEvent,
     json: Vec<u8>,
-    digest: [u8; 32],
 }
 
 /// An applied group waiting for its flush.
 struct FlushJob {
     replies: Vec<(Reply, Vec<Outcome>)>,
     applied: Durable,
+    /// The group's id index entries, applied just before the flush.
+    ids: IdCommit,
 }
 
 impl Writer {
@@ -407,9 +428,10 @@ impl Writer {
         let flusher = {
             let store = self.store.clone();
             let failed = Arc::clone(&failed);
+            let indexed = Arc::clone(&self.indexed_through);
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || flush_loop(&store, &pending, &published, &failed))
+                .spawn(move || flush_loop(&store, &pending, &published, &failed, &indexed))
         };
         let flusher = match flusher {
             Ok(handle) => handle,
@@ -437,7 +459,7 @@ impl Writer {
                 continue;
             }
             match self.commit_group(&requests) {
-                Ok(outcomes) => {
+                Ok((outcomes, ids)) => {
                     let replies = requests
                         .into_iter()
                         .map(|r| r.reply)
@@ -446,6 +468,7 @@ impl Writer {
                     let job = FlushJob {
                         replies,
                         applied: self.applied.clone(),
+                        ids,
                     };
                     if jobs.send(job).is_err() {
                         break;
@@ -465,7 +488,10 @@ impl Writer {
     }
 
     /// Decides every submission of the group and applies one batch.
-    fn commit_group(&mut self, requests: &[Request]) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    fn commit_group(
+        &mut self,
+        requests: &[Request],
+    ) -> Result<(Vec<Vec<Outcome>>, IdCommit), StoreError> {
         let t_start = std::time::Instant::now();
         let mut group = Overlay::default();
         let mut head = self.applied.head.clone();
@@ -488,14 +514,14 @@ impl Writer {
             }
             outcomes.push(answers);
         }
+        let mut ids = IdCommit::default();
         if group.staged.is_empty() && group.rejections.is_empty() {
-            return Ok(outcomes);
+            return Ok((outcomes, ids));
         }
         let t_decided = std::time::Instant::now();
         let mut commit = Commit::default();
-        for staged in &group.staged {
-            commit.event(&staged.event, &staged.json, staged.digest);
-        }
+        let jsons: Vec<&[u8]> = group.staged.iter().map(|s| s.json.as_slice()).collect();
+        commit.events(self.applied.head.position + 1, &jsons);
         for (subject, state) in &group.states {
             commit.state(subject, state);
         }
@@ -516,11 +542,19 @@ impl Writer {
             self.cache.clear();
         }
         self.cache.extend(group.states);
+        let indexed = self
+            .indexed_through
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.recent_ids.retain(|_, r| r.position > indexed);
+        for (id, record) in group.ids {
+            ids.id(id, record);
+            self.recent_ids.insert(id, record);
+        }
         self.applied = Durable {
             head,
             next_rejection,
         };
-        Ok(outcomes)
+        Ok((outcomes, ids))
     }
 
     fn decide_submission(
@@ -669,6 +703,7 @@ impl Writer {
         let mut view = View {
             store: &self.store,
             cache: &mut self.cache,
+            recent_ids: &self.recent_ids,
             group,
             pending,
         };
@@ -732,13 +767,40 @@ impl Writer {
             error: None,
             partnership: Some(envelope.partnership.clone()),
         };
-        pending.staged.push(Staged {
-            event,
-            json,
-            digest,
-        });
+        pending.staged.push(Staged { event, json });
         Ok(Ok(receipt))
     }
+}
+
+/// Completes the id index after a crash: the index is written after the
+/// events it covers, so the newest commits' entries may be missing. Only
+/// that tail is read, so this costs the same whatever the log's length.
+fn reindex_tail(store: &Store) -> Result<(), StoreError> {
+    let head = store.head()?.position;
+    let through = store.indexed_through()?;
+    if through >= head {
+        return Ok(());
+    }
+    let mut ids = IdCommit::default();
+    for event in store.events(through, head) {
+        let event = event?;
+        let data = chain::canonical_data(&event.envelope);
+        ids.id(
+            event.envelope.id,
+            IdRecord {
+                position: event.ledger.position,
+                streamversion: event.ledger.streamversion,
+                digest: chain::digest(&event.envelope, &data),
+            },
+        );
+    }
+    tracing::info!(
+        from = through + 1,
+        to = head,
+        "re-indexed the ids of the newest events"
+    );
+    store.apply_ids(ids)?;
+    store.flush()
 }
 
 /// The flusher thread: takes every applied group waiting, flushes once,
@@ -748,6 +810,7 @@ fn flush_loop(
     jobs: &std::sync::mpsc::Receiver<FlushJob>,
     published: &watch::Sender<Durable>,
     failed: &std::sync::atomic::AtomicBool,
+    indexed: &std::sync::atomic::AtomicU64,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -760,8 +823,20 @@ fn flush_loop(
             }
             continue;
         }
-        match store.flush() {
+        let mut through = None;
+        let mut result = Ok(());
+        for job in &mut batch {
+            let ids = std::mem::take(&mut job.ids);
+            if ids.through() > 0 {
+                through = Some(ids.through());
+                result = result.and_then(|()| store.apply_ids(ids));
+            }
+        }
+        match result.and_then(|()| store.flush()) {
             Ok(()) => {
+                if let Some(through) = through {
+                    indexed.store(through, std::sync::atomic::Ordering::Release);
+                }
                 if let Some(last) = batch.last() {
                     published.send_if_modified(|durable| {
                         let changed = *durable != last.applied;
@@ -836,6 +911,7 @@ fn parse_body(bytes: &[u8]) -> (Vec<Envelope>, Option<Violation>) {
 struct View<'a> {
     store: &'a Store,
     cache: &'a mut HashMap<String, StreamState>,
+    recent_ids: &'a HashMap<Uuid, IdRecord>,
     group: &'a Overlay,
     pending: &'a Overlay,
 }
@@ -861,12 +937,12 @@ impl StateView for View<'_> {
     }
 
     fn id(&mut self, id: Uuid) -> Result<Option<IdRecord>, StoreError> {
-        if let Some(record) = self
+        let known = self
             .pending
             .ids
             .get(&id)
-            .or_else(|| self.group.ids.get(&id))
-        {
+            .or_else(|| self.group.ids.get(&id));
+        if let Some(record) = known.or_else(|| self.recent_ids.get(&id)) {
             return Ok(Some(*record));
         }
         self.store.id(id)

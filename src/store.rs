@@ -1,19 +1,28 @@
 //! The durable log on sled: the only module that knows sled's keys.
 //!
-//! Everything lives in one sled tree under one-byte key prefixes, so that a
-//! commit (events, their indexes, the rule state they change, the new head
-//! and any rejections) is one `apply_batch`, which sled recovers atomically:
-//! after a crash either all of a commit is there or none of it.
+//! Everything lives in one sled tree under one-byte key prefixes. A sled
+//! insert costs microseconds whatever its size, so the layout keeps the
+//! number of keys per event small:
 //!
 //! | key | value |
 //! |---|---|
-//! | `E` position (u64 BE) | the committed event's JSON |
-//! | `I` event id (16 bytes) | position, stream version, content digest |
+//! | `E` first position (u64 BE) | a chunk: up to [`CHUNK_EVENTS`] consecutive committed events as JSON Lines |
 //! | `T` subject | the stream's state (JSON): the rule state and the positions of its events |
-//! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `H` | the head: position, hash, recorded time |
+//! | `I` event id (16 bytes) | position, stream version, content digest |
+//! | `X` | the position through which the id index is complete |
+//! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `N` | the next rejection sequence |
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
+//!
+//! A commit (chunks, stream states, head, rejections) is one
+//! `apply_batch`, which sled recovers atomically: after a crash either all
+//! of it is there or none of it. The id index is written by a second batch
+//! applied after the first (see [`IdCommit`]); sled recovers its log in
+//! order, so a crash can lose index entries of the newest commits but never
+//! keep entries for events that are not there. [`Store::indexed_through`]
+//! says how far the index is complete, and the ledger re-indexes the tail on
+//! open.
 //!
 //! Nothing written here is durable until [`Store::flush`] returns; callers
 //! acknowledge nothing before it.
@@ -26,11 +35,21 @@ use uuid::Uuid;
 
 const EVENT: u8 = b'E';
 const ID: u8 = b'I';
+const INDEXED_THROUGH: &[u8] = b"X";
+
+/// The most events one chunk holds: large enough that a group commit of a
+/// thousand events writes a handful of keys, small enough that reading one
+/// event decodes little else.
+pub const CHUNK_EVENTS: usize = 64;
 const STATE: u8 = b'T';
 const REJECTION: u8 = b'R';
 const HEAD: &[u8] = b"H";
 const NEXT_REJECTION: &[u8] = b"N";
 const CHECKPOINT: u8 = b'C';
+
+/// How long [`Store::open`] waits for a directory lock that a just-closed
+/// handle of this process is still releasing.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -121,21 +140,20 @@ impl std::fmt::Debug for Commit {
 }
 
 impl Commit {
-    /// Adds a committed event with its id index. The stream index is the
-    /// stream's state, which lists its positions.
-    pub fn event(&mut self, event: &CommittedEvent, json: &[u8], digest: [u8; 32]) {
-        let position = event.ledger.position;
-        self.writes += 1;
-        self.batch.insert(&event_key(position), json);
-        let record = IdRecord {
-            position,
-            streamversion: event.ledger.streamversion,
-            digest,
-        };
-        self.writes += 1;
-        self.batch
-            .insert(&id_key(event.envelope.id), &record.encode()[..]);
-        self.events += 1;
+    /// Adds consecutive committed events, given as their JSON, the first at
+    /// `first_position`, in chunks of at most [`CHUNK_EVENTS`].
+    pub fn events(&mut self, first_position: u64, jsons: &[&[u8]]) {
+        for (i, chunk) in jsons.chunks(CHUNK_EVENTS).enumerate() {
+            let mut value = Vec::with_capacity(chunk.iter().map(|j| j.len() + 1).sum());
+            for json in chunk {
+                value.extend_from_slice(json);
+                value.push(b'\n');
+            }
+            let first = first_position + (i * CHUNK_EVENTS) as u64;
+            self.writes += 1;
+            self.batch.insert(&event_key(first), value);
+            self.events += chunk.len();
+        }
     }
 
     /// Sets a stream's rule state.
@@ -168,6 +186,33 @@ impl Commit {
 
     pub fn is_empty(&self) -> bool {
         self.writes == 0
+    }
+}
+
+/// Id index entries for events already committed, applied after their
+/// [`Commit`], with the position through which the index is then complete.
+#[derive(Default)]
+pub struct IdCommit {
+    batch: sled::Batch,
+    through: u64,
+}
+
+impl std::fmt::Debug for IdCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdCommit")
+            .field("through", &self.through)
+            .finish()
+    }
+}
+
+impl IdCommit {
+    pub fn id(&mut self, id: Uuid, record: IdRecord) {
+        self.batch.insert(&id_key(id), &record.encode()[..]);
+        self.through = self.through.max(record.position);
+    }
+
+    pub fn through(&self) -> u64 {
+        self.through
     }
 }
 
@@ -212,20 +257,54 @@ fn decode_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
 
 impl Store {
     /// Opens (or creates) the database in `dir`.
+    ///
+    /// sled releases its directory lock from background threads some
+    /// milliseconds after the last handle is dropped, so a ledger reopened
+    /// right after [`crate::ledger::Ledger::close`] may find the lock still
+    /// held. Lock contention is therefore retried for up to
+    /// [`LOCK_PATIENCE`]; a directory held by a live process still fails.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // sled's page cache; the working set of rule state and recent
-            // events fits well within this.
-            .cache_capacity(512 * 1024 * 1024)
-            .open()?;
-        Ok(Self { db })
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                // sled's page cache; the working set of rule state and recent
+                // events fits well within this.
+                .cache_capacity(512 * 1024 * 1024)
+                .open();
+            match opened {
+                Ok(db) => return Ok(Self { db }),
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Applies a commit atomically. Not durable until [`Store::flush`].
     pub fn apply(&self, commit: Commit) -> Result<(), StoreError> {
         self.db.apply_batch(commit.batch)?;
         Ok(())
+    }
+
+    /// Applies id index entries and moves the index's completeness mark.
+    pub fn apply_ids(&self, mut ids: IdCommit) -> Result<(), StoreError> {
+        ids.batch
+            .insert(INDEXED_THROUGH, &ids.through.to_be_bytes()[..]);
+        self.db.apply_batch(ids.batch)?;
+        Ok(())
+    }
+
+    /// The position through which every event's id is indexed.
+    pub fn indexed_through(&self) -> Result<u64, StoreError> {
+        match self.db.get(INDEXED_THROUGH)? {
+            None => Ok(0),
+            Some(bytes) => decode_u64(&bytes, "indexed through"),
+        }
     }
 
     /// Makes every applied commit durable. Blocking: call it from a
@@ -296,7 +375,19 @@ impl Store {
 
     /// The raw JSON of the event at `position`.
     pub fn event_json(&self, position: u64) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.db.get(event_key(position))?)
+        if position == 0 {
+            return Ok(None);
+        }
+        let Some((key, chunk)) = self.db.get_lt(event_key(position + 1))? else {
+            return Ok(None);
+        };
+        if key.first() != Some(&EVENT) {
+            return Ok(None);
+        }
+        let first = decode_u64(&key[1..], "event key")?;
+        Ok(lines(&chunk)
+            .nth((position - first) as usize)
+            .map(|(offset, len)| chunk.subslice(offset, len)))
     }
 
     pub fn event(&self, position: u64) -> Result<Option<CommittedEvent>, StoreError> {
@@ -312,14 +403,30 @@ impl Store {
         after: u64,
         until: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + use<> {
-        let range = event_key(after.saturating_add(1))..=event_key(until);
+        let start = after.saturating_add(1);
+        // The chunk holding `start` begins at or before it.
+        let first_key = match self.db.get_lt(event_key(start.saturating_add(1))) {
+            Ok(Some((key, _))) if key.first() == Some(&EVENT) => key.to_vec(),
+            _ => event_key(start).to_vec(),
+        };
         let empty = after >= until;
         self.db
-            .range(range)
+            .range(first_key..=event_key(until).to_vec())
             .take_while(move |_| !empty)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((decode_u64(&key[1..], "event key")?, value))
+            .flat_map(move |item| {
+                let rows: Vec<Result<(u64, sled::IVec), StoreError>> = match item {
+                    Err(e) => vec![Err(e.into())],
+                    Ok((key, chunk)) => match decode_u64(&key[1..], "event key") {
+                        Err(e) => vec![Err(e)],
+                        Ok(first) => lines(&chunk)
+                            .enumerate()
+                            .map(|(i, (offset, len))| (first + i as u64, offset, len))
+                            .filter(|(p, _, _)| (start..=until).contains(p))
+                            .map(|(p, offset, len)| Ok((p, chunk.subslice(offset, len))))
+                            .collect(),
+                    },
+                };
+                rows
             })
     }
 
@@ -354,7 +461,20 @@ impl Store {
     /// for tests of `verify` that simulate tampering with the disk.
     #[doc(hidden)]
     pub fn tamper(&self, position: u64, json: &[u8]) -> Result<(), StoreError> {
-        self.db.insert(event_key(position), json)?;
+        let Some((key, chunk)) = self.db.get_lt(event_key(position + 1))? else {
+            return Ok(());
+        };
+        let first = decode_u64(&key[1..], "event key")?;
+        let mut value = Vec::with_capacity(chunk.len() + json.len());
+        for (i, (offset, len)) in lines(&chunk).enumerate() {
+            if first + i as u64 == position {
+                value.extend_from_slice(json);
+            } else {
+                value.extend_from_slice(&chunk[offset..offset + len]);
+            }
+            value.push(b'\n');
+        }
+        self.db.insert(key, value)?;
         self.db.flush()?;
         Ok(())
     }
@@ -363,6 +483,24 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
     }
+}
+
+/// The (offset, length) of each line of a chunk, without its newline.
+/// Compact JSON never holds a raw newline, so lines are events.
+fn lines(chunk: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if offset >= chunk.len() {
+            return None;
+        }
+        let len = chunk[offset..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(chunk.len() - offset);
+        let line = (offset, len);
+        offset += len + 1;
+        Some(line)
+    })
 }
 
 fn decode_event(position: u64, bytes: &[u8]) -> Result<CommittedEvent, StoreError> {
