@@ -6,7 +6,8 @@
 //! | `append_batched` | atomic batches of 1,000 through the append path | the same committed bytes inserted into sled in batches of 1,000, one flush each |
 //! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
 //! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
-//! | `projection_catchup` | the projector's first start: the whole log folded into the dashboards | `replay` |
+//! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
+//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`) | a JetStream pull consumer that only acks the same messages |
 //! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
 //!
 //! The log is built by `append_batched` itself, so every later figure runs
@@ -42,6 +43,16 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Jobseekers in the simulated history that `import` and `export` are
+    /// measured on (about 28 events each).
+    #[arg(long, default_value_t = 100_000)]
+    pub export_jobseekers: u32,
+    /// A nats-server to measure `nats_ingest` on (streams of its own, deleted afterwards).
+    #[arg(long = "nats", value_name = "URL")]
+    pub nats: Option<String>,
+    /// Events for `nats_ingest`; by default `--events`, at most 200,000.
+    #[arg(long, value_name = "N")]
+    pub nats_events: Option<u64>,
 }
 
 /// One figure beside its baseline.
@@ -53,6 +64,16 @@ pub struct Figure {
     /// For latency figures: the 99th percentile of one operation, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// For whole runs (start-up, export): how long one took, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// For export: the peak resident memory of the exporting process, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_mib: Option<f64>,
+    /// For export: seconds per million events on half the log over the
+    /// same on the whole log; 1.0 is exactly linear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linearity: Option<f64>,
     /// What was counted, for the table.
     #[serde(skip)]
     pub unit: &'static str,
@@ -67,6 +88,9 @@ impl Figure {
             baseline_per_s,
             ratio: per_s / baseline_per_s,
             p99_ms: None,
+            seconds: None,
+            peak_mib: None,
+            linearity: None,
             unit: "events/s",
         }
     }
@@ -161,7 +185,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let ours = started.elapsed();
     anyhow::ensure!(count == head, "replay read {count} events of {head}");
-    let (raw_count, raw_took) = tokio::task::spawn_blocking(move || raw_replay(&raw_dir)).await??;
+    let (raw_count, raw_took) = tokio::task::spawn_blocking({
+        let raw_dir = raw_dir.clone();
+        move || raw_replay(&raw_dir)
+    })
+    .await??;
     figures.push(("replay", Figure::new(count, ours, raw_count, raw_took)));
 
     progress(&args, "projection_catchup: the dashboards from position 0");
@@ -172,7 +200,193 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     figures.push(("dashboard_read", read));
 
     ledger.close();
+
+    progress(&args, "startup: reopening the ledger on that log");
+    figures.push(("startup", startup(&ledger_dir, &raw_dir)?));
+
+    let batched = figures
+        .iter()
+        .find(|(name, _)| *name == "append_batched")
+        .map_or(1.0, |(_, f)| f.per_s);
+    let replay = figures
+        .iter()
+        .find(|(name, _)| *name == "replay")
+        .map_or(1.0, |(_, f)| f.per_s);
+    progress(
+        &args,
+        &format!(
+            "import: a simulated history of {} jobseekers",
+            args.export_jobseekers
+        ),
+    );
+    let (import, events) = import_history(&root, args.export_jobseekers, batched).await?;
+    figures.push(("import", import));
+    progress(
+        &args,
+        &format!("export: the evaluation dataset of {events} events"),
+    );
+    figures.push(("export", export_dataset(&root, events, replay)?));
+
+    if let Some(url) = &args.nats {
+        let events = args.nats_events.unwrap_or(args.events.min(200_000));
+        progress(
+            &args,
+            &format!("nats_ingest: {events} events through {url}"),
+        );
+        let measured = crate::nats::bench::ingest(url, events, &root).await?;
+        let mut figure = Figure::new(
+            measured.events,
+            measured.took,
+            measured.baseline_events,
+            measured.baseline_took,
+        );
+        figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
+        figures.push(("nats_ingest", figure));
+    }
     report(&args, &figures)
+}
+
+/// `startup`: opening the ledger on the bench log (it reads the head and
+/// completes the id index's tail), beside opening a raw sled database of
+/// the same events. Neither may grow with the log.
+fn startup(ledger_dir: &std::path::Path, raw_dir: &std::path::Path) -> Result<Figure> {
+    let started = Instant::now();
+    let ledger = Ledger::open(ledger_dir, LedgerOptions::default())?;
+    let head = ledger.head().position;
+    let ours = started.elapsed();
+    ledger.close();
+    let started = Instant::now();
+    let db = sled::Config::new().path(raw_dir).open()?;
+    let last = db.last()?;
+    let raw = started.elapsed();
+    drop((db, last));
+    let mut figure = Figure::new(1, ours, 1, raw);
+    figure.seconds = Some(ours.as_secs_f64());
+    figure.unit = "opens/s";
+    tracing::debug!(head, ?ours, ?raw, "start-up");
+    Ok(figure)
+}
+
+/// `import`: a realistic simulated history, every line through all the
+/// rules, beside `append_batched` of the same run. Returns the figure and
+/// the number of events committed.
+async fn import_history(
+    root: &std::path::Path,
+    jobseekers: u32,
+    batched_per_s: f64,
+) -> Result<(Figure, u64)> {
+    use std::io::Write;
+    let months = 36;
+    let start = Utc::now().date_naive() - chrono::Months::new(months + 1);
+    let scenario = crate::simulate::Scenario {
+        partnerships: 4,
+        jobseekers,
+        months,
+        seed: 7,
+        start,
+        invalid_rate: 0.0,
+    };
+    let path = root.join("history.jsonl");
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        for simulated in crate::simulate::simulate(&scenario) {
+            out.write_all(simulated.line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let dir = root.join("import");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let started = Instant::now();
+    let summary = crate::import::import(&ledger, input, "history.jsonl", |_, _| {}).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(
+        summary.rejected == 0,
+        "the simulated history was not accepted in full: {:?}",
+        summary.problems.first()
+    );
+    ledger.close();
+    let lines = summary.accepted + summary.duplicate;
+    let per_s = lines as f64 / took.as_secs_f64().max(1e-9);
+    let mut figure = Figure::new(lines, took, 1, Duration::from_secs(1));
+    figure.baseline_per_s = batched_per_s;
+    figure.ratio = per_s / batched_per_s;
+    Ok((figure, summary.accepted))
+}
+
+/// `export`: the evaluation dataset of the imported history, written by a
+/// child `rotation-ledger export` so that its time and peak memory are its
+/// own; beside `replay`'s events/s. It is run on half the log too (as of
+/// the middle event's recorded time) to show the cost is linear.
+fn export_dataset(root: &std::path::Path, events: u64, replay_per_s: f64) -> Result<Figure> {
+    let dir = root.join("import");
+    let key = root.join("study.key");
+    std::fs::write(&key, b"bench study key")?;
+    let middle = {
+        let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+        let event = ledger.store().event(events / 2)?;
+        ledger.close();
+        event.map(|e| e.ledger.recordedtime)
+    };
+    let run = |as_of: Option<&str>| -> Result<(Duration, f64)> {
+        let out = root.join("dataset");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .arg("export")
+            .arg("--data")
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key-file")
+            .arg(&key)
+            .stdout(std::process::Stdio::null());
+        if let Some(as_of) = as_of {
+            command.arg("--as-of").arg(as_of);
+        }
+        let started = Instant::now();
+        let child = command.spawn()?;
+        let (status, peak_kib) = wait_with_peak(child)?;
+        let took = started.elapsed();
+        anyhow::ensure!(status == 0, "export exited with status {status}");
+        Ok((took, peak_kib as f64 / 1024.0))
+    };
+    let (took, peak_mib) = run(None)?;
+    let mut figure = Figure::new(events, took, 1, Duration::from_secs(1));
+    figure.baseline_per_s = replay_per_s;
+    figure.ratio = figure.per_s / replay_per_s;
+    figure.seconds = Some(took.as_secs_f64());
+    figure.peak_mib = Some(peak_mib);
+    if let Some(middle) = middle {
+        let (half, _) = run(Some(&middle))?;
+        let per_event_half = half.as_secs_f64() / (events / 2).max(1) as f64;
+        let per_event_whole = took.as_secs_f64() / events.max(1) as f64;
+        figure.linearity = Some(per_event_half / per_event_whole);
+    }
+    Ok(figure)
+}
+
+/// Waits for a child and returns its exit status and peak resident set
+/// size in KiB: the kernel's high-water mark (`VmHWM`), read every few
+/// milliseconds until the child exits.
+fn wait_with_peak(mut child: std::process::Child) -> Result<(i32, u64)> {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok((status.code().unwrap_or(-1), peak));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Appends `count` synthetic events in atomic batches of [`BATCH`], with a
@@ -234,9 +448,16 @@ fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
                 f.baseline_per_s,
                 f.ratio,
                 f.unit,
-                f.p99_ms
-                    .map(|ms| format!(", p99 {ms:.3} ms"))
-                    .unwrap_or_default()
+                [
+                    f.p99_ms.map(|ms| format!(", p99 {ms:.3} ms")),
+                    f.seconds.map(|s| format!(", {s:.3} s")),
+                    f.peak_mib.map(|m| format!(", peak {m:.0} MiB")),
+                    f.linearity
+                        .map(|l| format!(", half/whole per event {l:.2}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<String>()
             );
         }
     }
@@ -412,10 +633,11 @@ impl Synthetic {
 
 /// `projection_catchup` and `dashboard_read`, on the log built above.
 ///
-/// `projection_catchup` starts the projector on the log with no checkpoint
-/// and times it until it has applied the head, checkpoints included: the
-/// work of a first start or a rebuild. Its baseline is `replay`, reading
-/// and decoding the same log without folding it.
+/// `projection_catchup` times the fold of the whole log from position 0
+/// into fresh dashboards, reading and decoding included: the work of
+/// `rebuild` or of a first start. Its baseline is `replay`, reading and
+/// decoding the same log without folding it. The rebuild's checkpoint is
+/// then written (untimed), so the projector below starts from it.
 ///
 /// `dashboard_read` then times the projector's read of a protected
 /// dashboard with the cache emptied before every read, so each read
@@ -427,9 +649,34 @@ impl Synthetic {
 async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figure)> {
     use crate::projector::{DashboardRead, DashboardView, Projector, ProjectorOptions};
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let head = ledger.head().position;
-    let started = Instant::now();
+    let took = tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        move || -> Result<Duration> {
+            let started = Instant::now();
+            let mut folded = Duration::ZERO;
+            crate::projector::rebuild(&ledger, |position, head| {
+                if position == head {
+                    folded = started.elapsed();
+                }
+            })?;
+            Ok(folded)
+        }
+    })
+    .await??;
+    let catchup_per_s = head as f64 / took.as_secs_f64().max(1e-9);
+    let catchup = Figure {
+        per_s: catchup_per_s,
+        baseline_per_s: replay_per_s,
+        ratio: catchup_per_s / replay_per_s.max(1e-9),
+        p99_ms: None,
+        seconds: None,
+        peak_mib: None,
+        linearity: None,
+        unit: "events/s",
+    };
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let (projector, task) = Projector::start(
         ledger.clone(),
         std::sync::Arc::new(crate::config::Config::default()),
@@ -438,16 +685,6 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
     )
     .await?;
     projector.wait_for(head).await;
-    let took = started.elapsed();
-    let catchup_per_s = head as f64 / took.as_secs_f64().max(1e-9);
-    let catchup = Figure {
-        per_s: catchup_per_s,
-        baseline_per_s: replay_per_s,
-        ratio: catchup_per_s / replay_per_s.max(1e-9),
-        p99_ms: None,
-        unit: "events/s",
-    };
-
     let partnership = "bench-1";
     let reads = 2_000;
     let read = {
@@ -480,6 +717,9 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
                 per_s,
                 baseline_per_s,
                 ratio: per_s / baseline_per_s,
+                seconds: None,
+                peak_mib: None,
+                linearity: None,
                 p99_ms: Some(p99.as_secs_f64() * 1_000.0),
                 unit: "reads/s",
             })

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use rotation_events::{
-    Benefit, CommittedEvent, EndReason, Ethnicity, InvalidEvent, ProgressionKind, ReferredBy,
-    Sector, Sex, Size, Status, YesNo,
+    Benefit, CommittedEvent, EndReason, Ethnicity, EventData, InvalidEvent, ProgressionKind,
+    ReferredBy, Sector, Sex, Size, Status, YesNo,
 };
 use rotation_projections::dataset::{
     AgeBand, DEFINITIONS_VERSION, Dataset, DatasetFold, JobseekerRow, ReleaseRow, SubstitutionRow,
@@ -138,6 +138,32 @@ pub fn export<E: std::error::Error + Send + Sync + 'static>(
     events: impl Iterator<Item = Result<CommittedEvent, E>>,
     options: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
+    export_decoded(events.map(|item| item.map(Decoded::new)), options)
+}
+
+/// A committed event with its typed data already read, so that reading can
+/// happen on other threads than the fold ([`crate::store::Store::replay_map`]).
+#[derive(Debug)]
+pub struct Decoded {
+    pub event: CommittedEvent,
+    pub data: Result<EventData, InvalidEvent>,
+}
+
+impl Decoded {
+    /// Reads the typed data, then drops the JSON tree it came from: the
+    /// fold needs only the typed form.
+    pub fn new(mut event: CommittedEvent) -> Self {
+        let data = event.envelope.data();
+        event.envelope.data = serde_json::Value::Null;
+        Self { event, data }
+    }
+}
+
+/// [`export`] of events whose data is already decoded.
+pub fn export_decoded<E: std::error::Error + Send + Sync + 'static>(
+    events: impl Iterator<Item = Result<Decoded, E>>,
+    options: &ExportOptions,
+) -> Result<ExportSummary, ExportError> {
     if options.key.is_empty() {
         return Err(ExportError::EmptyKey);
     }
@@ -147,8 +173,8 @@ pub fn export<E: std::error::Error + Send + Sync + 'static>(
     // The ledger commits in groups that share one recordedtime, so a time
     // already found to be within `as_of` need not be parsed again.
     let mut within: Option<String> = None;
-    for event in events {
-        let event = event.map_err(|e| ExportError::Read(Box::new(e)))?;
+    for decoded in events {
+        let Decoded { event, data } = decoded.map_err(|e| ExportError::Read(Box::new(e)))?;
         let position = event.ledger.position;
         if position != head_position + 1 {
             return Err(ExportError::OutOfOrder {
@@ -170,7 +196,7 @@ pub fn export<E: std::error::Error + Send + Sync + 'static>(
             }
             within = Some(event.ledger.recordedtime.clone());
         }
-        fold.try_apply(&event)
+        fold.try_apply_with(&event, || data)
             .map_err(|source| ExportError::Undecodable { position, source })?;
         head_position = position;
         head_hash = event.ledger.hash;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rotation_events::{CommittedEvent, Envelope, LedgerAttributes, Subject};
+use rotation_events::{CommittedEvent, Envelope, EventData, LedgerAttributes, Subject};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -41,6 +41,8 @@ pub struct Submission {
     /// The RFC 8785 form of each envelope's `data`, made once here so that
     /// the writer only frames it.
     canonical_data: Vec<Vec<u8>>,
+    /// Each envelope's typed data, upcast: read here rather than by the writer.
+    typed: Vec<EventData>,
     /// SHA-256 of each envelope's canonical JSON, for idempotency.
     digests: Vec<[u8; 32]>,
     /// Why the bytes are not a well-formed event or batch.
@@ -73,10 +75,20 @@ impl Submission {
     fn new(
         body: Option<Vec<u8>>,
         envelopes: Vec<Envelope>,
-        parse_error: Option<Violation>,
+        mut parse_error: Option<Violation>,
         origin: String,
         caller: Caller,
     ) -> Self {
+        let mut typed = Vec::with_capacity(envelopes.len());
+        for envelope in &envelopes {
+            match envelope.data() {
+                Ok(data) => typed.push(data),
+                Err(e) if parse_error.is_none() => {
+                    parse_error = Some(Violation::new(ErrorCode::InvalidEvent, e.0));
+                }
+                Err(_) => {}
+            }
+        }
         let canonical_data: Vec<Vec<u8>> = envelopes.iter().map(chain::canonical_data).collect();
         let digests = envelopes
             .iter()
@@ -87,6 +99,7 @@ impl Submission {
             body,
             envelopes,
             canonical_data,
+            typed,
             digests,
             parse_error,
             origin,
@@ -186,12 +199,27 @@ pub struct Durable {
 pub struct LedgerOptions {
     /// The most events one group commit takes before it flushes.
     pub max_group_events: usize,
+    /// sled's page cache. The working set of a serving ledger (rule state,
+    /// recent events) fits well within the default; a one-pass reader such
+    /// as `export` gains nothing from a large one.
+    pub cache_bytes: u64,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
         Self {
             max_group_events: 20_000,
+            cache_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl LedgerOptions {
+    /// For tools that read the log once from end to end.
+    pub fn one_pass() -> Self {
+        Self {
+            cache_bytes: 32 * 1024 * 1024,
+            ..Self::default()
         }
     }
 }
@@ -225,7 +253,7 @@ impl Ledger {
     /// Opens the ledger in `dir` and starts its writer. Start-up reads the
     /// head and nothing else, whatever the log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
-        let store = Store::open(dir)?;
+        let store = Store::open(dir, options.cache_bytes)?;
         reindex_tail(&store)?;
         let durable = Durable {
             head: store.head()?,
@@ -309,6 +337,15 @@ impl Ledger {
         after: u64,
     ) -> impl Iterator<Item = Result<CommittedEvent, StoreError>> + use<> {
         self.shared.store.events(after, self.head().position)
+    }
+
+    /// Durable committed events after `after`, up to the durable head now,
+    /// decoded in parallel: for whole-log replays.
+    pub fn replay(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<CommittedEvent, StoreError>> + use<> {
+        self.shared.store.replay(after, self.head().position)
     }
 
     /// One stream's durable events, in version order.
@@ -572,13 +609,15 @@ impl Writer {
         let mut receipts = Vec::with_capacity(envelopes.len());
         let mut failure = submission.parse_error.clone().map(|v| (None, v));
         if failure.is_none() {
-            for ((envelope, digest), data) in envelopes
+            for (((envelope, digest), data), typed) in envelopes
                 .iter()
                 .zip(&submission.digests)
                 .zip(&submission.canonical_data)
+                .zip(&submission.typed)
             {
                 let verdict = self.decide_event(
                     envelope,
+                    typed,
                     *digest,
                     data,
                     &submission.caller,
@@ -679,6 +718,7 @@ impl Writer {
     fn decide_event(
         &mut self,
         envelope: &Envelope,
+        data: &EventData,
         digest: [u8; 32],
         canonical_data: &[u8],
         caller: &Caller,
@@ -726,11 +766,7 @@ impl Writer {
                 partnership: Some(envelope.partnership.clone()),
             }));
         }
-        let data = match envelope.data() {
-            Ok(data) => data,
-            Err(e) => return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0))),
-        };
-        let changes = match rules::decide(&mut view, envelope, &data)? {
+        let changes = match rules::decide(&mut view, envelope, data)? {
             Ok(changes) => changes,
             Err(violation) => return Ok(Err(violation)),
         };

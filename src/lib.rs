@@ -11,6 +11,13 @@
 //! - [`export`]: the evaluation data package: dataset rows pseudonymised,
 //!   written as CSV with a Frictionless descriptor and provenance.
 //! - [`import`]: JSON Lines in, through the append path.
+//! - [`projector`]: the board dashboards kept up to date with the log,
+//!   served from memory and checkpointed in the store.
+//! - [`http`]: the HTTP API and the board page; the only module that knows
+//!   HTTP.
+//! - [`metrics`]: the append path's counters and the Prometheus text.
+//! - [`server`]: `serve`: the projector, HTTP and NATS with one shutdown path.
+//! - [`demo`]: `demo`: a simulated history served, its tail appended slowly.
 //! - [`simulate`]: a deterministic, plausible scheme history as partner services
 //!   would submit it, for the demo, imports, tests and benchmarks.
 //! - [`bench`]: the figures of `rotation-ledger bench`, each beside its raw baseline.
@@ -19,10 +26,15 @@ pub mod auth;
 pub mod bench;
 pub mod chain;
 pub mod config;
+pub mod demo;
 pub mod export;
+pub mod http;
 pub mod import;
 pub mod ledger;
+pub mod metrics;
 pub mod nats;
+pub mod projector;
 pub mod rules;
+pub mod server;
 pub mod simulate;
 pub mod store;

@@ -3,12 +3,18 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use rotation_ledger::config::Config;
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
+use rotation_ledger::server::{self, Access, Server};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +32,41 @@ struct DataDir {
     /// Where the ledger keeps its data.
     #[arg(long = "data", value_name = "DIR", default_value = "./ledger-data")]
     dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The TOML configuration (tokens, disclosure control, scheme limits). Without tokens a
+    /// fresh admin token is printed and only loopback addresses are allowed.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address the HTTP API listens on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    #[command(flatten)]
+    nats: rotation_ledger::nats::NatsArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DemoArgs {
+    /// Keep the demo's ledger here; by default a temporary directory removed on exit.
+    /// A ledger that already holds events is served as it is.
+    #[arg(long = "data", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The TOML configuration; without tokens a fresh admin token is printed.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address the HTTP API listens on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Seconds between two held-back events.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.5)]
+    every: f64,
+    /// Seed of the simulated history.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +104,15 @@ enum Command {
     },
     /// Counts of events, streams and rejections, and the size on disk.
     Stats {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Serve the HTTP API and the live boards (and NATS with --nats) until Ctrl-C or SIGTERM.
+    Serve(Box<ServeArgs>),
+    /// Serve a simulated two-partnership history on loopback, appending its last events slowly.
+    Demo(Box<DemoArgs>),
+    /// Rebuild the dashboards from the whole log and write their checkpoint.
+    Rebuild {
         #[command(flatten)]
         data: DataDir,
     },
@@ -142,15 +192,36 @@ fn main() -> Result<()> {
 }
 
 fn open(data: &DataDir) -> Result<Ledger> {
-    Ledger::open(&data.dir, LedgerOptions::default())
+    open_with(data, LedgerOptions::default())
+}
+
+fn open_with(data: &DataDir, options: LedgerOptions) -> Result<Ledger> {
+    Ledger::open(&data.dir, options)
         .with_context(|| format!("cannot open the ledger in {}", data.dir.display()))
+}
+
+/// Opens a ledger that must exist already. The verbs that only read use
+/// it, because opening creates: `verify` on a mistyped path would
+/// otherwise make an empty ledger there and call its chain sound.
+fn open_existing(data: &DataDir) -> Result<Ledger> {
+    open_existing_with(data, LedgerOptions::default())
+}
+
+fn open_existing_with(data: &DataDir, options: LedgerOptions) -> Result<Ledger> {
+    if !data.dir.is_dir() {
+        bail!(
+            "no ledger in {}: the directory does not exist",
+            data.dir.display()
+        );
+    }
+    open_with(data, options)
 }
 
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Import { data, file } => import(&data, &file).await,
         Command::Dump { data, after } => {
-            let ledger = open(&data)?;
+            let ledger = open_existing(&data)?;
             let head = ledger.head().position;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for item in ledger.store().events_json(after, head) {
@@ -162,7 +233,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Verify { data, json } => {
-            let ledger = open(&data)?;
+            let ledger = open_existing(&data)?;
             let verdict = ledger.verify()?;
             if json {
                 println!("{}", serde_json::to_string(&verdict)?);
@@ -184,7 +255,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Rejections { data, json } => {
-            let ledger = open(&data)?;
+            let ledger = open_existing(&data)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for record in ledger.rejections(0) {
                 let record = record?;
@@ -202,7 +273,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Stats { data } => {
-            let ledger = open(&data)?;
+            let ledger = open_existing(&data)?;
             let head = ledger.head();
             let streams = ledger
                 .store()
@@ -218,6 +289,9 @@ async fn run(command: Command) -> Result<()> {
             println!("disk bytes  {}", ledger.store().size_on_disk()?);
             Ok(())
         }
+        Command::Serve(args) => serve(*args).await,
+        Command::Demo(args) => demo(*args).await,
+        Command::Rebuild { data } => rebuild(&data).await,
         Command::Bench(args) => rotation_ledger::bench::run(args).await,
         Command::Simulate {
             partnerships,
@@ -276,7 +350,7 @@ async fn run(command: Command) -> Result<()> {
                 program_version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             let ledger = open(&data)?;
-            let events = ledger.events_iter(0);
+            let events = ledger.replay(0);
             let summary = tokio::task::spawn_blocking(move || {
                 rotation_ledger::export::export(events, &options)
             })
@@ -329,5 +403,158 @@ async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
     if summary.accepted + summary.duplicate + summary.rejected == 0 && size > 0 {
         bail!("{name} holds no events");
     }
+    Ok(())
+}
+
+fn load_config(path: Option<&Path>) -> Result<Option<Config>> {
+    Ok(path.map(Config::load).transpose()?)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let access = server::access(load_config(args.config.as_deref())?, args.http)?;
+    let ledger = open(&args.data)?;
+    let listener = server::bind(args.http).await?;
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    let Access {
+        config,
+        fresh_token,
+    } = access;
+    let server = Server::start(&ledger, Arc::new(config), listener, args.nats, shutdown).await?;
+    announce(&server, &ledger, &args.data.dir, fresh_token.as_deref()).await;
+    server.wait().await?;
+    ledger.close();
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.every.is_finite() && args.every > 0.0,
+        "--every must be a positive number of seconds"
+    );
+    let access = server::access(load_config(args.config.as_deref())?, args.http)?;
+    let temp;
+    let dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("rotation-ledger-demo-")
+                .tempdir()
+                .context("cannot make a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let ledger = Ledger::open(&dir, LedgerOptions::default())
+        .with_context(|| format!("cannot open the ledger in {}", dir.display()))?;
+    // Taking the port first fails fast, before the history is made.
+    let listener = server::bind(args.http).await?;
+    let held_back = if ledger.head().position == 0 {
+        eprintln!("demo: simulating two partnerships' history up to today");
+        let scenario = rotation_ledger::demo::scenario(chrono::Utc::now().date_naive(), args.seed);
+        let history =
+            tokio::task::spawn_blocking(move || rotation_ledger::demo::history(&scenario, 600))
+                .await?;
+        let summary = rotation_ledger::demo::load(&ledger, &history.loaded).await?;
+        eprintln!(
+            "demo: imported {summary}; {} more events will follow, one every {}s",
+            history.held_back.len(),
+            args.every
+        );
+        history.held_back
+    } else {
+        eprintln!(
+            "demo: {} already holds {} events; serving them as they are",
+            dir.display(),
+            ledger.head().position
+        );
+        Vec::new()
+    };
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    let Access {
+        config,
+        fresh_token,
+    } = access;
+    let server = Server::start(
+        &ledger,
+        Arc::new(config),
+        listener,
+        Default::default(),
+        shutdown.clone(),
+    )
+    .await?;
+    announce(&server, &ledger, &dir, fresh_token.as_deref()).await;
+    let trickle = tokio::spawn({
+        let ledger = ledger.clone();
+        let every = Duration::from_secs_f64(args.every);
+        async move {
+            let appended =
+                rotation_ledger::demo::trickle(&ledger, held_back, every, shutdown.clone()).await;
+            if !shutdown.is_cancelled() {
+                eprintln!("demo: the whole history is in; the boards stay as they are now");
+            }
+            appended
+        }
+    });
+    server.wait().await?;
+    trickle.await??;
+    ledger.close();
+    Ok(())
+}
+
+/// Prints where the server listens and how to open the boards, with the
+/// fresh admin token when there is one, as a notebook server does.
+async fn announce(server: &Server, ledger: &Ledger, dir: &Path, fresh_token: Option<&str>) {
+    // The boards to list are the partnerships the dashboards know; give
+    // them a moment to catch up with the log after a start.
+    let head = ledger.head().position;
+    let _ = tokio::time::timeout(Duration::from_secs(3), server.projector().wait_for(head)).await;
+    let base = format!("http://{}", server.local_addr());
+    let mut partnerships = server.projector().partnerships();
+    if partnerships.is_empty() {
+        partnerships.push("<partnership>".to_owned());
+    }
+    let token = fresh_token.unwrap_or("<board token>");
+    println!();
+    println!(
+        "  The rotation ledger is serving {base} (data in {})",
+        dir.display()
+    );
+    if let Some(token) = fresh_token {
+        println!("  Admin token, shown only now: {token}");
+    }
+    println!("  Boards:");
+    for slug in &partnerships {
+        println!("      {base}/boards/{slug}?token={token}");
+    }
+    println!("  API:     curl -H 'Authorization: Bearer {token}' {base}/v1/events");
+    println!("  Stop with Ctrl-C.");
+    println!();
+}
+
+async fn rebuild(data: &DataDir) -> Result<()> {
+    let ledger = open(data)?;
+    let head = ledger.head().position;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(head);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let position = tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        let bar = bar.clone();
+        move || {
+            rotation_ledger::projector::rebuild(&ledger, |position, _| bar.set_position(position))
+        }
+    })
+    .await??;
+    bar.finish_and_clear();
+    println!("rebuilt the dashboards from {position} events and wrote their checkpoint");
+    ledger.close();
     Ok(())
 }

@@ -40,7 +40,13 @@ const INDEXED_THROUGH: &[u8] = b"X";
 /// The most events one chunk holds: large enough that a group commit of a
 /// thousand events writes a handful of keys, small enough that reading one
 /// event decodes little else.
-pub const CHUNK_EVENTS: usize = 64;
+pub const CHUNK_EVENTS: usize = 16;
+
+/// Threads decoding a [`Store::replay`].
+const DECODERS: usize = 2;
+
+/// Events per unit of work handed to a replay decoder.
+const REPLAY_BATCH: usize = 512;
 const STATE: u8 = b'T';
 const REJECTION: u8 = b'R';
 const HEAD: &[u8] = b"H";
@@ -263,14 +269,16 @@ impl Store {
     /// right after [`crate::ledger::Ledger::close`] may find the lock still
     /// held. Lock contention is therefore retried for up to
     /// [`LOCK_PATIENCE`]; a directory held by a live process still fails.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + LOCK_PATIENCE;
         loop {
             let opened = sled::Config::new()
                 .path(dir)
-                // sled's page cache; the working set of rule state and recent
-                // events fits well within this.
-                .cache_capacity(512 * 1024 * 1024)
+                .cache_capacity(cache_bytes)
+                // Pages larger than a quarter segment go to separate blob
+                // files, which are slow to write and read; 8 MiB segments
+                // keep every chunk of events inline.
+                .segment_size(8 * 1024 * 1024)
                 .open();
             match opened {
                 Ok(db) => return Ok(Self { db }),
@@ -428,6 +436,78 @@ impl Store {
                 };
                 rows
             })
+    }
+
+    /// Decoded events from `after + 1` up to and including `until`, in
+    /// position order, decoded on [`DECODERS`] threads while the caller
+    /// works on the previous ones: for whole-log replays (export, projection
+    /// catch-up), where decoding JSON is most of the cost. Dropping the
+    /// iterator stops the threads.
+    pub fn replay(
+        &self,
+        after: u64,
+        until: u64,
+    ) -> impl Iterator<Item = Result<CommittedEvent, StoreError>> + use<> {
+        self.replay_map(after, until, |event| event)
+    }
+
+    /// [`Store::replay`], with `map` applied to each event on the decoding
+    /// threads too (e.g. reading its typed data).
+    pub fn replay_map<T, F>(
+        &self,
+        after: u64,
+        until: u64,
+        map: F,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: Fn(CommittedEvent) -> T + Send + Clone + 'static,
+    {
+        type Raw = Vec<Result<(u64, sled::IVec), StoreError>>;
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        for _ in 0..DECODERS {
+            let (to_decoder, from_reader) = std::sync::mpsc::sync_channel::<Raw>(4);
+            let (to_caller, from_decoder) = std::sync::mpsc::sync_channel::<Vec<Result<T, StoreError>>>(4);
+            let map = map.clone();
+            std::thread::spawn(move || {
+                for raw in from_reader {
+                    let decoded: Vec<_> = raw
+                        .into_iter()
+                        .map(|item| {
+                            item.and_then(|(position, bytes)| decode_event(position, &bytes))
+                                .map(&map)
+                        })
+                        .collect();
+                    if to_caller.send(decoded).is_err() {
+                        return;
+                    }
+                }
+            });
+            inputs.push(to_decoder);
+            outputs.push(from_decoder);
+        }
+        let raw = self.events_json(after, until);
+        std::thread::spawn(move || {
+            let mut raw = raw.peekable();
+            let mut turn = 0;
+            while raw.peek().is_some() {
+                let batch: Vec<_> = raw.by_ref().take(REPLAY_BATCH).collect();
+                // Batches go round-robin, so the caller reads them back in
+                // order by visiting the decoders in the same rotation.
+                if inputs[turn % DECODERS].send(batch).is_err() {
+                    return;
+                }
+                turn += 1;
+            }
+        });
+        let mut turn = 0;
+        std::iter::from_fn(move || {
+            let batch = outputs[turn % DECODERS].recv().ok()?;
+            turn += 1;
+            Some(batch)
+        })
+        .flatten()
     }
 
     /// Decoded events from `after + 1` up to and including `until`.

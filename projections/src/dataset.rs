@@ -396,6 +396,17 @@ impl DatasetFold {
     /// Folds one event, or says why its data cannot be read (in which case
     /// the fold is unchanged).
     pub fn try_apply(&mut self, event: &CommittedEvent) -> Result<(), InvalidEvent> {
+        self.try_apply_with(event, || event.envelope.data())
+    }
+
+    /// Folds one event whose typed data `data` gives, so that a caller can
+    /// decode data elsewhere (on other threads); `data` is called only for
+    /// the types whose data a column reports.
+    pub fn try_apply_with(
+        &mut self,
+        event: &CommittedEvent,
+        data: impl FnOnce() -> Result<EventData, InvalidEvent>,
+    ) -> Result<(), InvalidEvent> {
         let envelope = &event.envelope;
         if let Some(wanted) = &self.partnerships
             && !wanted.contains(envelope.partnership.as_str())
@@ -417,7 +428,7 @@ impl DatasetFold {
             _ => {}
         }
         let stamp = Stamp::of(event);
-        match envelope.data()? {
+        match data()? {
             EventData::EmployerEnrolled(d) => {
                 let id = stream_id(envelope, SubjectKind::Employer)?;
                 self.employers

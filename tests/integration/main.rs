@@ -2,5 +2,13 @@
 //! NATS, crashes and the browser. One test binary, shared helpers in
 //! `tools` and `support`.
 
+mod browser;
+mod cli;
+mod crash;
+mod http;
+mod log;
+mod nats;
+mod projector;
+mod rules;
 mod support;
 mod tools;

@@ -157,3 +157,116 @@ pub async fn scheme(ledger: &TempLedger) {
         assert_eq!(ledger.code(&body).await, "accepted", "setting up the scheme: {body}");
     }
 }
+
+/// The events of [`scheme`], for tests that submit them themselves.
+pub fn scheme_events() -> Vec<Value> {
+    vec![
+        partnership_registered(),
+        employer_enrolled(1),
+        employee_registered(10, 1),
+        jobseeker_registered(20),
+        assessed(20, true),
+        rotation_agreed(100, 1),
+    ]
+}
+
+/// `event` with the attribute or data field at the JSON Pointer `pointer`
+/// set to `value`; the parent must exist.
+pub fn with(mut event: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON Pointer");
+    event
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("{parent} is not an object"))
+        .insert(key.to_owned(), value);
+    event
+}
+
+/// `event` without the attribute or data field at `pointer`.
+pub fn without(mut event: Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON Pointer");
+    event
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("{parent} is not an object"))
+        .remove(key);
+    event
+}
+
+/// A deterministic event id for test event `n`, distinct from entity ids.
+pub fn event_id(n: u128) -> String {
+    uuid::Uuid::from_u128(0x0193_a3c0_0000_7000_9000_0000_0000_0000 | n).to_string()
+}
+
+/// Retracts `target` in its own stream.
+pub fn retraction(target: &Value) -> Value {
+    let subject = target["subject"].as_str().expect("a subject");
+    event(
+        "ledger.retracted",
+        subject,
+        json!({"event_id": target["id"], "reason": "entered in error"}),
+    )
+}
+
+pub fn release_ended(rotation: u128, release: u128) -> Value {
+    rotation_event(
+        rotation,
+        "release_ended",
+        json!({"release_id": uuid(release)}),
+    )
+}
+
+pub fn training_completed(rotation: u128, release: u128) -> Value {
+    rotation_event(
+        rotation,
+        "training_completed",
+        json!({"release_id": uuid(release), "qualification_achieved": true}),
+    )
+}
+
+pub fn training_left(rotation: u128, release: u128) -> Value {
+    rotation_event(
+        rotation,
+        "training_left",
+        json!({"release_id": uuid(release), "reason": "caring responsibilities"}),
+    )
+}
+
+pub fn substitution_ended(rotation: u128, substitution: u128) -> Value {
+    rotation_event(
+        rotation,
+        "substitution_ended",
+        json!({"substitution_id": uuid(substitution), "reason": "completed"}),
+    )
+}
+
+pub fn rotation_closed(rotation: u128) -> Value {
+    rotation_event(rotation, "closed", json!({}))
+}
+
+pub fn referred(person: u128) -> Value {
+    person_event(
+        person,
+        "jobseeker.referred",
+        json!({"referred_by": "jobcentre"}),
+    )
+}
+
+impl TempLedger {
+    /// Closes the ledger and opens it again on the same directory, as a
+    /// restarted service would.
+    pub fn reopen(self) -> Self {
+        let Self { ledger, dir } = self;
+        ledger.close();
+        let ledger =
+            Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger reopens");
+        Self { ledger, dir }
+    }
+
+    /// Closes the ledger, so that another process may open its directory.
+    pub fn into_dir(self) -> tempfile::TempDir {
+        let Self { ledger, dir } = self;
+        ledger.close();
+        dir
+    }
+}

@@ -1,0 +1,140 @@
+//! The HTTP API (contract section 5): the only module that knows HTTP.
+//!
+//! [`app`] builds the whole router from an [`AppState`], so tests drive it
+//! with `app(state).oneshot(request)` and no socket. Every error is one
+//! [`error::AppError`], answered as RFC 9457 `application/problem+json`
+//! with the contract's `code`; extractors reject in the same form.
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /v1/events` | publisher, admin (each event's partnership is checked by the ledger) |
+//! | `GET /v1/events?after=&limit=` | admin, evaluator (an evaluator sees its partnerships' events) |
+//! | `GET /v1/streams/<kind>/<id>` | admin, publisher of the stream's partnership |
+//! | `GET /v1/events/live?after=` | admin |
+//! | `GET /v1/partnerships/<slug>/dashboard[?raw=true]` | board of that partnership, admin (`raw`: admin only) |
+//! | `GET /boards/<slug>[?token=]` | board of that partnership, admin |
+//! | `GET /assets/{board.js,board.css,chart.js}` | anyone (code, no data) |
+//! | `GET /v1/rejections?after=&limit=` | admin |
+//! | `GET /v1/verify` | admin |
+//! | `GET /healthz`, `GET /metrics` | anyone |
+//!
+//! `docs/http.md` describes the requests and answers in full.
+
+mod access;
+mod board;
+mod error;
+mod events;
+mod extract;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use access::TOKEN_COOKIE;
+pub use error::{AppError, PROBLEM_JSON};
+pub use extract::MAX_BODY;
+
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::metrics::{self, Positions};
+use crate::projector::Projector;
+
+/// What every handler may use; clones share it.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    ledger: Ledger,
+    projector: Projector,
+    config: Arc<Config>,
+    /// Cancelled at shutdown: ends the live event streams, which would
+    /// otherwise keep a graceful shutdown waiting forever.
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        ledger: Ledger,
+        projector: Projector,
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            ledger,
+            projector,
+            config,
+            shutdown,
+        }
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(events::append).get(events::list))
+        .route("/v1/events/live", get(events::live))
+        .route("/v1/streams/{kind}/{id}", get(events::stream))
+        .route("/v1/rejections", get(events::rejections))
+        .route("/v1/verify", get(events::verify))
+        .route("/v1/partnerships/{slug}/dashboard", get(board::dashboard))
+        .route("/boards/{slug}", get(board::page))
+        .route("/assets/{name}", get(board::asset))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets
+/// the requests in flight finish (the live streams end on the same token).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Liveness, with where the log and the dashboards stand.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let progress = state.projector.progress();
+    let projection = if progress.rebuilding {
+        "rebuilding"
+    } else if progress.live {
+        "live"
+    } else {
+        "catching_up"
+    };
+    axum::Json(json!({
+        "status": "ok",
+        "head_position": state.ledger.head().position,
+        "projected_position": progress.position,
+        "projection": projection,
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let positions = Positions {
+        head: state.ledger.head().position,
+        projected: state.projector.progress().position,
+    };
+    let text = metrics::render(state.ledger.metrics(), positions);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("no such resource; see docs/http.md for the routes")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::method_not_allowed()
+}

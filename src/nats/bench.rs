@@ -1,0 +1,249 @@
+//! The `nats_ingest` figure of `rotation-ledger bench --nats URL`, and its
+//! baseline, measured on the same server in the same run.
+//!
+//! - **Ledger**: valid synthetic events published to
+//!   `<prefix>.in.<partnership>` with `Nats-Msg-Id` (many publishes in
+//!   flight), consumed by [`run`](super::run) on a fresh ledger, committed
+//!   and acknowledged. Timed from the first publish until the consumer's ack
+//!   floor covers the last message and the ledger's head holds every event.
+//! - **Baseline**: the same messages published the same way to a stream of
+//!   the same configuration, and a durable pull consumer with the same
+//!   batches that only acknowledges them. Timed from the first publish until
+//!   its ack floor covers the last message.
+//! - **Publication lag** (p99): for every event, from its `recordedtime`
+//!   (set as its group commit is decided, just before the flush) to its
+//!   arrival on a core subscriber of `<prefix>.ledger.>`.
+//!
+//! Everything runs under a prefix of its own (`bench-<random>`), so that a
+//! bench never touches the ledger's real streams; its streams are deleted
+//! at the end.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Names, NatsArgs, ingest};
+use crate::bench::Synthetic;
+use crate::ledger::{Ledger, LedgerOptions};
+
+/// What `nats_ingest` measured.
+#[derive(Debug, Clone)]
+pub struct IngestMeasurement {
+    pub events: u64,
+    pub took: Duration,
+    pub baseline_events: u64,
+    pub baseline_took: Duration,
+    /// The 99th percentile of the publication lag.
+    pub lag_p99: Duration,
+}
+
+/// Measures `events` events through NATS into a fresh ledger in `dir`, and
+/// the raw JetStream baseline.
+pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurement> {
+    let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let names = Arc::new(Names::new(&prefix)?);
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    let js = jetstream::new(client.clone());
+    let mut synthetic = Synthetic::new(7);
+    let payloads: Vec<(String, bytes::Bytes)> = synthetic
+        .take(events as usize)
+        .into_iter()
+        .map(|envelope| {
+            let value = envelope.to_value();
+            (envelope.id.to_string(), bytes::Bytes::from(value.to_string()))
+        })
+        .collect();
+    // The subject names the partnership the synthetic events name.
+    let partnership = payloads
+        .first()
+        .and_then(|(_, body)| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .and_then(|v| v["partnership"].as_str().map(str::to_owned))
+        .context("no events to measure")?;
+
+    let result = async {
+        let baseline = baseline(&js, &names, &partnership, &payloads).await?;
+        let (took, lag_p99) = through_ledger(url, &client, &js, &names, &partnership, &payloads, dir).await?;
+        Ok::<_, anyhow::Error>(IngestMeasurement {
+            events,
+            took,
+            baseline_events: events,
+            baseline_took: baseline,
+            lag_p99,
+        })
+    }
+    .await;
+    for stream in [
+        names.in_stream(),
+        names.ledger_stream(),
+        names.rejected_stream(),
+        names.stream("BASE"),
+    ] {
+        let _ = js.delete_stream(&stream).await;
+    }
+    result
+}
+
+/// Publishes every payload to `subject` with its id as `Nats-Msg-Id`, many
+/// in flight, and waits for every ack.
+async fn publish_all(
+    js: &jetstream::Context,
+    subject: &str,
+    payloads: &[(String, bytes::Bytes)],
+) -> Result<u64> {
+    let mut acks = futures::stream::FuturesOrdered::new();
+    let mut last = 0;
+    for (id, body) in payloads {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        let ack = js
+            .publish_with_headers(subject.to_owned(), headers, body.clone())
+            .await?;
+        acks.push_back(ack.into_future());
+        while acks.len() >= 1024 {
+            if let Some(ack) = acks.next().await {
+                last = ack?.sequence;
+            }
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        last = ack?.sequence;
+    }
+    Ok(last)
+}
+
+/// Waits until the consumer's ack floor reaches `count` messages.
+async fn acked(consumer: &consumer::PullConsumer, count: u64) -> Result<()> {
+    loop {
+        let info = consumer.get_info().await?;
+        if info.ack_floor.stream_sequence >= count {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The raw JetStream baseline: publish, pull, ack; nothing else.
+async fn baseline(
+    js: &jetstream::Context,
+    names: &Names,
+    partnership: &str,
+    payloads: &[(String, bytes::Bytes)],
+) -> Result<Duration> {
+    let mut config = names.in_config();
+    config.name = names.stream("BASE");
+    config.subjects = vec![format!("{}.base.>", names.prefix)];
+    let stream = js.create_stream(config).await?;
+    let mut consumer_config = ingest::consumer_config(names);
+    consumer_config.filter_subject = format!("{}.base.>", names.prefix);
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer_config)
+        .await?;
+    let count = payloads.len() as u64;
+    let acker = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(ingest::BATCH)
+                .messages()
+                .await?;
+            let mut acked = 0u64;
+            while acked < count {
+                let Some(message) = messages.next().await else { break };
+                message?.ack().await.map_err(|e| anyhow::anyhow!("cannot ack: {e}"))?;
+                acked += 1;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    let started = Instant::now();
+    publish_all(js, &format!("{}.base.{partnership}", names.prefix), payloads).await?;
+    acked(&consumer, count).await?;
+    let took = started.elapsed();
+    acker.await??;
+    Ok(took)
+}
+
+/// The ledger's figure: publish, and wait until every event is committed
+/// and acknowledged; meanwhile measure the publication lag.
+async fn through_ledger(
+    url: &str,
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    names: &Arc<Names>,
+    partnership: &str,
+    payloads: &[(String, bytes::Bytes)],
+    dir: &Path,
+) -> Result<(Duration, Duration)> {
+    let dir = dir.join("nats-ledger");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+    let shutdown = CancellationToken::new();
+    let args = NatsArgs {
+        nats_prefix: names.prefix.clone(),
+        ..NatsArgs::for_url(url)
+    };
+    let nats = tokio::spawn(super::run(ledger.clone(), args, shutdown.clone()));
+    let count = payloads.len() as u64;
+
+    let mut published = client.subscribe(names.ledger_subjects()).await?;
+    let lags = tokio::spawn(async move {
+        let mut lags = Vec::with_capacity(count as usize);
+        while (lags.len() as u64) < count {
+            let Some(message) = published.next().await else { break };
+            let arrived = chrono::Utc::now();
+            let recorded = serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| v["recordedtime"].as_str().map(str::to_owned))
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+            if let Some(recorded) = recorded {
+                lags.push((arrived - recorded.to_utc()).to_std().unwrap_or_default());
+            }
+        }
+        lags
+    });
+
+    // The ledger creates its stream and consumer; wait for them.
+    let consumer = loop {
+        if let Ok(stream) = js.get_stream(names.in_stream()).await
+            && let Ok(consumer) = stream
+                .get_consumer::<consumer::pull::Config>(ingest::DURABLE)
+                .await
+        {
+            break consumer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    client.flush().await?;
+
+    let started = Instant::now();
+    publish_all(js, &format!("{}.in.{partnership}", names.prefix), payloads).await?;
+    acked(&consumer, count).await?;
+    while ledger.head().position < count {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = started.elapsed();
+
+    let mut lags = tokio::time::timeout(Duration::from_secs(60), lags)
+        .await
+        .context("not every committed event was published within a minute")??;
+    shutdown.cancel();
+    nats.await??;
+    ledger.close();
+    anyhow::ensure!(
+        lags.len() as u64 == count,
+        "{} of {count} events were published",
+        lags.len()
+    );
+    lags.sort_unstable();
+    let p99 = lags[(lags.len() * 99 / 100).min(lags.len() - 1)];
+    Ok((took, p99))
+}

@@ -1,0 +1,529 @@
+//! Ingest: the durable pull consumer on `ROTATION_IN`, the
+//! `rotation.append` responder, and the receipts both publish.
+//!
+//! The consumer runs in two stages joined by a short queue. The reader
+//! takes every message ready (up to [`BATCH`]) and turns the lot into
+//! [`Submission`]s on a blocking thread; the committer hands each lot to
+//! [`Ledger::submit`] as one `Vec`, so that it shares one flush, and only
+//! when `submit` has returned (every message committed or durably
+//! rejected) publishes the receipts and acknowledges the messages. Up to
+//! [`PIPELINE`] lots are inside the ledger at once, so that deciding one
+//! overlaps flushing the one before; they enter the ledger in the order
+//! they were read, which keeps a publisher's events in order.
+//!
+//! A message is never acknowledged before the ledger answered it. When the
+//! ledger cannot store (its writer stopped after a storage failure), the
+//! messages are negatively acknowledged with a delay, so JetStream
+//! redelivers them later; when the ledger is away altogether they are
+//! redelivered after the consumer's ack wait. Redelivered events are
+//! answered `duplicate`, so redelivery never commits twice.
+//!
+//! Each inbound subject names the publisher's partnership
+//! (`rotation.in.<partnership>`): the submission is made as a publisher for
+//! that partnership only, so an event naming another one is `forbidden`,
+//! and the receipts go back to `rotation.receipts.<partnership>` of the
+//! subject, where that publisher listens.
+//!
+//! CloudEvents in binary mode (attributes in `ce-` headers, the data as the
+//! body) are turned into structured JSON first; that JSON is what the
+//! ledger sees, and what a rejection keeps.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, Names};
+use crate::auth::{Caller, Role, Scope};
+use crate::ledger::{Ledger, LedgerError, Outcome, Receipt, Submission};
+
+/// The durable consumer's name on `ROTATION_IN`.
+pub(crate) const DURABLE: &str = "rotation-ledger";
+
+/// The most messages one lot holds, and the size of each pull request.
+pub(super) const BATCH: usize = 2_000;
+
+/// How many lots may be inside the ledger at once.
+const PIPELINE: usize = 2;
+
+/// How many unacknowledged messages JetStream lets the consumer hold: a few
+/// lots, so that the next ones are fetched while the ledger works.
+const MAX_ACK_PENDING: i64 = 20_000;
+
+/// How long JetStream waits for an ack before redelivering. A lot is
+/// answered within milliseconds when the ledger is healthy; this bounds how
+/// long messages fetched by a ledger that crashed wait for redelivery.
+const ACK_WAIT: Duration = Duration::from_secs(15);
+
+/// How long a message refused for a storage failure waits before JetStream
+/// offers it again.
+const NAK_DELAY: Duration = Duration::from_secs(5);
+
+/// How long the `rotation.append` responder keeps answering requests that
+/// were already on their way when shutdown began.
+const APPEND_DRAIN: Duration = Duration::from_secs(1);
+
+/// The queue group of the `rotation.append` responders.
+const APPEND_GROUP: &str = "rotation-ledger";
+
+/// Why an ingest session ended.
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error("cannot set up {what}: {message}")]
+    Setup { what: &'static str, message: String },
+    #[error("reading messages failed: {0}")]
+    Messages(#[from] pull::MessagesError),
+    #[error("the message stream ended")]
+    Ended,
+    #[error("the ledger cannot store: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// One lot: the submissions, and for each the way to answer its message.
+struct Lot {
+    submissions: Vec<Submission>,
+    inbound: Vec<Inbound>,
+}
+
+struct Inbound {
+    acker: jetstream::message::Acker,
+    /// The partnership the subject names, where the receipts go.
+    partnership: String,
+}
+
+/// Consumes `ROTATION_IN` until `shutdown`, starting over after errors.
+pub(super) async fn consume(
+    ledger: Ledger,
+    js: jetstream::Context,
+    names: Arc<Names>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        match consume_session(&ledger, &js, &names, &shutdown, &mut backoff).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, "NATS ingest interrupted; resuming");
+                if !backoff.wait(&shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The durable pull consumer's configuration.
+pub(crate) fn consumer_config(names: &Names) -> pull::Config {
+    pull::Config {
+        durable_name: Some(DURABLE.to_owned()),
+        description: Some("The rotation ledger's ingest".into()),
+        filter_subject: names.in_subjects(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ..Default::default()
+    }
+}
+
+async fn consume_session(
+    ledger: &Ledger,
+    js: &jetstream::Context,
+    names: &Arc<Names>,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<(), IngestError> {
+    let setup = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| IngestError::Setup {
+            what,
+            message: e.to_string(),
+        }
+    };
+    let stream = js
+        .get_or_create_stream(names.in_config())
+        .await
+        .map_err(|e| setup("the inbound stream")(&e))?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(DURABLE, consumer_config(names))
+        .await
+        .map_err(|e| setup("the durable consumer")(&e))?;
+    // A pull must be able to carry the largest message the server admits,
+    // or such a message would stall the consumer for ever.
+    let max_bytes = (16 << 20).max(2 * js.client().server_info().max_payload);
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .max_bytes_per_batch(max_bytes)
+        .expires(Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| setup("the pull")(&e))?;
+    backoff.reset();
+
+    let (lots, queued) = mpsc::channel::<Lot>(PIPELINE);
+    let reader = read(messages, lots, Arc::clone(names), shutdown);
+    let committer = commit(ledger, js.client(), names, queued);
+    let (read, commit) = tokio::join!(reader, committer);
+    commit?;
+    read
+}
+
+/// The first stage: fetch, parse, queue. Stops fetching at shutdown.
+async fn read(
+    messages: pull::Stream,
+    lots: mpsc::Sender<Lot>,
+    names: Arc<Names>,
+    shutdown: &CancellationToken,
+) -> Result<(), IngestError> {
+    let mut chunks = messages.ready_chunks(BATCH);
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            chunk = chunks.next() => chunk,
+        };
+        let Some(chunk) = chunk else {
+            return Err(IngestError::Ended);
+        };
+        let mut received = Vec::with_capacity(chunk.len());
+        let mut failure = None;
+        for item in chunk {
+            match item {
+                Ok(message) => received.push(message),
+                Err(error) => failure = Some(error),
+            }
+        }
+        if !received.is_empty() {
+            let names = Arc::clone(&names);
+            let lot = tokio::task::spawn_blocking(move || prepare(&names, received)).await?;
+            if lots.send(lot).await.is_err() {
+                // The committer stopped on a ledger failure; it says why.
+                return Ok(());
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error.into());
+        }
+    }
+}
+
+/// Turns messages into submissions: the parsing happens here, off the
+/// ledger's writer and off the async threads.
+fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
+    let mut submissions = Vec::with_capacity(messages.len());
+    let mut inbound = Vec::with_capacity(messages.len());
+    for message in messages {
+        let (message, acker) = message.split();
+        let subject = message.subject.as_str();
+        let partnership = names.partnership_of(subject).to_owned();
+        let body = structured(&message);
+        submissions.push(
+            Submission::from_json(
+                body,
+                format!("nats:{subject}"),
+                Caller::publisher_for(&partnership),
+            )
+            .with_partnership_hint(partnership.clone()),
+        );
+        inbound.push(Inbound { acker, partnership });
+    }
+    Lot {
+        submissions,
+        inbound,
+    }
+}
+
+type Pending = (JoinHandle<Result<Vec<Outcome>, LedgerError>>, Vec<Inbound>);
+
+/// The second stage: submit lots in order, with up to [`PIPELINE`] inside
+/// the ledger, and answer each when the ledger has.
+async fn commit(
+    ledger: &Ledger,
+    client: async_nats::Client,
+    names: &Names,
+    mut lots: mpsc::Receiver<Lot>,
+) -> Result<(), IngestError> {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut open = true;
+    let mut failure = None;
+    loop {
+        if !open && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            done = async {
+                match pending.front_mut() {
+                    Some((task, _)) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if !pending.is_empty() => {
+                let Some((_, inbound)) = pending.pop_front() else { continue };
+                let result = done.map_err(IngestError::from).and_then(|r| r.map_err(IngestError::from));
+                match result {
+                    Ok(outcomes) => answer(&client, names, inbound, outcomes).await,
+                    Err(error) => {
+                        refuse(inbound).await;
+                        if failure.is_none() {
+                            failure = Some(error);
+                        }
+                        // Take no more lots: the queue closes, the reader
+                        // stops, and the session starts over after a pause.
+                        lots.close();
+                    }
+                }
+            }
+            lot = lots.recv(), if open && pending.len() < PIPELINE => match lot {
+                Some(lot) => pending.push_back((start(ledger, lot.submissions).await, lot.inbound)),
+                None => open = false,
+            },
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Hands submissions to the ledger now and lets them finish on a task.
+///
+/// The submission is polled once here, before anything submitted later
+/// exists, and that one poll queues it at the ledger: either its request
+/// enters the ledger's queue, or (the queue being full) it waits for room
+/// in line, and tokio's bounded queues admit waiting senders in order. The
+/// poll runs unconstrained by tokio's cooperative budget, which could
+/// otherwise make it return before it has queued anything. So lots enter
+/// the ledger in the order read, although several wait for their flush at
+/// once.
+async fn start(
+    ledger: &Ledger,
+    submissions: Vec<Submission>,
+) -> JoinHandle<Result<Vec<Outcome>, LedgerError>> {
+    let ledger = ledger.clone();
+    let mut submit = Box::pin(async move { ledger.submit(submissions).await });
+    let first = tokio::task::unconstrained(submit.as_mut());
+    match futures::poll!(first) {
+        std::task::Poll::Ready(result) => tokio::spawn(async move { result }),
+        std::task::Poll::Pending => tokio::spawn(submit),
+    }
+}
+
+/// Publishes the receipts of a lot the ledger answered, then acks it.
+async fn answer(
+    client: &async_nats::Client,
+    names: &Names,
+    inbound: Vec<Inbound>,
+    outcomes: Vec<Outcome>,
+) {
+    for (inbound, outcome) in inbound.into_iter().zip(outcomes) {
+        let subject = names.receipts(&inbound.partnership);
+        publish_receipts(client, &subject, &outcome.receipts).await;
+        if let Err(error) = inbound.acker.ack().await {
+            // Redelivery follows, answered `duplicate`: nothing is lost.
+            tracing::warn!(%error, "NATS: cannot ack a committed message");
+        }
+    }
+}
+
+/// Gives a lot back to JetStream for later redelivery.
+async fn refuse(inbound: Vec<Inbound>) {
+    for inbound in inbound {
+        if let Err(error) = inbound.acker.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+            tracing::debug!(%error, "NATS: cannot nak; the ack wait redelivers it");
+        }
+    }
+}
+
+async fn publish_receipts(client: &async_nats::Client, subject: &str, receipts: &[Receipt]) {
+    for receipt in receipts {
+        match serde_json::to_vec(receipt) {
+            Ok(body) => {
+                if let Err(error) = client.publish(subject.to_owned(), body.into()).await {
+                    tracing::debug!(%error, "NATS: cannot publish a receipt");
+                }
+            }
+            Err(error) => tracing::error!(%error, "a receipt does not serialise"),
+        }
+    }
+}
+
+/// The body of a message as a structured-mode CloudEvent: the payload as
+/// is, unless the headers carry the event in binary mode.
+fn structured(message: &async_nats::Message) -> Vec<u8> {
+    let Some(headers) = &message.headers else {
+        return message.payload.to_vec();
+    };
+    let mut attributes = Map::new();
+    let mut content_type = None;
+    for (name, values) in headers.iter() {
+        let Some(value) = values.last() else { continue };
+        let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
+        if let Some(attribute) = name.strip_prefix("ce-").or_else(|| name.strip_prefix("ce_")) {
+            let value = value.as_str();
+            // Header values are text; the contract's one integer extension
+            // is turned back into a number.
+            let value = match (attribute, value.parse::<u64>()) {
+                ("expectedversion", Ok(n)) => Value::from(n),
+                _ => Value::from(value),
+            };
+            attributes.insert(attribute.to_owned(), value);
+        } else if name == "content-type" {
+            content_type = Some(value.as_str().to_owned());
+        }
+    }
+    if !attributes.contains_key("specversion") {
+        return message.payload.to_vec();
+    }
+    if let Some(content_type) = content_type {
+        attributes
+            .entry("datacontenttype")
+            .or_insert(Value::from(content_type));
+    }
+    if !message.payload.is_empty() {
+        match serde_json::from_slice::<Value>(&message.payload) {
+            Ok(data) => {
+                attributes.insert("data".into(), data);
+            }
+            Err(_) => {
+                use base64::Engine as _;
+                attributes.insert(
+                    "data_base64".into(),
+                    Value::from(base64::engine::general_purpose::STANDARD.encode(&message.payload)),
+                );
+            }
+        }
+    }
+    serde_json::to_vec(&Value::Object(attributes)).unwrap_or_else(|_| message.payload.to_vec())
+}
+
+/// Answers `rotation.append` requests until `shutdown`, starting over after
+/// errors.
+pub(super) async fn serve_append(
+    ledger: Ledger,
+    client: async_nats::Client,
+    names: Arc<Names>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        match append_session(&ledger, &client, &names, &shutdown).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, "NATS append interrupted; resuming");
+                if !backoff.wait(&shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Who asks on `rotation.append`: any partnership's publisher. Who may send
+/// there at all is the NATS account's permissions' business.
+fn append_caller() -> Caller {
+    Caller {
+        role: Role::Publisher,
+        scope: Scope::All,
+    }
+}
+
+async fn append_session(
+    ledger: &Ledger,
+    client: &async_nats::Client,
+    names: &Names,
+    shutdown: &CancellationToken,
+) -> Result<(), IngestError> {
+    let subscriber = client
+        .queue_subscribe(names.append(), APPEND_GROUP.to_owned())
+        .await
+        .map_err(|e| IngestError::Setup {
+            what: "the append subscription",
+            message: e.to_string(),
+        })?;
+    let mut requests = subscriber.ready_chunks(256);
+    let mut draining: Option<tokio::time::Instant> = None;
+    loop {
+        let chunk = match draining {
+            None => tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // Stop taking new requests but answer those already
+                    // delivered.
+                    if let Err(error) = requests.get_mut().drain().await {
+                        tracing::debug!(%error, "NATS: cannot drain the append subscription");
+                        return Ok(());
+                    }
+                    draining = Some(tokio::time::Instant::now() + APPEND_DRAIN);
+                    continue;
+                }
+                chunk = requests.next() => chunk,
+            },
+            Some(until) => match tokio::time::timeout_at(until, requests.next()).await {
+                Ok(chunk) => chunk,
+                Err(_) => return Ok(()),
+            },
+        };
+        let Some(chunk) = chunk else {
+            return if draining.is_some() {
+                Ok(())
+            } else {
+                Err(IngestError::Ended)
+            };
+        };
+        let (submissions, replies): (Vec<Submission>, Vec<_>) = chunk
+            .into_iter()
+            .map(|message| {
+                let body = structured(&message);
+                let submission = Submission::from_json(
+                    body,
+                    format!("nats:{}", message.subject.as_str()),
+                    append_caller(),
+                );
+                (submission, message.reply)
+            })
+            .unzip();
+        match ledger.submit(submissions).await {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.iter().zip(replies) {
+                    if let Some(reply) = reply {
+                        respond(client, reply, &append_reply(outcome)).await;
+                    }
+                    for receipt in &outcome.receipts {
+                        let partnership = receipt.partnership.as_deref().unwrap_or("");
+                        publish_receipts(client, &names.receipts(partnership), std::slice::from_ref(receipt)).await;
+                    }
+                }
+            }
+            Err(error) => {
+                let body = json!({"error": {"code": "unavailable", "message": error.to_string()}});
+                for reply in replies.into_iter().flatten() {
+                    respond(client, reply, &body).await;
+                }
+                return Err(error.into());
+            }
+        }
+    }
+}
+
+/// The reply to one `rotation.append` request: the receipts, and the error
+/// that rejected the submission, if one did.
+fn append_reply(outcome: &Outcome) -> Value {
+    match &outcome.rejection {
+        None => json!({"results": outcome.receipts}),
+        Some(violation) => json!({"error": violation, "results": outcome.receipts}),
+    }
+}
+
+async fn respond(client: &async_nats::Client, reply: async_nats::Subject, body: &Value) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    if let Err(error) = client.publish(reply, bytes.into()).await {
+        tracing::debug!(%error, "NATS: cannot send a reply");
+    }
+}

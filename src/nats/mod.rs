@@ -1,0 +1,456 @@
+//! NATS: durable ingest from `rotation.in.<partnership>`, request-reply on
+//! `rotation.append`, receipts, and gap-free publication of committed events
+//! and rejections (contract section 4). The only module that knows NATS.
+//!
+//! Map of the module:
+//! - [`ingest`]: the durable pull consumer on `ROTATION_IN` and the
+//!   `rotation.append` responder. Both hand what they receive to
+//!   [`Ledger::submit`] and answer (ack, reply, receipt) only after it
+//!   returned, that is after the ledger's flush.
+//! - [`bench`]: the `nats_ingest` figure of `rotation-ledger bench`.
+//! - [`outbox`]: publication of the durable log to `ROTATION_LEDGER` and of
+//!   the durable rejections to `ROTATION_REJECTED`, each from its own cursor
+//!   kept in the store.
+//!
+//! Every loop here survives NATS outages: async-nats reconnects by itself,
+//! and each loop that sees an error starts over after a growing pause
+//! instead of exiting. Nothing is lost meanwhile: unacknowledged messages
+//! stay in `ROTATION_IN`, and the outboxes resume from their cursors.
+//!
+//! Shutdown runs in one order: the ingest loops stop fetching, finish the
+//! submissions they hold and acknowledge them; then the outboxes get
+//! [`SHUTDOWN_GRACE`] to publish what those submissions committed, persist
+//! their cursors and return.
+
+pub mod bench;
+mod ingest;
+mod outbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Ledger;
+
+/// How to reach NATS; flattened into `serve`'s options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NatsArgs {
+    /// The NATS server, e.g. nats://127.0.0.1:4222 (several separated by commas); without it the ledger runs without NATS.
+    #[arg(long = "nats", value_name = "URL")]
+    pub url: Option<String>,
+    /// A NATS credentials file (user JWT and NKey seed), as `nsc` writes them.
+    #[arg(long = "nats-creds", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// A file holding the NKey seed (`SU...`) to authenticate with.
+    #[arg(long = "nats-nkey", value_name = "SEED_FILE")]
+    pub nats_nkey: Option<PathBuf>,
+    /// The NATS user name; goes with --nats-password.
+    #[arg(long = "nats-user", value_name = "USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+    /// The NATS password; better given through the environment.
+    #[arg(
+        long = "nats-password",
+        value_name = "PASSWORD",
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    pub nats_password: Option<String>,
+    /// A NATS authentication token; better given through the environment.
+    #[arg(
+        long = "nats-token",
+        value_name = "TOKEN",
+        env = "NATS_TOKEN",
+        hide_env_values = true
+    )]
+    pub nats_token: Option<String>,
+    /// PEM file of the certificate authorities to trust for the server's certificate.
+    #[arg(long = "nats-tls-ca", value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM file of the client certificate, for servers that verify clients; goes with --nats-tls-key.
+    #[arg(long = "nats-tls-cert", value_name = "FILE", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long = "nats-tls-key", value_name = "FILE", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    #[arg(long = "nats-require-tls")]
+    pub nats_require_tls: bool,
+    /// The first token of every subject (`<prefix>.in.>`, ...) and, upper-cased,
+    /// of every stream name (`<PREFIX>_IN`, ...): lets several ledgers share one NATS account.
+    #[arg(long = "nats-prefix", value_name = "TOKEN", default_value = DEFAULT_PREFIX)]
+    pub nats_prefix: String,
+}
+
+impl Default for NatsArgs {
+    fn default() -> Self {
+        Self {
+            url: None,
+            nats_creds: None,
+            nats_nkey: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            nats_require_tls: false,
+            nats_prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl NatsArgs {
+    /// Options for one server URL and nothing else.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The contract's subject prefix.
+pub const DEFAULT_PREFIX: &str = "rotation";
+
+/// How long the outboxes may keep publishing after the ingest has stopped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How long JetStream remembers a `Nats-Msg-Id` on the ledger's own streams.
+/// The outbox re-publishes at most what it had in flight or had not yet
+/// recorded in its cursor (a few thousand events, published within the
+/// last seconds) when it was interrupted; a restart within the window finds
+/// them deduplicated. Beyond it, the start-up reconciliation (see
+/// [`outbox`]) keeps the streams free of duplicates anyway.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Why the NATS side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("--nats-prefix `{0}` is not one subject token of a-z, 0-9, - and _")]
+    Prefix(String),
+    #[error("cannot read {what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+}
+
+/// The subjects and stream names, all derived from one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    prefix: String,
+    streams: String,
+}
+
+impl Names {
+    pub(crate) fn new(prefix: &str) -> Result<Self, NatsError> {
+        let valid = !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(NatsError::Prefix(prefix.to_owned()));
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            streams: prefix.to_ascii_uppercase().replace('-', "_"),
+        })
+    }
+
+    fn stream(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.streams)
+    }
+
+    pub(crate) fn in_stream(&self) -> String {
+        self.stream("IN")
+    }
+
+    pub(crate) fn in_subjects(&self) -> String {
+        format!("{}.in.>", self.prefix)
+    }
+
+    /// The partnership an inbound subject names: its third token.
+    fn partnership_of<'s>(&self, subject: &'s str) -> &'s str {
+        subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(".in."))
+            .and_then(|rest| rest.split('.').next())
+            .unwrap_or("")
+    }
+
+    pub(crate) fn append(&self) -> String {
+        format!("{}.append", self.prefix)
+    }
+
+    fn receipts(&self, partnership: &str) -> String {
+        format!("{}.receipts.{}", self.prefix, routable(partnership))
+    }
+
+    pub(crate) fn ledger_stream(&self) -> String {
+        self.stream("LEDGER")
+    }
+
+    pub(crate) fn ledger_subjects(&self) -> String {
+        format!("{}.ledger.>", self.prefix)
+    }
+
+    fn ledger_subject(&self, partnership: &str, noun_verb: &str) -> String {
+        format!("{}.ledger.{}.{noun_verb}", self.prefix, routable(partnership))
+    }
+
+    fn rejected_stream(&self) -> String {
+        self.stream("REJECTED")
+    }
+
+    fn rejected_subjects(&self) -> String {
+        format!("{}.rejected.>", self.prefix)
+    }
+
+    fn rejected_subject(&self, partnership: Option<&str>) -> String {
+        format!(
+            "{}.rejected.{}",
+            self.prefix,
+            routable(partnership.unwrap_or(""))
+        )
+    }
+
+    /// The inbound stream: a work queue, so that a message leaves it once
+    /// the ledger has acknowledged it, and stays (without age limit) while
+    /// the ledger is away.
+    pub(crate) fn in_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.in_stream(),
+            description: Some("CloudEvents published to the rotation ledger".into()),
+            subjects: vec![self.in_subjects()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        }
+    }
+
+    /// The published log: kept for ever, and neither messages nor the
+    /// whole may be deleted, as the log itself.
+    pub(crate) fn ledger_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.ledger_stream(),
+            description: Some("Every committed event of the rotation ledger, in position order".into()),
+            subjects: vec![self.ledger_subjects()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    fn rejected_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.rejected_stream(),
+            description: Some("Submissions the rotation ledger rejected, as received".into()),
+            subjects: vec![self.rejected_subjects()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// A partnership as a subject token: a valid slug, or `_unknown`, so that a
+/// malformed partnership never makes an invalid or wildcard subject.
+fn routable(partnership: &str) -> &str {
+    if rotation_events::check_slug(partnership).is_ok() {
+        partnership
+    } else {
+        "_unknown"
+    }
+}
+
+/// A pause that doubles after each failure, from 100 ms up to 5 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// Waits the next pause; false when `stop` came first.
+    async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let pause = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        tokio::select! {
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+/// Runs the NATS side of the ledger until `shutdown` is cancelled. Returns
+/// at once when no URL is given.
+pub async fn run(
+    ledger: Ledger,
+    args: NatsArgs,
+    shutdown: CancellationToken,
+) -> Result<(), NatsError> {
+    let Some(url) = args.url.clone() else {
+        return Ok(());
+    };
+    let names = Arc::new(Names::new(&args.nats_prefix)?);
+    let client = connect(&args, &url).await?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        // Both outboxes keep up to `outbox::WINDOW` publishes in flight;
+        // room for both, so that neither ever waits on the other's acks.
+        .max_ack_inflight(4 * outbox::WINDOW)
+        .backpressure_on_inflight(true)
+        .build(client.clone());
+    tracing::info!(%url, prefix = %args.nats_prefix, "NATS: ingest, append and outboxes starting");
+
+    let drain = CancellationToken::new();
+    let consume = tokio::spawn(ingest::consume(
+        ledger.clone(),
+        js.clone(),
+        Arc::clone(&names),
+        shutdown.clone(),
+    ));
+    let append = tokio::spawn(ingest::serve_append(
+        ledger.clone(),
+        client.clone(),
+        Arc::clone(&names),
+        shutdown.clone(),
+    ));
+    let events = tokio::spawn(outbox::run(
+        outbox::Feed::Events,
+        ledger.clone(),
+        js.clone(),
+        Arc::clone(&names),
+        drain.clone(),
+    ));
+    let rejections = tokio::spawn(outbox::run(
+        outbox::Feed::Rejections,
+        ledger,
+        js,
+        names,
+        drain.clone(),
+    ));
+
+    shutdown.cancelled().await;
+    for (name, task) in [("ingest", consume), ("append", append)] {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "NATS {name} task failed");
+        }
+    }
+    // Only now: what the ingest committed while stopping is published too.
+    drain.cancel();
+    for (name, task) in [("ledger outbox", events), ("rejection outbox", rejections)] {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "NATS {name} task failed");
+        }
+    }
+    if let Err(error) = client.flush().await {
+        tracing::warn!(%error, "NATS: could not flush the last receipts");
+    }
+    tracing::info!("NATS stopped");
+    Ok(())
+}
+
+/// Connects with the options given. The connection is made in the
+/// background and retried for ever, so that the ledger starts (and serves
+/// HTTP) while NATS is still down; every loop waits for it by retrying.
+async fn connect(args: &NatsArgs, url: &str) -> Result<async_nats::Client, NatsError> {
+    let readable = |what: &'static str, path: &PathBuf| {
+        std::fs::metadata(path)
+            .map(|_| ())
+            .map_err(|source| NatsError::File {
+                what,
+                path: path.clone(),
+                source,
+            })
+    };
+    let mut options = async_nats::ConnectOptions::new()
+        .name("rotation-ledger")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // async-nats logs every event itself; these add what they mean
+        // for the ledger.
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS disconnected: ingest and publication wait, nothing is lost");
+                }
+                async_nats::Event::SlowConsumer(sid) => {
+                    tracing::warn!(sid, "NATS: a subscription fell behind");
+                }
+                _ => {}
+            }
+        });
+    if let Some(path) = &args.nats_creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|source| NatsError::File {
+                what: "the NATS credentials file",
+                path: path.clone(),
+                source,
+            })?;
+    }
+    if let Some(path) = &args.nats_nkey {
+        let seed = std::fs::read_to_string(path).map_err(|source| NatsError::File {
+            what: "the NKey seed file",
+            path: path.clone(),
+            source,
+        })?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    if let (Some(user), Some(password)) = (&args.nats_user, &args.nats_password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &args.nats_token {
+        options = options.token(token.clone());
+    }
+    if let Some(path) = &args.nats_tls_ca {
+        readable("the CA file", path)?;
+        options = options.add_root_certificates(path.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_tls_cert, &args.nats_tls_key) {
+        readable("the client certificate", cert)?;
+        readable("the client key", key)?;
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if args.nats_require_tls {
+        options = options.require_tls(true);
+    }
+    let addresses: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            NatsError::Connect(async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::ServerParse,
+                e,
+            ))
+        })?;
+    Ok(options.connect(addresses).await?)
+}

@@ -1,0 +1,534 @@
+//! The outboxes: every committed event to `ROTATION_LEDGER` and every
+//! rejection to `ROTATION_REJECTED`, in order, each exactly once.
+//!
+//! An outbox reads what the ledger has made durable after its cursor and
+//! publishes it with many publishes in flight at once. The cursor moves to
+//! the highest position up to which every publish was acknowledged by
+//! JetStream (acks are taken in publication order), and is written to the
+//! store's checkpoint (`nats-outbox`, `nats-rejections`: a u64, big-endian)
+//! every [`PERSIST_EVENTS`] positions or [`PERSIST_INTERVAL`], never per
+//! event. The loop wakes on [`Ledger::subscribe`], so an event is on its way
+//! to NATS as soon as it is durable.
+//!
+//! Three mechanisms together keep each stream an exact, in-order copy:
+//!
+//! - **Deduplication.** Every message carries `Nats-Msg-Id` (the event id,
+//!   or `rejection-<seq>`) and the streams keep ids for
+//!   [`DUPLICATE_WINDOW`](super::DUPLICATE_WINDOW). What a crash or an
+//!   outage can make the outbox publish twice is what it had published but
+//!   not yet recorded in its cursor: at most a window of in-flight publishes
+//!   plus [`PERSIST_EVENTS`] or [`PERSIST_INTERVAL`] worth, all sent in the
+//!   last seconds before the interruption, hence well inside the window when
+//!   the ledger comes back promptly.
+//! - **Reconciliation.** Whenever a publishing session starts (at start-up
+//!   and after every error), the outbox reads the stream's last message and,
+//!   when it is one of this ledger's, continues right after it, whatever its
+//!   own cursor says. A cursor behind the stream (a crash between the ack
+//!   and the cursor write, however long ago) skips ahead; a cursor ahead of
+//!   the stream (a stream that lost its tail) steps back and fills the gap.
+//!   This makes the guarantee independent of the deduplication window.
+//! - **Expected sequence.** Each publish carries
+//!   `Nats-Expected-Last-Sequence`: the stream sequence the previous
+//!   position got. JetStream stores a message only right after its
+//!   predecessor, so a publish that failed (an outage, a timeout) can never
+//!   be overtaken by a later one that succeeded, and a stale publish that
+//!   reaches the server late, after a new session re-published it, is
+//!   refused. The stream therefore holds a gap-free prefix of the log at
+//!   every moment.
+//!
+//! The outbox assumes it is the only publisher on its stream's subjects.
+//! Should another one publish there, reconciliation does not recognise the
+//! last message, keeps the cursor, and chains on after the foreign message.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, Names, SHUTDOWN_GRACE};
+use crate::ledger::Ledger;
+use crate::store::{Commit, StoreError};
+
+/// The most publishes one outbox keeps in flight.
+pub(super) const WINDOW: usize = 2048;
+
+/// How many items one read from the store takes.
+const READ_CHUNK: usize = 512;
+
+/// The cursor is written after this many positions at the latest...
+pub(super) const PERSIST_EVENTS: u64 = 4096;
+
+/// ...or after this long, whichever comes first.
+pub(super) const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The header naming a rejection's error code.
+pub(crate) const ERROR_CODE_HEADER: &str = "Rotation-Error-Code";
+
+/// The header holding a rejection's message.
+pub(crate) const ERROR_HEADER: &str = "Rotation-Error";
+
+/// The header naming where a rejected submission came from.
+pub(crate) const ORIGIN_HEADER: &str = "Rotation-Origin";
+
+/// What an outbox publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Feed {
+    /// Committed events, by position, to `ROTATION_LEDGER`.
+    Events,
+    /// Rejections, by sequence number, to `ROTATION_REJECTED`.
+    Rejections,
+}
+
+/// Why a publishing session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot reach the stream: {0}")]
+    Stream(String),
+    #[error("publish at {position} failed: {source}")]
+    Publish {
+        position: u64,
+        source: PublishError,
+    },
+    #[error("the stream already held position {0}; reconciling")]
+    Resync(u64),
+    #[error("the shutdown grace period ended with publishes unanswered")]
+    GraceOver,
+}
+
+/// One message to publish.
+struct Item {
+    position: u64,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+}
+
+/// The attributes of a committed event the outbox routes by; the rest of
+/// the JSON is published as stored, untouched.
+#[derive(Deserialize)]
+struct Routing<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    partnership: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    position: u64,
+}
+
+impl Feed {
+    fn checkpoint(self) -> &'static str {
+        match self {
+            Self::Events => "nats-outbox",
+            Self::Rejections => "nats-rejections",
+        }
+    }
+
+    fn config(self, names: &Names) -> stream::Config {
+        match self {
+            Self::Events => names.ledger_config(),
+            Self::Rejections => names.rejected_config(),
+        }
+    }
+
+    /// The last durable position of this feed.
+    fn high(self, ledger: &Ledger) -> u64 {
+        let durable = ledger.subscribe().borrow().clone();
+        match self {
+            Self::Events => durable.head.position,
+            Self::Rejections => durable.next_rejection.saturating_sub(1),
+        }
+    }
+
+    /// Up to `limit` durable items after `after`, in order.
+    fn read(
+        self,
+        ledger: &Ledger,
+        names: &Names,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        match self {
+            Self::Events => {
+                let until = ledger.head().position.min(after + limit as u64);
+                ledger
+                    .store()
+                    .events_json(after, until)
+                    .map(|row| {
+                        let (position, json) = row?;
+                        event_item(names, position, &json)
+                    })
+                    .collect()
+            }
+            Self::Rejections => ledger
+                .rejections(after)
+                .take(limit)
+                .map(|record| {
+                    let record = record?;
+                    Ok(rejection_item(names, &record))
+                })
+                .collect(),
+        }
+    }
+
+    /// The position a message of the stream stands for, when it is one this
+    /// ledger published: for events, the id in the message must be the id
+    /// of the ledger's event at that position.
+    fn position_of(self, ledger: &Ledger, message: &StreamMessage) -> Option<u64> {
+        let msg_id = message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)?
+            .as_str()
+            .to_owned();
+        match self {
+            Self::Events => {
+                let routing: Routing<'_> = serde_json::from_slice(&message.payload).ok()?;
+                if routing.id != msg_id || routing.position > ledger.head().position {
+                    return None;
+                }
+                let ours = ledger.store().event_json(routing.position).ok()??;
+                let ours: Routing<'_> = serde_json::from_slice(&ours).ok()?;
+                (ours.id == msg_id).then_some(routing.position)
+            }
+            Self::Rejections => {
+                let seq: u64 = msg_id.strip_prefix("rejection-")?.parse().ok()?;
+                (seq <= self.high(ledger)).then_some(seq)
+            }
+        }
+    }
+}
+
+/// A committed event as a message: its JSON as stored, routed by
+/// partnership and type.
+fn event_item(names: &Names, position: u64, json: &[u8]) -> Result<Item, StoreError> {
+    let routing: Routing<'_> = serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
+        key: format!("event {position}"),
+        message: e.to_string(),
+    })?;
+    let noun_verb = rotation_events::EventType::parse(&routing.event_type)
+        .map_or("_unknown", rotation_events::EventType::noun_verb);
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, routing.id.as_ref());
+    Ok(Item {
+        position,
+        subject: names.ledger_subject(&routing.partnership, noun_verb),
+        headers,
+        payload: Bytes::copy_from_slice(json),
+    })
+}
+
+/// A rejection as a message: the submission as received, with its code and
+/// reason in headers.
+fn rejection_item(names: &Names, record: &crate::ledger::RejectionRecord) -> Item {
+    use base64::Engine as _;
+    let payload = match (&record.body, &record.body_base64) {
+        (Some(text), _) => Bytes::copy_from_slice(text.as_bytes()),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::copy_from_slice(encoded.as_bytes())),
+        (None, None) => Bytes::new(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("rejection-{}", record.seq),
+    );
+    headers.insert(ERROR_CODE_HEADER, record.code.as_str());
+    headers.insert(ERROR_HEADER, header_text(&record.message));
+    headers.insert(ORIGIN_HEADER, header_text(&record.origin));
+    Item {
+        position: record.seq,
+        subject: names.rejected_subject(record.partnership.as_deref()),
+        headers,
+        payload,
+    }
+}
+
+/// Text fit for a header value: one line, at most 1,000 bytes.
+pub(crate) fn header_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > 1000 {
+        let mut end = 1000;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+/// Runs one outbox until `drain` is cancelled and the grace period allows
+/// no more.
+pub(super) async fn run(
+    feed: Feed,
+    ledger: Ledger,
+    js: jetstream::Context,
+    names: Arc<Names>,
+    drain: CancellationToken,
+) {
+    let mut cursor = Cursor::load(&ledger, feed.checkpoint());
+    let mut backoff = Backoff::new();
+    let deadline = Deadline::new(drain);
+    loop {
+        let result = session(feed, &ledger, &js, &names, &deadline, &mut cursor, &mut backoff).await;
+        cursor.persist(&ledger);
+        let error = match result {
+            Ok(()) => break,
+            Err(error) => error,
+        };
+        // A duplicate ack or a refused expected sequence means the stream
+        // holds more than this session assumed (a late publish of an earlier
+        // session, or another publisher): reconcile again at once.
+        let moved = match &error {
+            SessionError::Resync(_) => true,
+            SessionError::Publish { source, .. } => {
+                source.kind() == PublishErrorKind::WrongLastSequence
+            }
+            _ => false,
+        };
+        if moved {
+            tracing::info!(feed = ?feed, %error, "outbox reconciling with the stream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        tracing::warn!(feed = ?feed, %error, cursor = cursor.position, "NATS outbox interrupted; resuming");
+        if deadline.token.is_cancelled() || !backoff.wait(&deadline.token).await {
+            break;
+        }
+    }
+    let store = ledger.store().clone();
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "cannot flush the outbox cursor"),
+        Err(error) => tracing::error!(%error, "cannot flush the outbox cursor"),
+    }
+    tracing::info!(feed = ?feed, cursor = cursor.position, "outbox stopped");
+}
+
+/// The shutdown signal and the end of the grace period it starts.
+struct Deadline {
+    token: CancellationToken,
+    at: std::sync::OnceLock<Instant>,
+}
+
+impl Deadline {
+    fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            at: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The end of the grace period, once shutdown has begun.
+    fn at(&self) -> Option<Instant> {
+        if self.token.is_cancelled() {
+            Some(*self.at.get_or_init(|| Instant::now() + SHUTDOWN_GRACE))
+        } else {
+            None
+        }
+    }
+}
+
+/// The durable cursor: the last position JetStream acknowledged, and what
+/// of it the store holds.
+struct Cursor {
+    name: &'static str,
+    position: u64,
+    persisted: u64,
+    since: Instant,
+}
+
+impl Cursor {
+    fn load(ledger: &Ledger, name: &'static str) -> Self {
+        let position = match ledger.store().checkpoint(name) {
+            Ok(Some(bytes)) => match <[u8; 8]>::try_from(bytes.as_ref()) {
+                Ok(bytes) => u64::from_be_bytes(bytes),
+                Err(_) => {
+                    tracing::warn!(name, "outbox cursor unreadable; reconciling from the stream");
+                    0
+                }
+            },
+            Ok(None) => 0,
+            Err(error) => {
+                tracing::warn!(name, %error, "outbox cursor unreadable; reconciling from the stream");
+                0
+            }
+        };
+        Self {
+            name,
+            position,
+            persisted: position,
+            since: Instant::now(),
+        }
+    }
+
+    /// Writes the cursor if it moved. Applied, not flushed: the ledger's
+    /// next flush (or sled's own, within half a second) makes it durable,
+    /// and a lost write only means reconciling from the stream.
+    fn persist(&mut self, ledger: &Ledger) {
+        self.since = Instant::now();
+        if self.position == self.persisted {
+            return;
+        }
+        let mut commit = Commit::default();
+        commit.checkpoint(self.name, &self.position.to_be_bytes());
+        match ledger.store().apply(commit) {
+            Ok(()) => self.persisted = self.position,
+            Err(error) => tracing::error!(name = self.name, %error, "cannot write the outbox cursor"),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.position != self.persisted
+            && (self.position - self.persisted.min(self.position) >= PERSIST_EVENTS
+                || self.since.elapsed() >= PERSIST_INTERVAL)
+    }
+}
+
+/// Where a session starts: the last position the stream holds (or the
+/// cursor when it cannot tell) and the stream's last sequence.
+async fn reconcile(
+    feed: Feed,
+    ledger: &Ledger,
+    stream: &stream::Stream,
+    cursor: u64,
+) -> Result<(u64, u64), SessionError> {
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| SessionError::Stream(e.to_string()))?;
+    let state = &info.state;
+    let last_seq = state.last_sequence;
+    if last_seq == 0 {
+        if cursor > 0 {
+            tracing::info!(feed = ?feed, stream = %info.config.name, cursor, "the stream is new: publishing from the start");
+        }
+        return Ok((0, 0));
+    }
+    if state.messages == 0 {
+        return Ok((cursor, last_seq));
+    }
+    let last = match stream.get_raw_message(last_seq).await {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::warn!(feed = ?feed, %error, "cannot read the stream's last message; keeping the cursor");
+            return Ok((cursor, last_seq));
+        }
+    };
+    match feed.position_of(ledger, &last) {
+        Some(position) => {
+            if position != cursor {
+                tracing::info!(feed = ?feed, cursor, stream_holds = position, "outbox cursor reconciled with the stream");
+            }
+            Ok((position, last_seq))
+        }
+        None => {
+            tracing::warn!(feed = ?feed, stream = %info.config.name, "the stream's last message is not this ledger's; keeping the cursor");
+            Ok((cursor, last_seq))
+        }
+    }
+}
+
+type AckFuture = BoxFuture<'static, (u64, Result<PublishAck, PublishError>)>;
+
+/// One publishing session: reconcile, then publish until an error or the
+/// end of the grace period.
+async fn session(
+    feed: Feed,
+    ledger: &Ledger,
+    js: &jetstream::Context,
+    names: &Names,
+    deadline: &Deadline,
+    cursor: &mut Cursor,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let stream = js
+        .get_or_create_stream(feed.config(names))
+        .await
+        .map_err(|e| SessionError::Stream(e.to_string()))?;
+    let (start, mut last_seq) = reconcile(feed, ledger, &stream, cursor.position).await?;
+    cursor.position = start;
+    let mut next = start;
+    let mut inflight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    let mut durable = ledger.subscribe();
+    let mut watching = true;
+    let mut tick = tokio::time::interval(PERSIST_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let high = feed.high(ledger);
+        while inflight.len() < WINDOW && next < high {
+            let items = feed.read(ledger, names, next, (WINDOW - inflight.len()).min(READ_CHUNK))?;
+            if items.is_empty() {
+                break;
+            }
+            for item in items {
+                let position = item.position;
+                let mut headers = item.headers;
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                    async_nats::HeaderValue::from(last_seq),
+                );
+                let publish = PublishMessage::build().payload(item.payload).headers(headers);
+                let ack = js
+                    .send_publish(item.subject, publish)
+                    .await
+                    .map_err(|source| SessionError::Publish { position, source })?;
+                inflight.push_back(Box::pin(async move { (position, ack.await) }));
+                next = position;
+                last_seq += 1;
+            }
+        }
+        let until = deadline.at();
+        if until.is_some() && inflight.is_empty() && next >= feed.high(ledger) {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            Some((position, ack)) = inflight.next(), if !inflight.is_empty() => {
+                let ack = ack.map_err(|source| SessionError::Publish { position, source })?;
+                cursor.position = position;
+                backoff.reset();
+                if ack.duplicate {
+                    // The stream held it already, so the sequences the
+                    // publishes after it expect are off by one.
+                    return Err(SessionError::Resync(position));
+                }
+                if cursor.due() {
+                    cursor.persist(ledger);
+                }
+            }
+            changed = durable.changed(), if watching => {
+                // A closed ledger stops waking us; the tick still does.
+                watching = changed.is_ok();
+            }
+            _ = tick.tick() => {
+                if cursor.due() {
+                    cursor.persist(ledger);
+                }
+            }
+            () = deadline.token.cancelled(), if until.is_none() => {}
+            () = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
+                return Err(SessionError::GraceOver);
+            }
+        }
+    }
+}

@@ -1,0 +1,930 @@
+//! NATS, end to end: ingest through the durable consumer, receipts,
+//! `rotation.append`, publication of committed events and rejections, and
+//! what survives a ledger killed mid-ingest or a nats-server restarted
+//! under it. Every test starts its own nats-server (JetStream, fsync on
+//! every write) on a free port, and most run the real binary with
+//! `serve --nats`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use rotation_ledger::ledger::{Ledger, LedgerOptions, Submission};
+use rotation_ledger::nats::NatsArgs;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{self, jobseeker_registered, partnership_registered, person_event};
+use crate::tools;
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A nats-server of our own, with JetStream storing in a temporary
+/// directory that outlives restarts.
+struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let store = self.dir.path().join("jetstream");
+        let config = self.dir.path().join("nats.conf");
+        // `sync_interval: always` has no command-line flag: it makes every
+        // acknowledged JetStream write durable before the ack.
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                self.port, store
+            ),
+        )
+        .expect("the nats-server configuration is written");
+        let log = self.log();
+        let child = Command::new(tools::nats_server())
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(append(&log))
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        wait_for_port(self.port, "nats-server", &log);
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server without warning (SIGKILL).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A file opened for appending, as a child's output.
+fn append(path: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("a log file")
+        .into()
+}
+
+/// The ledger binary running `serve --nats` on a data directory.
+struct Serve {
+    child: Option<Child>,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(data: &Path, nats_url: &str) -> Self {
+        let port = free_port();
+        let log = data.with_extension("log");
+        let child = Command::new(support::binary())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--http", &format!("127.0.0.1:{port}"), "--nats", nats_url])
+            .env("RUST_LOG", "info")
+            .stdout(append(&log))
+            .stderr(append(&log))
+            .spawn()
+            .expect("rotation-ledger serve starts");
+        wait_for_port(port, "rotation-ledger serve", &log);
+        Self {
+            child: Some(child),
+            data: data.to_owned(),
+            log,
+        }
+    }
+
+    /// Kills the ledger without warning (SIGKILL), as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the ledger as a service manager would (SIGTERM) and waits.
+    fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM could not be sent");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("the ledger's status") {
+                assert!(
+                    status.success(),
+                    "serve exited with {status}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The committed log, as `dump` prints it; the ledger must be stopped.
+    fn dump(&self) -> Vec<String> {
+        dump(&self.data)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn dump(data: &Path) -> Vec<String> {
+    let output = Command::new(support::binary())
+        .args(["dump", "--data"])
+        .arg(data)
+        .output()
+        .expect("dump runs");
+    assert!(
+        output.status.success(),
+        "dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("dump prints UTF-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .expect("the test connects to NATS");
+    let js = jetstream::new(client.clone());
+    (client, js)
+}
+
+/// Waits until `check` holds, polling; fails with `what` after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many messages a stream holds, 0 when it does not exist (yet).
+async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
+    match js.get_stream(name).await {
+        Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+        Err(_) => 0,
+    }
+}
+
+/// Every message of a stream, in sequence order, with its sequence.
+async fn read_stream(js: &jetstream::Context, name: &str) -> Vec<(u64, async_nats::Message)> {
+    let mut stream = js.get_stream(name).await.expect("the stream exists");
+    let count = stream.info().await.expect("stream info").state.messages as usize;
+    if count == 0 {
+        return Vec::new();
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("an ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("the stream delivers")
+            .expect("the stream does not end")
+            .expect("a message");
+        let seq = message.info().expect("message info").stream_sequence;
+        out.push((seq, message.message));
+    }
+    out
+}
+
+fn header<'a>(message: &'a async_nats::Message, name: &str) -> Option<&'a str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(async_nats::HeaderValue::as_str)
+}
+
+/// Publishes events to `rotation.in.<partnership>` with `Nats-Msg-Id`, many
+/// in flight, and waits for every JetStream ack.
+async fn publish(js: &jetstream::Context, partnership: &str, events: &[Value]) {
+    let mut acks = Vec::with_capacity(events.len());
+    for event in events {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event["id"].as_str().expect("an id"));
+        let ack = js
+            .publish_with_headers(
+                format!("rotation.in.{partnership}"),
+                headers,
+                event.to_string().into(),
+            )
+            .await
+            .expect("the publish is sent");
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await.expect("JetStream stores the event");
+    }
+}
+
+/// A partnership, then `people` jobseekers, each registered and mentored.
+fn volume(people: u128) -> Vec<Value> {
+    let mut events = vec![partnership_registered()];
+    for n in 0..people {
+        events.push(jobseeker_registered(1_000 + n));
+        events.push(person_event(
+            1_000 + n,
+            "jobseeker.mentoring_session",
+            json!({"minutes": 45, "mentor": "union_learning_rep"}),
+        ));
+    }
+    events
+}
+
+/// Checks that ROTATION_LEDGER is exactly the ledger's log: positions 1..n,
+/// each once, in order, as stored, routed by partnership and type.
+async fn assert_stream_is_the_log(js: &jetstream::Context, log: &[String]) {
+    let messages = read_stream(js, "ROTATION_LEDGER").await;
+    assert_eq!(
+        messages.len(),
+        log.len(),
+        "ROTATION_LEDGER holds the whole log, once"
+    );
+    for (i, ((seq, message), stored)) in messages.iter().zip(log).enumerate() {
+        let position = i as u64 + 1;
+        assert_eq!(*seq, position, "stream sequence follows position");
+        assert_eq!(
+            message.payload.as_ref(),
+            stored.as_bytes(),
+            "position {position} is published exactly as stored"
+        );
+        let event: Value = serde_json::from_str(stored).expect("stored JSON");
+        assert_eq!(event["position"], position, "the log itself is gap-free");
+        assert_eq!(header(message, "Nats-Msg-Id"), event["id"].as_str());
+        let noun_verb = event["type"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("jobrotation."))
+            .expect("a catalogue type");
+        assert_eq!(
+            message.subject.as_str(),
+            format!(
+                "rotation.ledger.{}.{noun_verb}",
+                event["partnership"].as_str().unwrap_or_default()
+            )
+        );
+    }
+}
+
+fn ids(events: &[Value]) -> HashSet<String> {
+    events
+        .iter()
+        .map(|e| e["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+fn logged_ids(log: &[String]) -> Vec<String> {
+    log.iter()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("stored JSON");
+            event["id"].as_str().expect("an id").to_owned()
+        })
+        .collect()
+}
+
+/// Checks that the log holds every published event exactly once.
+fn assert_log_holds_exactly(log: &[String], published: &[Value]) {
+    let logged = logged_ids(log);
+    let unique: HashSet<String> = logged.iter().cloned().collect();
+    assert_eq!(unique.len(), logged.len(), "no event is committed twice");
+    assert_eq!(
+        unique,
+        ids(published),
+        "every published event is committed, and nothing else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
+    let (client, js) = connect(&nats.url()).await;
+    let mut receipts = client
+        .subscribe("rotation.receipts.stoke")
+        .await
+        .expect("a receipts subscription");
+    client.flush().await.expect("the subscription is in place");
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let events = volume(300);
+    publish(&js, "stoke", &events).await;
+
+    let mut seen = HashSet::new();
+    while seen.len() < events.len() {
+        let message = tokio::time::timeout(Duration::from_secs(30), receipts.next())
+            .await
+            .expect("a receipt for every event")
+            .expect("the subscription lives");
+        let receipt: Value = serde_json::from_slice(&message.payload).expect("a JSON receipt");
+        assert_eq!(receipt["status"], "accepted", "{receipt}");
+        assert!(receipt["position"].as_u64().is_some(), "{receipt}");
+        seen.insert(receipt["id"].as_str().expect("an id").to_owned());
+    }
+    assert_eq!(seen, ids(&events));
+
+    eventually(
+        "every inbound message to be acked",
+        Duration::from_secs(30),
+        || async {
+            let Ok(stream) = js.get_stream("ROTATION_IN").await else {
+                return false;
+            };
+            let Ok(mut consumer) = stream
+                .get_consumer::<consumer::pull::Config>("rotation-ledger")
+                .await
+            else {
+                return false;
+            };
+            consumer.info().await.is_ok_and(|i| {
+                i.num_ack_pending == 0
+                    && i.num_pending == 0
+                    && i.ack_floor.stream_sequence == events.len() as u64
+            })
+        },
+    )
+    .await;
+    eventually(
+        "the log on ROTATION_LEDGER",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
+    )
+    .await;
+
+    // rotation.append: an all-or-nothing batch, then a rejected one.
+    let batch = json!([
+        jobseeker_registered(5_000),
+        person_event(5_000, "jobseeker.referred", json!({"referred_by": "self"}))
+    ]);
+    let reply = client
+        .request("rotation.append", batch.to_string().into())
+        .await
+        .expect("rotation.append answers");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("a JSON reply");
+    let results = reply["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{reply}");
+    assert!(results.iter().all(|r| r["status"] == "accepted"), "{reply}");
+    assert!(reply.get("error").is_none(), "{reply}");
+    let orphan = person_event(6_000, "jobseeker.referred", json!({"referred_by": "self"}));
+    let reply = client
+        .request("rotation.append", orphan.to_string().into())
+        .await
+        .expect("rotation.append answers");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("a JSON reply");
+    assert_eq!(reply["error"]["code"], "unknown_stream", "{reply}");
+    assert_eq!(reply["results"][0]["status"], "rejected", "{reply}");
+    let total = events.len() as u64 + 2;
+    eventually(
+        "the appended events on ROTATION_LEDGER",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == total },
+    )
+    .await;
+
+    serve.terminate();
+    let log = serve.dump();
+    assert_eq!(log.len() as u64, total);
+    assert_stream_is_the_log(&js, &log).await;
+    // Published in the order the ledger committed them, which for one
+    // publisher is the order published.
+    assert_eq!(
+        logged_ids(&log)[..events.len()],
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()[..]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let dir = data.path().join("ledger");
+    let mut serve = Serve::start(&dir, &nats.url());
+    let (_client, js) = connect(&nats.url()).await;
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let events = volume(2_500);
+    let publisher = {
+        let js = js.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            for chunk in events.chunks(250) {
+                publish(&js, "stoke", chunk).await;
+            }
+        })
+    };
+    eventually("ingest under way", Duration::from_secs(60), || async {
+        stream_len(&js, "ROTATION_LEDGER").await >= 500
+    })
+    .await;
+    serve.kill();
+    publisher
+        .await
+        .expect("the publisher finishes while the ledger is down");
+
+    let mut serve = Serve::start(&dir, &nats.url());
+    eventually(
+        "the whole log on ROTATION_LEDGER",
+        Duration::from_secs(120),
+        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
+    )
+    .await;
+    serve.terminate();
+    let log = serve.dump();
+    assert_log_holds_exactly(&log, &events);
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
+    let mut nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
+    let (client, js) = connect(&nats.url()).await;
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let events = volume(2_000);
+    let (before, after) = events.split_at(2_501);
+    publish(&js, "stoke", before).await;
+    eventually("ingest under way", Duration::from_secs(60), || async {
+        stream_len(&js, "ROTATION_LEDGER").await >= 300
+    })
+    .await;
+    nats.restart();
+    // The ledger sees the outage and reconnects; so does this client.
+    eventually(
+        "the test client to reconnect",
+        Duration::from_secs(30),
+        || async { client.connection_state() == async_nats::connection::State::Connected },
+    )
+    .await;
+    eventually("JetStream back", Duration::from_secs(30), || async {
+        js.get_stream("ROTATION_IN").await.is_ok()
+    })
+    .await;
+    publish(&js, "stoke", after).await;
+    eventually(
+        "the whole log on ROTATION_LEDGER",
+        Duration::from_secs(120),
+        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
+    )
+    .await;
+    serve.terminate();
+    let log = serve.dump();
+    assert_log_holds_exactly(&log, &events);
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
+    let (client, js) = connect(&nats.url()).await;
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let not_json = b"this is not JSON {".to_vec();
+    let wrong_type = support::event("nonsense.happened", "partnership/stoke", json!({}))
+        .to_string()
+        .into_bytes();
+    // Large but under the server's max_payload; unknown attributes are invalid.
+    let mut huge = support::event("partnership.registered", "partnership/stoke", json!({}));
+    huge["padding"] = Value::from("x".repeat(900 * 1024));
+    let huge = huge.to_string().into_bytes();
+    let mut foreign = partnership_registered();
+    foreign["partnership"] = Value::from("leeds");
+    foreign["subject"] = Value::from("partnership/leeds");
+    let foreign = foreign.to_string().into_bytes();
+    let good = partnership_registered();
+
+    let poison = [
+        (not_json.clone(), "invalid_event", "stoke"),
+        (wrong_type.clone(), "invalid_event", "stoke"),
+        (huge.clone(), "invalid_event", "stoke"),
+        (foreign.clone(), "forbidden", "leeds"),
+    ];
+    for (body, _, _) in &poison {
+        js.publish("rotation.in.stoke", body.clone().into())
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+    }
+    publish(&js, "stoke", std::slice::from_ref(&good)).await;
+
+    eventually(
+        "the good event after the poison",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == 1 },
+    )
+    .await;
+    eventually(
+        "four rejections on ROTATION_REJECTED",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_REJECTED").await == 4 },
+    )
+    .await;
+    let rejected = read_stream(&js, "ROTATION_REJECTED").await;
+    for (i, ((seq, message), (body, code, partnership))) in rejected.iter().zip(&poison).enumerate()
+    {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(
+            message.subject.as_str(),
+            format!("rotation.rejected.{partnership}")
+        );
+        assert_eq!(
+            header(message, "Rotation-Error-Code"),
+            Some(*code),
+            "rejection {seq}"
+        );
+        assert!(
+            !header(message, "Rotation-Error")
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert_eq!(
+            header(message, "Nats-Msg-Id"),
+            Some(format!("rejection-{seq}").as_str())
+        );
+        assert_eq!(
+            message.payload.as_ref(),
+            body.as_slice(),
+            "rejection {seq} keeps the message as received"
+        );
+    }
+    // Nothing is left unacknowledged: poison does not block the consumer.
+    let stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
+    let consumer = stream
+        .get_consumer::<consumer::pull::Config>("rotation-ledger")
+        .await
+        .expect("the durable consumer");
+    eventually("every message acked", Duration::from_secs(30), || async {
+        consumer
+            .get_info()
+            .await
+            .is_ok_and(|i| i.num_ack_pending == 0 && i.num_pending == 0)
+    })
+    .await;
+    drop(client);
+    serve.terminate();
+    assert_eq!(serve.dump().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_partner_service_publishes_cloudevents() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
+    let (_client, js) = connect(&nats.url()).await;
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nats_publisher.py");
+    let output = tokio::process::Command::new(tools::python())
+        .arg(&script)
+        .args([
+            "--url",
+            &nats.url(),
+            "--partnership",
+            "stoke",
+            "--people",
+            "50",
+        ])
+        .output()
+        .await
+        .expect("the publisher runs");
+    assert!(
+        output.status.success(),
+        "the publisher failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let published: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        published.len(),
+        101,
+        "a partnership and 50 jobseekers twice"
+    );
+    eventually(
+        "the partner's events on ROTATION_LEDGER",
+        Duration::from_secs(60),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == published.len() as u64 },
+    )
+    .await;
+    serve.terminate();
+    let log = serve.dump();
+    assert_eq!(
+        logged_ids(&log),
+        published,
+        "committed in the order published, binary and structured alike"
+    );
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+/// Runs the NATS side in-process on a ledger until `stop` is cancelled.
+fn run_in_process(
+    ledger: &Ledger,
+    url: &str,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let ledger = ledger.clone();
+    let stop = stop.clone();
+    let args = NatsArgs::for_url(url);
+    tokio::spawn(async move {
+        rotation_ledger::nats::run(ledger, args, stop)
+            .await
+            .expect("the NATS side runs");
+    })
+}
+
+async fn submit_all(ledger: &Ledger, events: &[Value]) {
+    let submissions = events
+        .iter()
+        .map(|e| {
+            Submission::from_json(
+                e.to_string().into_bytes(),
+                "test",
+                rotation_ledger::auth::Caller::operator(),
+            )
+        })
+        .collect();
+    let outcomes = ledger
+        .submit(submissions)
+        .await
+        .expect("the ledger answers");
+    assert!(outcomes.iter().all(|o| !o.is_rejected()), "{outcomes:?}");
+}
+
+/// Writes the outbox cursor back to 0, as if it had never been written.
+fn forget_outbox_cursor(ledger: &Ledger) {
+    let mut commit = rotation_ledger::store::Commit::default();
+    commit.checkpoint("nats-outbox", &0u64.to_be_bytes());
+    ledger.store().apply(commit).expect("the cursor is written");
+    ledger.store().flush().expect("and flushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_behind_the_stream_past_the_dedup_window_skips_ahead() {
+    let nats = NatsServer::start();
+    let (_client, js) = connect(&nats.url()).await;
+    // A stream whose dedup window is far shorter than the ledger's, so that
+    // only reconciliation can keep re-published events out.
+    js.create_stream(stream::Config {
+        name: "ROTATION_LEDGER".into(),
+        subjects: vec!["rotation.ledger.>".into()],
+        duplicate_window: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await
+    .expect("the stream is created");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger opens");
+    let events = volume(100);
+    submit_all(&ledger, &events[..101]).await;
+
+    let stop = CancellationToken::new();
+    let task = run_in_process(&ledger, &nats.url(), &stop);
+    eventually(
+        "the first events published",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == 101 },
+    )
+    .await;
+    stop.cancel();
+    task.await.expect("the NATS side stops");
+
+    forget_outbox_cursor(&ledger);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    submit_all(&ledger, &events[101..]).await;
+    let stop = CancellationToken::new();
+    let task = run_in_process(&ledger, &nats.url(), &stop);
+    eventually("the rest published", Duration::from_secs(30), || async {
+        stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64
+    })
+    .await;
+    // Time for any re-publication to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    task.await.expect("the NATS side stops");
+    let log: Vec<String> = ledger
+        .store()
+        .events_json(0, ledger.head().position)
+        .map(|row| String::from_utf8(row.expect("a row").1.to_vec()).expect("UTF-8"))
+        .collect();
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_republishes_the_whole_log_into_a_recreated_stream() {
+    let nats = NatsServer::start();
+    let (_client, js) = connect(&nats.url()).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger opens");
+    let events = volume(50);
+    submit_all(&ledger, &events).await;
+
+    let stop = CancellationToken::new();
+    let task = run_in_process(&ledger, &nats.url(), &stop);
+    eventually("the log published", Duration::from_secs(30), || async {
+        stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64
+    })
+    .await;
+    stop.cancel();
+    task.await.expect("the NATS side stops");
+
+    js.delete_stream("ROTATION_LEDGER")
+        .await
+        .expect("the stream is deleted");
+    let stop = CancellationToken::new();
+    let task = run_in_process(&ledger, &nats.url(), &stop);
+    eventually(
+        "the log published again",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
+    )
+    .await;
+    stop.cancel();
+    task.await.expect("the NATS side stops");
+    let log: Vec<String> = ledger
+        .store()
+        .events_json(0, ledger.head().position)
+        .map(|row| String::from_utf8(row.expect("a row").1.to_vec()).expect("UTF-8"))
+        .collect();
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+#[test]
+fn nats_options_parse_as_serve_flattens_them() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        nats: NatsArgs,
+    }
+    let parsed = Serve::try_parse_from([
+        "serve",
+        "--nats",
+        "tls://nats.example:4222",
+        "--nats-creds",
+        "ledger.creds",
+        "--nats-tls-ca",
+        "ca.pem",
+        "--nats-tls-cert",
+        "client.pem",
+        "--nats-tls-key",
+        "client-key.pem",
+        "--nats-require-tls",
+    ])
+    .expect("the options parse");
+    assert_eq!(parsed.nats.url.as_deref(), Some("tls://nats.example:4222"));
+    assert!(parsed.nats.nats_require_tls);
+    assert_eq!(parsed.nats.nats_prefix, "rotation");
+    assert!(
+        Serve::try_parse_from(["serve", "--nats-tls-cert", "client.pem"]).is_err(),
+        "a client certificate needs its key"
+    );
+    assert!(
+        Serve::try_parse_from(["serve", "--nats-user", "ledger"]).is_err(),
+        "a user needs a password"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_nats_ingest_measures_on_streams_of_its_own_and_removes_them() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let n: u64 = std::env::var("NATS_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let url = std::env::var("NATS_BENCH_URL").unwrap_or(nats.url());
+    let measured = rotation_ledger::nats::bench::ingest(&url, n, dir.path())
+        .await
+        .expect("the figure is measured");
+    eprintln!("{measured:?}");
+    assert_eq!(measured.events, 2_000);
+    assert_eq!(measured.baseline_events, 2_000);
+    assert!(measured.took > Duration::ZERO && measured.baseline_took > Duration::ZERO);
+    assert!(measured.lag_p99 < Duration::from_secs(10), "{measured:?}");
+    let (_client, js) = connect(&nats.url()).await;
+    let left: Vec<String> = js.stream_names().filter_map(|n| async { n.ok() }).collect().await;
+    assert!(left.is_empty(), "the bench leaves no streams behind: {left:?}");
+}
