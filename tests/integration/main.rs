@@ -5,6 +5,7 @@
 mod browser;
 mod cli;
 mod crash;
+mod export;
 mod http;
 mod log;
 mod nats;
