@@ -454,7 +454,19 @@ impl<V: StateView> Rules<'_, V> {
                 rotation.employer.is_some(),
                 "rotation {rotation_id} has no agreement"
             );
-            ensure!(!rotation.closed, "rotation {rotation_id} is closed");
+            // A closed rotation starts nothing new, but what was under way
+            // may still be reported ending: late reports are normal, and
+            // refusing them would leave people on a release for good.
+            let starts = matches!(
+                data,
+                EventData::ReleaseStarted(_)
+                    | EventData::SubstitutionStarted(_)
+                    | EventData::RotationClosed(_)
+            );
+            ensure!(
+                !(starts && rotation.closed),
+                "rotation {rotation_id} is closed"
+            );
         }
         match data {
             EventData::ReleaseStarted(d) => {

@@ -691,6 +691,30 @@ async fn rule_violation_closed_rotation() {
     check(&two, release_started(101, 200, 10), "accepted").await;
 }
 
+/// What was under way when a rotation closed may still be reported ending,
+/// so that nobody stays on a release for good.
+#[tokio::test]
+async fn regression_a_closed_rotation_still_takes_late_ends() {
+    let release = release_started(100, 200, 10);
+    let under_way = scheme_and(&[release, rotation_closed(100)]);
+    check(
+        &under_way,
+        rotation_event(100, "release_ended", json!({"release_id": uuid(200)})),
+        "accepted",
+    )
+    .await;
+    check(
+        &under_way,
+        rotation_event(
+            100,
+            "training_completed",
+            json!({"release_id": uuid(200), "qualification_achieved": true}),
+        ),
+        "accepted",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn rule_violation_retraction() {
     let enrolled = employer_enrolled(2);
