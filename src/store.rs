@@ -468,7 +468,8 @@ impl Store {
         let mut outputs = Vec::new();
         for _ in 0..DECODERS {
             let (to_decoder, from_reader) = std::sync::mpsc::sync_channel::<Raw>(4);
-            let (to_caller, from_decoder) = std::sync::mpsc::sync_channel::<Vec<Result<T, StoreError>>>(4);
+            let (to_caller, from_decoder) =
+                std::sync::mpsc::sync_channel::<Vec<Result<T, StoreError>>>(4);
             let map = map.clone();
             std::thread::spawn(move || {
                 for raw in from_reader {

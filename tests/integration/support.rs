@@ -33,7 +33,11 @@ impl TempLedger {
     /// Submits one event or batch as the operator and returns the outcome.
     pub async fn submit(&self, body: &Value) -> Outcome {
         self.ledger
-            .submit_one(Submission::from_json(body.to_string().into_bytes(), "test", Caller::operator()))
+            .submit_one(Submission::from_json(
+                body.to_string().into_bytes(),
+                "test",
+                Caller::operator(),
+            ))
             .await
             .expect("the ledger answers")
     }
@@ -126,7 +130,12 @@ pub fn release_started(rotation: u128, release: u128, employee: u128) -> Value {
     )
 }
 
-pub fn substitution_started(rotation: u128, substitution: u128, substitute: u128, covers: &[u128]) -> Value {
+pub fn substitution_started(
+    rotation: u128,
+    substitution: u128,
+    substitute: u128,
+    covers: &[u128],
+) -> Value {
     let covers: Vec<String> = covers.iter().map(|c| uuid(*c)).collect();
     event(
         "rotation.substitution_started",
@@ -136,7 +145,11 @@ pub fn substitution_started(rotation: u128, substitution: u128, substitute: u128
 }
 
 pub fn rotation_event(rotation: u128, event_type: &str, data: Value) -> Value {
-    event(&format!("rotation.{event_type}"), &format!("rotation/{}", uuid(rotation)), data)
+    event(
+        &format!("rotation.{event_type}"),
+        &format!("rotation/{}", uuid(rotation)),
+        data,
+    )
 }
 
 pub fn person_event(person: u128, event_type: &str, data: Value) -> Value {
@@ -154,7 +167,11 @@ pub async fn scheme(ledger: &TempLedger) {
         assessed(20, true),
         rotation_agreed(100, 1),
     ] {
-        assert_eq!(ledger.code(&body).await, "accepted", "setting up the scheme: {body}");
+        assert_eq!(
+            ledger.code(&body).await,
+            "accepted",
+            "setting up the scheme: {body}"
+        );
     }
 }
 

