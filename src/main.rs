@@ -191,6 +191,19 @@ fn main() -> Result<()> {
     }
 }
 
+/// A progress bar on a terminal, nothing otherwise (or when there is
+/// nothing to measure).
+fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || len == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn open(data: &DataDir) -> Result<Ledger> {
     open_with(data, LedgerOptions::default())
 }
@@ -379,16 +392,7 @@ async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(BufReader::with_capacity(1 << 20, f)), size)
     };
-    let bar = if std::io::stderr().is_terminal() && size > 0 {
-        let bar = ProgressBar::new(size);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(size, "{bar:40} {bytes}/{total_bytes} {msg} ({eta})");
     let summary = rotation_ledger::import::import(&ledger, input, &name, |read, so_far| {
         bar.set_position(read);
         bar.set_message(so_far.to_string());
@@ -535,16 +539,7 @@ async fn announce(server: &Server, ledger: &Ledger, dir: &Path, fresh_token: Opt
 async fn rebuild(data: &DataDir) -> Result<()> {
     let ledger = open(data)?;
     let head = ledger.head().position;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(head);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(head, "{bar:40} {pos}/{len} events ({per_sec}, {eta})");
     let position = tokio::task::spawn_blocking({
         let ledger = ledger.clone();
         let bar = bar.clone();

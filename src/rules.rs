@@ -475,7 +475,7 @@ impl<V: StateView> Rules<'_, V> {
                     "release {} already exists in rotation {rotation_id}",
                     d.release_id
                 );
-                let (subject, mut state, person) = match self.person(d.employee, "employee")? {
+                let (subject, state, person) = match self.person(d.employee, "employee")? {
                     Ok(found) => found,
                     Err(v) => return Ok(Err(v)),
                 };
@@ -485,19 +485,15 @@ impl<V: StateView> Rules<'_, V> {
                     d.employee,
                     rotation.employer.unwrap_or_default()
                 );
-                if let Some(active) = person.active_release {
-                    return Ok(Err(Violation::rule(format!(
-                        "employee {} already has an active release ({} in rotation {})",
-                        d.employee, active.id, active.rotation
-                    ))));
-                }
-                set_person(&mut state, |p| {
-                    p.active_release = Some(Active {
+                return self.occupy(
+                    subject,
+                    state,
+                    true,
+                    Active {
                         rotation: rotation_id,
                         id: d.release_id,
-                    });
-                });
-                self.set_other(subject, state);
+                    },
+                );
             }
             EventData::SubstitutionStarted(d) => {
                 ensure!(
@@ -511,7 +507,7 @@ impl<V: StateView> Rules<'_, V> {
                         "covers names release {release}, which is not active in rotation {rotation_id}"
                     );
                 }
-                let (subject, mut state, person) = match self.person(d.substitute, "substitute")? {
+                let (subject, state, person) = match self.person(d.substitute, "substitute")? {
                     Ok(found) => found,
                     Err(v) => return Ok(Err(v)),
                 };
@@ -525,19 +521,15 @@ impl<V: StateView> Rules<'_, V> {
                     "substitute {} has not been assessed eligible",
                     d.substitute
                 );
-                if let Some(active) = person.active_substitution {
-                    return Ok(Err(Violation::rule(format!(
-                        "substitute {} already has an active substitution ({} in rotation {})",
-                        d.substitute, active.id, active.rotation
-                    ))));
-                }
-                set_person(&mut state, |p| {
-                    p.active_substitution = Some(Active {
+                return self.occupy(
+                    subject,
+                    state,
+                    false,
+                    Active {
                         rotation: rotation_id,
                         id: d.substitution_id,
-                    });
-                });
-                self.set_other(subject, state);
+                    },
+                );
             }
             EventData::TrainingCompleted(d) => {
                 ensure!(
@@ -589,6 +581,42 @@ impl<V: StateView> Rules<'_, V> {
             }
             _ => {}
         }
+        Ok(Ok(()))
+    }
+
+    /// Points a person at the release (or substitution) they start, unless
+    /// they are on one already: nobody has two at once.
+    fn occupy(
+        &mut self,
+        subject: String,
+        mut state: StreamState,
+        release: bool,
+        start: Active,
+    ) -> Verdict {
+        let Entity::Person(person) = &state.entity else {
+            return Ok(Err(Violation::rule(format!("{subject} is not a person"))));
+        };
+        let (active, role, what) = if release {
+            (person.active_release, "employee", "release")
+        } else {
+            (person.active_substitution, "substitute", "substitution")
+        };
+        if let Some(active) = active {
+            let id = subject.strip_prefix("person/").unwrap_or(&subject);
+            return Ok(Err(Violation::rule(format!(
+                "{role} {id} already has an active {what} ({} in rotation {})",
+                active.id, active.rotation
+            ))));
+        }
+        set_person(&mut state, |p| {
+            let slot = if release {
+                &mut p.active_release
+            } else {
+                &mut p.active_substitution
+            };
+            *slot = Some(start);
+        });
+        self.set_other(subject, state);
         Ok(Ok(()))
     }
 
