@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -48,7 +48,7 @@ use crate::ledger::{Ledger, LedgerError, Outcome, Receipt, Submission};
 pub(crate) const DURABLE: &str = "rotation-ledger";
 
 /// The most messages one lot holds, and the size of each pull request.
-pub(super) const BATCH: usize = 2_000;
+pub(super) const BATCH: usize = 500;
 
 /// How many lots may be inside the ledger at once.
 const PIPELINE: usize = 2;
@@ -96,8 +96,8 @@ struct Lot {
 
 struct Inbound {
     acker: jetstream::message::Acker,
-    /// The partnership the subject names, where the receipts go.
-    partnership: String,
+    /// Where the receipts go: those of the partnership the subject names.
+    receipts: async_nats::Subject,
 }
 
 /// Consumes `ROTATION_IN` until `shutdown`, starting over after errors.
@@ -161,7 +161,7 @@ async fn consume_session(
     let max_bytes = (16 << 20).max(2 * js.client().server_info().max_payload);
     let messages = consumer
         .stream()
-        .max_messages_per_batch(BATCH)
+        .max_messages_per_batch(tune("B", BATCH))
         .max_bytes_per_batch(max_bytes)
         .expires(Duration::from_secs(30))
         .heartbeat(Duration::from_secs(5))
@@ -170,9 +170,9 @@ async fn consume_session(
         .map_err(|e| setup("the pull")(&e))?;
     backoff.reset();
 
-    let (lots, queued) = mpsc::channel::<Lot>(PIPELINE);
+    let (lots, queued) = mpsc::channel::<Lot>(tune("P", PIPELINE));
     let reader = read(messages, lots, Arc::clone(names), shutdown);
-    let committer = commit(ledger, js.client(), names, queued);
+    let committer = commit(ledger, js.client(), queued);
     let (read, commit) = tokio::join!(reader, committer);
     commit?;
     read
@@ -185,11 +185,14 @@ async fn read(
     names: Arc<Names>,
     shutdown: &CancellationToken,
 ) -> Result<(), IngestError> {
-    let mut chunks = messages.ready_chunks(BATCH);
+    let mut chunks = messages.ready_chunks(tune("B", BATCH));
     loop {
         let chunk = tokio::select! {
             biased;
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => {
+                give_back(chunks).await;
+                return Ok(());
+            }
             chunk = chunks.next() => chunk,
         };
         let Some(chunk) = chunk else {
@@ -217,25 +220,54 @@ async fn read(
     }
 }
 
+/// Hands back the messages fetched but not yet read, so that JetStream
+/// offers them again at once rather than after the ack wait. The pull ends
+/// first, so that they are not delivered here again.
+async fn give_back<S>(mut chunks: S)
+where
+    S: futures::Stream<Item = Vec<Result<jetstream::Message, pull::MessagesError>>> + Unpin,
+{
+    let mut unread = Vec::new();
+    while let Some(Some(chunk)) = chunks.next().now_or_never() {
+        unread.extend(chunk.into_iter().flatten());
+    }
+    drop(chunks);
+    for message in unread {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(%error, "NATS: cannot hand a message back; the ack wait will");
+        }
+    }
+}
+
 /// Turns messages into submissions: the parsing happens here, off the
 /// ledger's writer and off the async threads.
 fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     let mut submissions = Vec::with_capacity(messages.len());
     let mut inbound = Vec::with_capacity(messages.len());
+    // A lot usually comes from one partnership: its caller and receipt
+    // subject are made once.
+    let mut last: Option<(String, Caller, async_nats::Subject)> = None;
     for message in messages {
         let (message, acker) = message.split();
         let subject = message.subject.as_str();
-        let partnership = names.partnership_of(subject).to_owned();
+        let partnership = names.partnership_of(subject);
+        let (partnership, caller, receipts) = match &last {
+            Some(known) if known.0 == partnership => known,
+            _ => last.insert((
+                partnership.to_owned(),
+                Caller::publisher_for(partnership),
+                names.receipts(partnership).into(),
+            )),
+        };
         let body = structured(&message);
         submissions.push(
-            Submission::from_json(
-                body,
-                format!("nats:{subject}"),
-                Caller::publisher_for(&partnership),
-            )
-            .with_partnership_hint(partnership.clone()),
+            Submission::from_json(body, format!("nats:{subject}"), caller.clone())
+                .with_partnership_hint(partnership.clone()),
         );
-        inbound.push(Inbound { acker, partnership });
+        inbound.push(Inbound {
+            acker,
+            receipts: receipts.clone(),
+        });
     }
     Lot {
         submissions,
@@ -250,7 +282,6 @@ type Pending = (JoinHandle<Result<Vec<Outcome>, LedgerError>>, Vec<Inbound>);
 async fn commit(
     ledger: &Ledger,
     client: async_nats::Client,
-    names: &Names,
     mut lots: mpsc::Receiver<Lot>,
 ) -> Result<(), IngestError> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
@@ -271,7 +302,7 @@ async fn commit(
                 let Some((_, inbound)) = pending.pop_front() else { continue };
                 let result = done.map_err(IngestError::from).and_then(|r| r.map_err(IngestError::from));
                 match result {
-                    Ok(outcomes) => answer(&client, names, inbound, outcomes).await,
+                    Ok(outcomes) => answer(&client, inbound, outcomes).await,
                     Err(error) => {
                         refuse(inbound).await;
                         if failure.is_none() {
@@ -283,7 +314,9 @@ async fn commit(
                     }
                 }
             }
-            lot = lots.recv(), if open && pending.len() < PIPELINE => match lot {
+            lot = lots.recv(), if open && pending.len() < tune("P", PIPELINE) => match lot {
+                // After a failure, lots still queued go back unsubmitted.
+                Some(lot) if failure.is_some() => refuse(lot.inbound).await,
                 Some(lot) => pending.push_back((start(ledger, lot.submissions).await, lot.inbound)),
                 None => open = false,
             },
@@ -316,15 +349,9 @@ async fn start(
 }
 
 /// Publishes the receipts of a lot the ledger answered, then acks it.
-async fn answer(
-    client: &async_nats::Client,
-    names: &Names,
-    inbound: Vec<Inbound>,
-    outcomes: Vec<Outcome>,
-) {
+async fn answer(client: &async_nats::Client, inbound: Vec<Inbound>, outcomes: Vec<Outcome>) {
     for (inbound, outcome) in inbound.into_iter().zip(outcomes) {
-        let subject = names.receipts(&inbound.partnership);
-        publish_receipts(client, &subject, &outcome.receipts).await;
+        publish_receipts(client, &inbound.receipts, &outcome.receipts).await;
         if let Err(error) = inbound.acker.ack().await {
             // Redelivery follows, answered `duplicate`: nothing is lost.
             tracing::warn!(%error, "NATS: cannot ack a committed message");
@@ -341,11 +368,15 @@ async fn refuse(inbound: Vec<Inbound>) {
     }
 }
 
-async fn publish_receipts(client: &async_nats::Client, subject: &str, receipts: &[Receipt]) {
+async fn publish_receipts(
+    client: &async_nats::Client,
+    subject: &async_nats::Subject,
+    receipts: &[Receipt],
+) {
     for receipt in receipts {
         match serde_json::to_vec(receipt) {
             Ok(body) => {
-                if let Err(error) = client.publish(subject.to_owned(), body.into()).await {
+                if let Err(error) = client.publish(subject.clone(), body.into()).await {
                     tracing::debug!(%error, "NATS: cannot publish a receipt");
                 }
             }
@@ -365,7 +396,10 @@ fn structured(message: &async_nats::Message) -> Vec<u8> {
     for (name, values) in headers.iter() {
         let Some(value) = values.last() else { continue };
         let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
-        if let Some(attribute) = name.strip_prefix("ce-").or_else(|| name.strip_prefix("ce_")) {
+        if let Some(attribute) = name
+            .strip_prefix("ce-")
+            .or_else(|| name.strip_prefix("ce_"))
+        {
             let value = value.as_str();
             // Header values are text; the contract's one integer extension
             // is turned back into a number.
@@ -497,7 +531,8 @@ async fn append_session(
                     }
                     for receipt in &outcome.receipts {
                         let partnership = receipt.partnership.as_deref().unwrap_or("");
-                        publish_receipts(client, &names.receipts(partnership), std::slice::from_ref(receipt)).await;
+                        let subject = names.receipts(partnership).into();
+                        publish_receipts(client, &subject, std::slice::from_ref(receipt)).await;
                     }
                 }
             }
@@ -526,4 +561,11 @@ async fn respond(client: &async_nats::Client, reply: async_nats::Subject, body: 
     if let Err(error) = client.publish(reply, bytes.into()).await {
         tracing::debug!(%error, "NATS: cannot send a reply");
     }
+}
+
+pub(super) fn tune(k: &str, d: usize) -> usize {
+    std::env::var(format!("TUNE_{k}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }

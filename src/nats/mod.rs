@@ -202,7 +202,11 @@ impl Names {
     }
 
     fn ledger_subject(&self, partnership: &str, noun_verb: &str) -> String {
-        format!("{}.ledger.{}.{noun_verb}", self.prefix, routable(partnership))
+        format!(
+            "{}.ledger.{}.{noun_verb}",
+            self.prefix,
+            routable(partnership)
+        )
     }
 
     fn rejected_stream(&self) -> String {
@@ -241,7 +245,9 @@ impl Names {
     pub(crate) fn ledger_config(&self) -> stream::Config {
         stream::Config {
             name: self.ledger_stream(),
-            description: Some("Every committed event of the rotation ledger, in position order".into()),
+            description: Some(
+                "Every committed event of the rotation ledger, in position order".into(),
+            ),
             subjects: vec![self.ledger_subjects()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
@@ -398,7 +404,9 @@ async fn connect(args: &NatsArgs, url: &str) -> Result<async_nats::Client, NatsE
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Disconnected => {
-                    tracing::warn!("NATS disconnected: ingest and publication wait, nothing is lost");
+                    tracing::warn!(
+                        "NATS disconnected: ingest and publication wait, nothing is lost"
+                    );
                 }
                 async_nats::Event::SlowConsumer(sid) => {
                     tracing::warn!(sid, "NATS: a subscription fell behind");

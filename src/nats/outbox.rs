@@ -47,8 +47,8 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -100,10 +100,7 @@ enum SessionError {
     #[error("cannot reach the stream: {0}")]
     Stream(String),
     #[error("publish at {position} failed: {source}")]
-    Publish {
-        position: u64,
-        source: PublishError,
-    },
+    Publish { position: u64, source: PublishError },
     #[error("the stream already held position {0}; reconciling")]
     Resync(u64),
     #[error("the shutdown grace period ended with publishes unanswered")]
@@ -289,7 +286,16 @@ pub(super) async fn run(
     let mut backoff = Backoff::new();
     let deadline = Deadline::new(drain);
     loop {
-        let result = session(feed, &ledger, &js, &names, &deadline, &mut cursor, &mut backoff).await;
+        let result = session(
+            feed,
+            &ledger,
+            &js,
+            &names,
+            &deadline,
+            &mut cursor,
+            &mut backoff,
+        )
+        .await;
         cursor.persist(&ledger);
         let error = match result {
             Ok(()) => break,
@@ -363,7 +369,10 @@ impl Cursor {
             Ok(Some(bytes)) => match <[u8; 8]>::try_from(bytes.as_ref()) {
                 Ok(bytes) => u64::from_be_bytes(bytes),
                 Err(_) => {
-                    tracing::warn!(name, "outbox cursor unreadable; reconciling from the stream");
+                    tracing::warn!(
+                        name,
+                        "outbox cursor unreadable; reconciling from the stream"
+                    );
                     0
                 }
             },
@@ -393,7 +402,9 @@ impl Cursor {
         commit.checkpoint(self.name, &self.position.to_be_bytes());
         match ledger.store().apply(commit) {
             Ok(()) => self.persisted = self.position,
-            Err(error) => tracing::error!(name = self.name, %error, "cannot write the outbox cursor"),
+            Err(error) => {
+                tracing::error!(name = self.name, %error, "cannot write the outbox cursor")
+            }
         }
     }
 
@@ -475,8 +486,17 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let high = feed.high(ledger);
-        while inflight.len() < WINDOW && next < high {
-            let items = feed.read(ledger, names, next, (WINDOW - inflight.len()).min(READ_CHUNK))?;
+        let window = super::ingest::tune("W", WINDOW);
+        loop {
+            // Read in chunks while there is a backlog: one store read per
+            // event would cost more than the publish.
+            let room = window - inflight.len();
+            let backlog = usize::try_from(high.saturating_sub(next)).unwrap_or(usize::MAX);
+            let take = room.min(READ_CHUNK).min(backlog);
+            if take == 0 || take < READ_CHUNK.min(backlog) {
+                break;
+            }
+            let items = feed.read(ledger, names, next, take)?;
             if items.is_empty() {
                 break;
             }
@@ -487,7 +507,9 @@ async fn session(
                     async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
                     async_nats::HeaderValue::from(last_seq),
                 );
-                let publish = PublishMessage::build().payload(item.payload).headers(headers);
+                let publish = PublishMessage::build()
+                    .payload(item.payload)
+                    .headers(headers);
                 let ack = js
                     .send_publish(item.subject, publish)
                     .await

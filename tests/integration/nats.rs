@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{self, jobseeker_registered, partnership_registered, person_event};
 use crate::tools;
 
+/// Each of these tests runs a nats-server and a ledger of its own and
+/// measures progress against time limits; run side by side on a machine of
+/// two cores they starve each other, so they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -389,6 +394,7 @@ fn assert_log_holds_exactly(log: &[String], published: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
@@ -496,6 +502,7 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
     let dir = data.path().join("ledger");
@@ -541,7 +548,51 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let dir = data.path().join("ledger");
+    let mut serve = Serve::start(&dir, &nats.url());
+    let (_client, js) = connect(&nats.url()).await;
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+
+    let events = volume(2_500);
+    publish(&js, "stoke", &events).await;
+    eventually("ingest under way", Duration::from_secs(60), || async {
+        stream_len(&js, "ROTATION_LEDGER").await >= 500
+    })
+    .await;
+    serve.terminate();
+    let committed = serve.dump();
+    assert!(committed.len() < events.len(), "stopped mid-ingest");
+    assert_eq!(
+        stream_len(&js, "ROTATION_LEDGER").await,
+        committed.len() as u64,
+        "everything committed before the stop is published before it returns"
+    );
+
+    let mut serve = Serve::start(&dir, &nats.url());
+    eventually(
+        "the whole log on ROTATION_LEDGER",
+        Duration::from_secs(120),
+        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
+    )
+    .await;
+    serve.terminate();
+    let log = serve.dump();
+    assert_log_holds_exactly(&log, &events);
+    assert_stream_is_the_log(&js, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mut nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
@@ -587,6 +638,7 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
@@ -687,6 +739,7 @@ async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_partner_service_publishes_cloudevents() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
@@ -786,6 +839,7 @@ fn forget_outbox_cursor(ledger: &Ledger) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_behind_the_stream_past_the_dedup_window_skips_ahead() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let (_client, js) = connect(&nats.url()).await;
     // A stream whose dedup window is far shorter than the ledger's, so that
@@ -837,6 +891,7 @@ async fn outbox_behind_the_stream_past_the_dedup_window_skips_ahead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_republishes_the_whole_log_into_a_recreated_stream() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let (_client, js) = connect(&nats.url()).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -912,19 +967,30 @@ fn nats_options_parse_as_serve_flattens_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_nats_ingest_measures_on_streams_of_its_own_and_removes_them() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let n: u64 = std::env::var("NATS_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let n: u64 = std::env::var("NATS_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let url = std::env::var("NATS_BENCH_URL").unwrap_or(nats.url());
     let measured = rotation_ledger::nats::bench::ingest(&url, n, dir.path())
         .await
         .expect("the figure is measured");
     eprintln!("{measured:?}");
-    assert_eq!(measured.events, 2_000);
-    assert_eq!(measured.baseline_events, 2_000);
+    assert_eq!(measured.events, n);
+    assert_eq!(measured.baseline_events, n);
     assert!(measured.took > Duration::ZERO && measured.baseline_took > Duration::ZERO);
     assert!(measured.lag_p99 < Duration::from_secs(10), "{measured:?}");
     let (_client, js) = connect(&nats.url()).await;
-    let left: Vec<String> = js.stream_names().filter_map(|n| async { n.ok() }).collect().await;
-    assert!(left.is_empty(), "the bench leaves no streams behind: {left:?}");
+    let left: Vec<String> = js
+        .stream_names()
+        .filter_map(|n| async { n.ok() })
+        .collect()
+        .await;
+    assert!(
+        left.is_empty(),
+        "the bench leaves no streams behind: {left:?}"
+    );
 }
