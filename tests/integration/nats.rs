@@ -501,49 +501,6 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let dir = data.path().join("ledger");
-    let mut serve = Serve::start(&dir, &nats.url());
-    let (_client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
-
-    let events = volume(2_500);
-    publish(&js, "stoke", &events).await;
-    eventually("ingest under way", Duration::from_secs(60), || async {
-        stream_len(&js, "ROTATION_LEDGER").await >= 500
-    })
-    .await;
-    serve.terminate();
-    let committed = serve.dump();
-    assert!(committed.len() < events.len(), "stopped mid-ingest");
-    assert_eq!(
-        stream_len(&js, "ROTATION_LEDGER").await,
-        committed.len() as u64,
-        "everything committed before the stop is published before it returns"
-    );
-
-    let mut serve = Serve::start(&dir, &nats.url());
-    eventually(
-        "the whole log on ROTATION_LEDGER",
-        Duration::from_secs(120),
-        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
-    )
-    .await;
-    serve.terminate();
-    let log = serve.dump();
-    assert_log_holds_exactly(&log, &events);
-    assert_stream_is_the_log(&js, &log).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mut nats = NatsServer::start();
