@@ -14,8 +14,9 @@
 //! A message is never acknowledged before the ledger answered it. When the
 //! ledger cannot store (its writer stopped after a storage failure), the
 //! messages are negatively acknowledged with a delay, so JetStream
-//! redelivers them later; when the ledger is away altogether they are
-//! redelivered after the consumer's ack wait. Redelivered events are
+//! redelivers them later. Messages a session fetched and never answered (a
+//! crash, a broken connection) are delivered again, before anything newer,
+//! when the next session starts (see [`in_order`]). Redelivered events are
 //! answered `duplicate`, so redelivery never commits twice.
 //!
 //! Each inbound subject names the publisher's partnership
@@ -34,9 +35,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{self, AckKind};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,18 +49,19 @@ use crate::ledger::{Ledger, LedgerError, Outcome, Receipt, Submission};
 pub(crate) const DURABLE: &str = "rotation-ledger";
 
 /// The most messages one lot holds, and the size of each pull request.
-pub(super) const BATCH: usize = 500;
+pub(super) const BATCH: usize = 1_000;
 
 /// How many lots may be inside the ledger at once.
-const PIPELINE: usize = 2;
+const PIPELINE: usize = 3;
 
-/// How many unacknowledged messages JetStream lets the consumer hold: a few
-/// lots, so that the next ones are fetched while the ledger works.
+/// How many unacknowledged messages JetStream lets the consumer hold:
+/// several lots, so that the next ones are fetched while the ledger works.
 const MAX_ACK_PENDING: i64 = 20_000;
 
 /// How long JetStream waits for an ack before redelivering. A lot is
-/// answered within milliseconds when the ledger is healthy; this bounds how
-/// long messages fetched by a ledger that crashed wait for redelivery.
+/// answered within milliseconds when the ledger is healthy, so this only
+/// matters if the ledger stalls; after a crash, the next session gets back
+/// what was unanswered at once (see [`in_order`]).
 const ACK_WAIT: Duration = Duration::from_secs(15);
 
 /// How long a message refused for a storage failure waits before JetStream
@@ -82,6 +84,8 @@ enum IngestError {
     Messages(#[from] pull::MessagesError),
     #[error("the message stream ended")]
     Ended,
+    #[error("the connection was interrupted; starting over")]
+    Interrupted,
     #[error("the ledger cannot store: {0}")]
     Ledger(#[from] LedgerError),
     #[error("a blocking task failed: {0}")]
@@ -101,15 +105,29 @@ struct Inbound {
 }
 
 /// Consumes `ROTATION_IN` until `shutdown`, starting over after errors.
+///
+/// A session also ends when the connection was interrupted: messages may
+/// have been lost in transit then, and only a new session (see
+/// [`in_order`]) gets them back in order.
 pub(super) async fn consume(
     ledger: Ledger,
     js: jetstream::Context,
     names: Arc<Names>,
+    mut interrupted: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
     loop {
-        match consume_session(&ledger, &js, &names, &shutdown, &mut backoff).await {
+        interrupted.mark_unchanged();
+        let session = consume_session(
+            &ledger,
+            &js,
+            &names,
+            &mut interrupted,
+            &shutdown,
+            &mut backoff,
+        );
+        match session.await {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(%error, "NATS ingest interrupted; resuming");
@@ -135,10 +153,50 @@ pub(crate) fn consumer_config(names: &Names) -> pull::Config {
     }
 }
 
+/// The durable consumer, made to deliver every unacknowledged message in
+/// stream order.
+///
+/// Messages delivered to an earlier session (a ledger that crashed, or a
+/// connection that broke) and never acknowledged would come back only after
+/// the ack wait, behind newer ones: a jobseeker's mentoring before the
+/// registration it depends on, say, rejected for it. So when the consumer
+/// holds such messages, it is made again to start right after its ack
+/// floor; messages acknowledged beyond the floor come again too, and are
+/// answered `duplicate`.
+async fn in_order(
+    stream: &jetstream::stream::Stream,
+    names: &Names,
+    client: async_nats::Client,
+) -> Result<consumer::PullConsumer, Box<dyn std::error::Error + Send + Sync>> {
+    let config = consumer_config(names);
+    let Ok(existing) = stream.get_consumer::<pull::Config>(DURABLE).await else {
+        return Ok(stream.get_or_create_consumer(DURABLE, config).await?);
+    };
+    // Acks of the last session still on their way count as acknowledged.
+    client.flush().await?;
+    let info = existing.get_info().await?;
+    if info.num_ack_pending == 0 {
+        return Ok(existing);
+    }
+    let start_sequence = info.ack_floor.stream_sequence + 1;
+    tracing::info!(
+        unacknowledged = info.num_ack_pending,
+        from = start_sequence,
+        "NATS: redelivering what an earlier session did not acknowledge, in order"
+    );
+    stream.delete_consumer(DURABLE).await?;
+    let config = pull::Config {
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
+        ..config
+    };
+    Ok(stream.create_consumer(config).await?)
+}
+
 async fn consume_session(
     ledger: &Ledger,
     js: &jetstream::Context,
     names: &Arc<Names>,
+    interrupted: &mut watch::Receiver<u64>,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), IngestError> {
@@ -152,8 +210,7 @@ async fn consume_session(
         .get_or_create_stream(names.in_config())
         .await
         .map_err(|e| setup("the inbound stream")(&e))?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(DURABLE, consumer_config(names))
+    let consumer = in_order(&stream, names, js.client())
         .await
         .map_err(|e| setup("the durable consumer")(&e))?;
     // A pull must be able to carry the largest message the server admits,
@@ -161,7 +218,7 @@ async fn consume_session(
     let max_bytes = (16 << 20).max(2 * js.client().server_info().max_payload);
     let messages = consumer
         .stream()
-        .max_messages_per_batch(tune("B", BATCH))
+        .max_messages_per_batch(BATCH)
         .max_bytes_per_batch(max_bytes)
         .expires(Duration::from_secs(30))
         .heartbeat(Duration::from_secs(5))
@@ -170,8 +227,8 @@ async fn consume_session(
         .map_err(|e| setup("the pull")(&e))?;
     backoff.reset();
 
-    let (lots, queued) = mpsc::channel::<Lot>(tune("P", PIPELINE));
-    let reader = read(messages, lots, Arc::clone(names), shutdown);
+    let (lots, queued) = mpsc::channel::<Lot>(PIPELINE);
+    let reader = read(messages, lots, Arc::clone(names), interrupted, shutdown);
     let committer = commit(ledger, js.client(), queued);
     let (read, commit) = tokio::join!(reader, committer);
     commit?;
@@ -183,16 +240,15 @@ async fn read(
     messages: pull::Stream,
     lots: mpsc::Sender<Lot>,
     names: Arc<Names>,
+    interrupted: &mut watch::Receiver<u64>,
     shutdown: &CancellationToken,
 ) -> Result<(), IngestError> {
-    let mut chunks = messages.ready_chunks(tune("B", BATCH));
+    let mut chunks = messages.ready_chunks(BATCH);
     loop {
         let chunk = tokio::select! {
             biased;
-            () = shutdown.cancelled() => {
-                give_back(chunks).await;
-                return Ok(());
-            }
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interrupted.changed() => return Err(IngestError::Interrupted),
             chunk = chunks.next() => chunk,
         };
         let Some(chunk) = chunk else {
@@ -216,25 +272,6 @@ async fn read(
         }
         if let Some(error) = failure {
             return Err(error.into());
-        }
-    }
-}
-
-/// Hands back the messages fetched but not yet read, so that JetStream
-/// offers them again at once rather than after the ack wait. The pull ends
-/// first, so that they are not delivered here again.
-async fn give_back<S>(mut chunks: S)
-where
-    S: futures::Stream<Item = Vec<Result<jetstream::Message, pull::MessagesError>>> + Unpin,
-{
-    let mut unread = Vec::new();
-    while let Some(Some(chunk)) = chunks.next().now_or_never() {
-        unread.extend(chunk.into_iter().flatten());
-    }
-    drop(chunks);
-    for message in unread {
-        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
-            tracing::debug!(%error, "NATS: cannot hand a message back; the ack wait will");
         }
     }
 }
@@ -304,6 +341,9 @@ async fn commit(
                 match result {
                     Ok(outcomes) => answer(&client, inbound, outcomes).await,
                     Err(error) => {
+                        // The ledger stops at its first storage failure, so
+                        // no lot behind this one commits either: giving
+                        // them all back keeps the order.
                         refuse(inbound).await;
                         if failure.is_none() {
                             failure = Some(error);
@@ -314,7 +354,7 @@ async fn commit(
                     }
                 }
             }
-            lot = lots.recv(), if open && pending.len() < tune("P", PIPELINE) => match lot {
+            lot = lots.recv(), if open && pending.len() < PIPELINE => match lot {
                 // After a failure, lots still queued go back unsubmitted.
                 Some(lot) if failure.is_some() => refuse(lot.inbound).await,
                 Some(lot) => pending.push_back((start(ledger, lot.submissions).await, lot.inbound)),
@@ -561,11 +601,4 @@ async fn respond(client: &async_nats::Client, reply: async_nats::Subject, body: 
     if let Err(error) = client.publish(reply, bytes.into()).await {
         tracing::debug!(%error, "NATS: cannot send a reply");
     }
-}
-
-pub(super) fn tune(k: &str, d: usize) -> usize {
-    std::env::var(format!("TUNE_{k}"))
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
@@ -324,7 +325,8 @@ pub async fn run(
         return Ok(());
     };
     let names = Arc::new(Names::new(&args.nats_prefix)?);
-    let client = connect(&args, &url).await?;
+    let (interruptions, interrupted) = watch::channel(0);
+    let client = connect(&args, &url, interruptions).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         // Both outboxes keep up to `outbox::WINDOW` publishes in flight;
@@ -339,6 +341,7 @@ pub async fn run(
         ledger.clone(),
         js.clone(),
         Arc::clone(&names),
+        interrupted,
         shutdown.clone(),
     ));
     let append = tokio::spawn(ingest::serve_append(
@@ -385,7 +388,14 @@ pub async fn run(
 /// Connects with the options given. The connection is made in the
 /// background and retried for ever, so that the ledger starts (and serves
 /// HTTP) while NATS is still down; every loop waits for it by retrying.
-async fn connect(args: &NatsArgs, url: &str) -> Result<async_nats::Client, NatsError> {
+///
+/// `interruptions` counts the moments messages may have been lost in
+/// transit: disconnections, and subscriptions that fell behind.
+async fn connect(
+    args: &NatsArgs,
+    url: &str,
+    interruptions: watch::Sender<u64>,
+) -> Result<async_nats::Client, NatsError> {
     let readable = |what: &'static str, path: &PathBuf| {
         std::fs::metadata(path)
             .map(|_| ())
@@ -401,17 +411,22 @@ async fn connect(args: &NatsArgs, url: &str) -> Result<async_nats::Client, NatsE
         .max_reconnects(None)
         // async-nats logs every event itself; these add what they mean
         // for the ledger.
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Disconnected => {
-                    tracing::warn!(
-                        "NATS disconnected: ingest and publication wait, nothing is lost"
-                    );
+        .event_callback(move |event| {
+            let interruptions = interruptions.clone();
+            async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(
+                            "NATS disconnected: ingest and publication wait, nothing is lost"
+                        );
+                        interruptions.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::SlowConsumer(sid) => {
+                        tracing::warn!(sid, "NATS: a subscription fell behind");
+                        interruptions.send_modify(|n| *n += 1);
+                    }
+                    _ => {}
                 }
-                async_nats::Event::SlowConsumer(sid) => {
-                    tracing::warn!(sid, "NATS: a subscription fell behind");
-                }
-                _ => {}
             }
         });
     if let Some(path) = &args.nats_creds {

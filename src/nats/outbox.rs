@@ -486,11 +486,10 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let high = feed.high(ledger);
-        let window = super::ingest::tune("W", WINDOW);
         loop {
             // Read in chunks while there is a backlog: one store read per
             // event would cost more than the publish.
-            let room = window - inflight.len();
+            let room = WINDOW - inflight.len();
             let backlog = usize::try_from(high.saturating_sub(next)).unwrap_or(usize::MAX);
             let take = room.min(READ_CHUNK).min(backlog);
             if take == 0 || take < READ_CHUNK.min(backlog) {
