@@ -16,7 +16,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use rotation_events::{Envelope, EventData, EventType, Role, Subject, SubjectKind};
+use rotation_events::{
+    Envelope, EventData, EventType, Role, Subject, SubjectKind, TrainingCompleted, TrainingLeft,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -531,24 +533,14 @@ impl<V: StateView> Rules<'_, V> {
                     },
                 );
             }
-            EventData::TrainingCompleted(d) => {
+            EventData::TrainingCompleted(TrainingCompleted { release_id, .. })
+            | EventData::TrainingLeft(TrainingLeft { release_id, .. }) => {
                 ensure!(
                     rotation
                         .releases
-                        .get(&d.release_id)
+                        .get(release_id)
                         .is_some_and(|r| r.training_ongoing),
-                    "release {} has no training under way in rotation {rotation_id}",
-                    d.release_id
-                );
-            }
-            EventData::TrainingLeft(d) => {
-                ensure!(
-                    rotation
-                        .releases
-                        .get(&d.release_id)
-                        .is_some_and(|r| r.training_ongoing),
-                    "release {} has no training under way in rotation {rotation_id}",
-                    d.release_id
+                    "release {release_id} has no training under way in rotation {rotation_id}"
                 );
             }
             EventData::ReleaseEnded(d) => {
@@ -792,13 +784,12 @@ fn apply_own(entity: &mut Entity, data: &EventData) {
                 },
             );
         }
-        (Entity::Rotation(r), EventData::TrainingCompleted(d)) => {
-            if let Some(release) = r.releases.get_mut(&d.release_id) {
-                release.training_ongoing = false;
-            }
-        }
-        (Entity::Rotation(r), EventData::TrainingLeft(d)) => {
-            if let Some(release) = r.releases.get_mut(&d.release_id) {
+        (
+            Entity::Rotation(r),
+            EventData::TrainingCompleted(TrainingCompleted { release_id, .. })
+            | EventData::TrainingLeft(TrainingLeft { release_id, .. }),
+        ) => {
+            if let Some(release) = r.releases.get_mut(release_id) {
                 release.training_ongoing = false;
             }
         }

@@ -23,7 +23,6 @@ use rand::{Rng, SeedableRng};
 use rotation_events::CommittedEvent;
 use rotation_ledger::auth::Caller;
 use rotation_ledger::ledger::{Ledger, LedgerOptions, Outcome, ReceiptStatus, Submission};
-use rotation_ledger::rules::StreamState;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -353,14 +352,6 @@ fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<Committ
     log
 }
 
-fn states(ledger: &Ledger) -> Vec<(String, StreamState)> {
-    ledger
-        .store()
-        .states::<StreamState>()
-        .collect::<Result<_, _>>()
-        .expect("rule states decode")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -384,29 +375,7 @@ async fn acknowledged_events_survive_sigkill() {
 
     // The rule state after all the kills is what the log implies.
     let crashed = Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger reopens");
-    let fresh = TempLedger::new();
-    let replay = log
-        .iter()
-        .map(|e| {
-            Submission::from_json(
-                e.envelope.to_value().to_string().into_bytes(),
-                "replay",
-                Caller::operator(),
-            )
-        })
-        .collect();
-    let answers = fresh
-        .ledger
-        .submit(replay)
-        .await
-        .expect("the ledger answers");
-    for (event, outcome) in log.iter().zip(&answers) {
-        assert_eq!(
-            outcome.rejection, None,
-            "replaying position {}",
-            event.ledger.position
-        );
-    }
+    let fresh = replay_accepted(&log).await;
     assert_eq!(states(&crashed), states(&fresh.ledger));
     crashed.close();
 }

@@ -365,15 +365,6 @@ async fn run(ledger: &TempLedger, bodies: &[(Vec<u8>, bool)]) -> Vec<Outcome> {
     outcomes
 }
 
-fn states(ledger: &TempLedger) -> Vec<(String, StreamState)> {
-    ledger
-        .ledger
-        .store()
-        .states::<StreamState>()
-        .collect::<Result<_, _>>()
-        .expect("rule states decode")
-}
-
 /// Checks the log of `ledger` against the answers it gave, and returns
 /// the committed events.
 fn check_log(
@@ -483,13 +474,13 @@ fn check_log(
             .expect("the stream reads back");
         assert_eq!(stream.iter().collect::<Vec<_>>(), *events, "{subject}");
     }
-    let stated: HashSet<String> = states(ledger).into_iter().map(|(s, _)| s).collect();
+    let stated: HashSet<String> = states(&ledger.ledger).into_iter().map(|(s, _)| s).collect();
     assert_eq!(
         stated,
         streams.keys().cloned().collect(),
         "a rule state for each stream"
     );
-    check_pointers(&states(ledger));
+    check_pointers(&states(&ledger.ledger));
     let verdict = ledger.ledger.verify().expect("verify runs");
     assert!(verdict.ok, "{verdict:?}");
     assert_eq!(verdict.head_position, head.position);
@@ -541,43 +532,19 @@ async fn property(history: Vec<(Op, bool)>) {
     // A fresh ledger given only the accepted events, in order, as one
     // group, accepts every one at the same position and ends in the same
     // rule state.
-    let fresh = TempLedger::new();
-    let replay = log
-        .iter()
-        .map(|e| {
-            Submission::from_json(
-                e.envelope.to_value().to_string().into_bytes(),
-                "replay",
-                Caller::operator(),
-            )
-        })
-        .collect();
-    let answers = fresh
-        .ledger
-        .submit(replay)
-        .await
-        .expect("the ledger answers");
-    for (event, outcome) in log.iter().zip(&answers) {
-        assert_eq!(
-            outcome.rejection,
-            None,
-            "replaying {}",
-            event.envelope.to_value()
-        );
-        assert_eq!(outcome.receipts[0].position, Some(event.ledger.position));
-    }
+    let fresh = replay_accepted(&log).await;
     assert_eq!(
-        states(&ledger),
-        states(&fresh),
+        states(&ledger.ledger),
+        states(&fresh.ledger),
         "the rule state depends only on the accepted events"
     );
 
     // And so does the state after a restart.
-    let before = states(&ledger);
+    let before = states(&ledger.ledger);
     let head = ledger.ledger.head();
     let ledger = ledger.reopen();
     assert_eq!(ledger.ledger.head(), head);
-    assert_eq!(states(&ledger), before);
+    assert_eq!(states(&ledger.ledger), before);
     // Resubmitting every submission that was not rejected commits nothing
     // new: each event is a duplicate at the place it first had.
     let (committed, answered): (Vec<_>, Vec<_>) = bodies

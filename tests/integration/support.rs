@@ -287,3 +287,43 @@ impl TempLedger {
         dir
     }
 }
+
+/// Every stream's rule state, in subject order.
+pub fn states(ledger: &Ledger) -> Vec<(String, rotation_ledger::rules::StreamState)> {
+    ledger
+        .store()
+        .states::<rotation_ledger::rules::StreamState>()
+        .collect::<Result<_, _>>()
+        .expect("rule states decode")
+}
+
+/// A fresh ledger given `log`'s events, in order, as one group: each must
+/// be accepted at the position it had in `log`.
+pub async fn replay_accepted(log: &[rotation_events::CommittedEvent]) -> TempLedger {
+    let fresh = TempLedger::new();
+    let replay = log
+        .iter()
+        .map(|e| {
+            Submission::from_json(
+                e.envelope.to_value().to_string().into_bytes(),
+                "replay",
+                Caller::operator(),
+            )
+        })
+        .collect();
+    let answers = fresh
+        .ledger
+        .submit(replay)
+        .await
+        .expect("the ledger answers");
+    for (event, outcome) in log.iter().zip(&answers) {
+        assert_eq!(
+            outcome.rejection,
+            None,
+            "replaying {}",
+            event.envelope.to_value()
+        );
+        assert_eq!(outcome.receipts[0].position, Some(event.ledger.position));
+    }
+    fresh
+}
