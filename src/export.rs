@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use rotation_events::{
-    Benefit, CommittedEvent, EndReason, Ethnicity, EventData, InvalidEvent, ProgressionKind,
-    ReferredBy, Sector, Sex, Size, Status, YesNo,
+    Benefit, CommittedEvent, EndReason, Ethnicity, InvalidEvent, ProgressionKind, ReferredBy,
+    Sector, Sex, Size, Status, TypedEvent, YesNo,
 };
 use rotation_projections::dataset::{
     AgeBand, DEFINITIONS_VERSION, Dataset, DatasetFold, JobseekerRow, ReleaseRow, SubstitutionRow,
@@ -138,30 +138,12 @@ pub fn export<E: std::error::Error + Send + Sync + 'static>(
     events: impl Iterator<Item = Result<CommittedEvent, E>>,
     options: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
-    export_decoded(events.map(|item| item.map(Decoded::new)), options)
-}
-
-/// A committed event with its typed data already read, so that reading can
-/// happen on other threads than the fold ([`crate::store::Store::replay_map`]).
-#[derive(Debug)]
-pub struct Decoded {
-    pub event: CommittedEvent,
-    pub data: Result<EventData, InvalidEvent>,
-}
-
-impl Decoded {
-    /// Reads the typed data, then drops the JSON tree it came from: the
-    /// fold needs only the typed form.
-    pub fn new(mut event: CommittedEvent) -> Self {
-        let data = event.envelope.data();
-        event.envelope.data = serde_json::Value::Null;
-        Self { event, data }
-    }
+    export_decoded(events.map(|item| item.map(TypedEvent::new)), options)
 }
 
 /// [`export`] of events whose data is already decoded.
 pub fn export_decoded<E: std::error::Error + Send + Sync + 'static>(
-    events: impl Iterator<Item = Result<Decoded, E>>,
+    events: impl Iterator<Item = Result<TypedEvent, E>>,
     options: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
     if options.key.is_empty() {
@@ -174,7 +156,7 @@ pub fn export_decoded<E: std::error::Error + Send + Sync + 'static>(
     // already found to be within `as_of` need not be parsed again.
     let mut within: Option<String> = None;
     for decoded in events {
-        let Decoded { event, data } = decoded.map_err(|e| ExportError::Read(Box::new(e)))?;
+        let TypedEvent { event, data } = decoded.map_err(|e| ExportError::Read(Box::new(e)))?;
         let position = event.ledger.position;
         if position != head_position + 1 {
             return Err(ExportError::OutOfOrder {
@@ -201,8 +183,16 @@ pub fn export_decoded<E: std::error::Error + Send + Sync + 'static>(
         head_position = position;
         head_hash = event.ledger.hash;
     }
+    let folded = std::time::Instant::now();
     let dataset = fold.finish(options.reference_date);
-    write_package(&dataset, options, head_position, head_hash)
+    let finished = std::time::Instant::now();
+    let summary = write_package(&dataset, options, head_position, head_hash);
+    tracing::debug!(
+        finish = ?(finished - folded),
+        write = ?finished.elapsed(),
+        "export written"
+    );
+    summary
 }
 
 /// A column type of the Frictionless Table Schema.
@@ -952,29 +942,40 @@ fn write_files(
     let pseudonyms = Pseudonymiser::new(&options.key);
     let [jobseekers, releases, substitutions] = &TABLES;
     let p = &pseudonyms;
-    let written = [
-        write_table(
-            dir,
-            jobseekers,
-            &dataset.jobseekers,
-            |r| p.of(r.pid),
-            |r| jobseeker_cells(r, p),
-        )?,
-        write_table(
-            dir,
-            releases,
-            &dataset.releases,
-            |r| p.of(r.rid),
-            |r| release_cells(r, p),
-        )?,
-        write_table(
+    // The tables are independent: each is written on a thread of its own.
+    let written = std::thread::scope(|scope| {
+        let jobseekers = scope.spawn(|| {
+            write_table(
+                dir,
+                jobseekers,
+                &dataset.jobseekers,
+                |r| p.of(r.pid),
+                |r| jobseeker_cells(r, p),
+            )
+        });
+        let releases = scope.spawn(|| {
+            write_table(
+                dir,
+                releases,
+                &dataset.releases,
+                |r| p.of(r.rid),
+                |r| release_cells(r, p),
+            )
+        });
+        let substitutions = write_table(
             dir,
             substitutions,
             &dataset.substitutions,
             |r| p.of(r.sid),
             |r| substitution_cells(r, p),
-        )?,
-    ];
+        );
+        let join = |handle: std::thread::ScopedJoinHandle<'_, Result<Written, ExportError>>| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        Ok::<_, ExportError>([join(jobseekers)?, join(releases)?, substitutions?])
+    })?;
     let descriptor = descriptor(options, head_position, head_hash, &written);
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("the descriptor serialises");
     json.push(b'\n');

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rotation_events::{CommittedEvent, Envelope, EventData, LedgerAttributes, Subject};
+use rotation_events::{CommittedEvent, Envelope, EventData, LedgerAttributes, Subject, TypedEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -346,6 +346,15 @@ impl Ledger {
         after: u64,
     ) -> impl Iterator<Item = Result<CommittedEvent, StoreError>> + use<> {
         self.shared.store.replay(after, self.head().position)
+    }
+
+    /// [`Ledger::replay`] of events with their typed data, read straight
+    /// from the stored bytes: what folds replay.
+    pub fn replay_typed(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<TypedEvent, StoreError>> + use<> {
+        self.shared.store.replay_typed(after, self.head().position)
     }
 
     /// One stream's durable events, in version order.

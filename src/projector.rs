@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rotation_events::CommittedEvent;
+use rotation_events::TypedEvent;
 use rotation_projections::dashboard::Dashboards;
 use rotation_projections::disclosure::protect;
 use tokio::sync::watch;
@@ -438,7 +438,7 @@ pub fn fold(
     let mut dashboards = Dashboards::new();
     for_each_chunk(ledger, 0, |chunk| {
         for event in chunk {
-            dashboards.apply(event);
+            dashboards.apply_typed(event);
         }
         on_progress(dashboards.position(), head);
         Ok::<_, StoreError>(true)
@@ -456,8 +456,8 @@ pub fn rebuild(ledger: &Ledger, on_progress: impl FnMut(u64, u64)) -> Result<u64
 }
 
 fn read_chunk(
-    events: &mut impl Iterator<Item = Result<CommittedEvent, StoreError>>,
-) -> Result<Vec<CommittedEvent>, StoreError> {
+    events: &mut impl Iterator<Item = Result<TypedEvent, StoreError>>,
+) -> Result<Vec<TypedEvent>, StoreError> {
     events.take(CHUNK).collect()
 }
 
@@ -471,18 +471,23 @@ fn read_chunk(
 fn for_each_chunk<E: From<StoreError>>(
     ledger: &Ledger,
     after: u64,
-    mut apply: impl FnMut(&[CommittedEvent]) -> Result<bool, E>,
+    mut apply: impl FnMut(Vec<TypedEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
     let head = ledger.head().position;
-    let mut events: Box<dyn Iterator<Item = Result<CommittedEvent, StoreError>>> =
+    let mut events: Box<dyn Iterator<Item = Result<TypedEvent, StoreError>>> =
         if head.saturating_sub(after) < READ_AHEAD_FROM {
-            Box::new(ledger.store().events(after, head))
+            Box::new(
+                ledger
+                    .store()
+                    .events(after, head)
+                    .map(|event| event.map(TypedEvent::new)),
+            )
         } else {
-            Box::new(ledger.store().replay(after, head))
+            Box::new(ledger.store().replay_typed(after, head))
         };
     loop {
         let chunk = read_chunk(&mut events)?;
-        if chunk.is_empty() || !apply(&chunk)? {
+        if chunk.is_empty() || !apply(chunk)? {
             // Dropping a replay stops its threads.
             return Ok(());
         }
@@ -564,17 +569,18 @@ impl Worker {
         Ok(())
     }
 
-    fn apply(&mut self, chunk: &[CommittedEvent]) {
+    fn apply(&mut self, chunk: Vec<TypedEvent>) {
         let started = Instant::now();
+        let count = chunk.len() as u64;
         self.apply_chunk(chunk);
         self.fold_time += started.elapsed();
-        self.folded += chunk.len() as u64;
+        self.folded += count;
     }
 
-    fn apply_chunk(&mut self, chunk: &[CommittedEvent]) {
+    fn apply_chunk(&mut self, chunk: Vec<TypedEvent>) {
         if let Some(aside) = &mut self.aside {
             for event in chunk {
-                aside.apply(event);
+                aside.apply_typed(event);
             }
             return;
         }
@@ -585,7 +591,7 @@ impl Worker {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             for event in chunk {
-                served.dashboards.apply(event);
+                served.dashboards.apply_typed(event);
             }
             served.generation += 1;
             self.inner

@@ -32,5 +32,6 @@ pub mod schema;
 
 pub use catalogue::*;
 pub use envelope::{
-    CommittedEvent, Envelope, InvalidEvent, LedgerAttributes, Subject, SubjectKind, check_slug,
+    CommittedEvent, Envelope, InvalidEvent, LedgerAttributes, Subject, SubjectKind, TypedEvent,
+    check_slug,
 };

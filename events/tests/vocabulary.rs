@@ -254,3 +254,66 @@ fn committed_schemas_are_current() {
         "stale schemas {stale:?}: run UPDATE_SCHEMAS=1 cargo test -p rotation-events --test vocabulary"
     );
 }
+
+/// `from_json_typed` reads data without a JSON tree; it must give what the
+/// tree gives, upcasting included.
+#[test]
+fn typed_decoding_agrees_with_decoding_the_tree() {
+    let commit = |mut value: Value| {
+        value["position"] = json!(7);
+        value["streamversion"] = json!(2);
+        value["recordedtime"] = json!("2026-03-02T09:30:01Z");
+        value["prevhash"] = json!("00".repeat(32));
+        value["hash"] = json!("ab".repeat(32));
+        value.to_string()
+    };
+    let samples = [
+        event(
+            "jobrotation.jobseeker.referred",
+            PERSON,
+            json!({"referred_by": "jobcentre"}),
+        ),
+        event(
+            "jobrotation.rotation.substitution_started",
+            ROTATION,
+            json!({
+                "substitution_id": "0193a3c0-0000-7000-8000-000000000101",
+                "substitute": "0193a3c0-0000-7000-8000-000000000102",
+                "release_id": "0193a3c0-0000-7000-8000-000000000103",
+                "hours_per_week": 37.5,
+                "planned_end": "2026-06-01"
+            }),
+        ),
+        event(
+            "jobrotation.rotation.substitution_started",
+            ROTATION,
+            json!({
+                "substitution_id": "0193a3c0-0000-7000-8000-000000000101",
+                "substitute": "0193a3c0-0000-7000-8000-000000000102",
+                "covers": ["0193a3c0-0000-7000-8000-000000000103"],
+                "hours_per_week": 37.5,
+                "planned_end": "2026-06-01"
+            }),
+        ),
+        event(
+            "jobrotation.jobseeker.referred",
+            PERSON,
+            json!({"referred_by": "not a referrer"}),
+        ),
+    ];
+    for sample in samples {
+        let text = commit(sample);
+        let full = CommittedEvent::from_json(text.as_bytes()).unwrap();
+        let (lean, data) = CommittedEvent::from_json_typed(text.as_bytes()).unwrap();
+        match (data, full.envelope.data()) {
+            (Ok(lean), Ok(full)) => assert_eq!(lean, full),
+            // Text decoding adds where in the text the fault lies.
+            (Err(lean), Err(full)) => assert!(lean.0.starts_with(&full.0), "{lean} / {full}"),
+            (lean, full) => panic!("{text}: {lean:?} / {full:?}"),
+        }
+        assert_eq!(lean.ledger, full.ledger);
+        assert_eq!(lean.envelope.id, full.envelope.id);
+        assert_eq!(lean.envelope.subject, full.envelope.subject);
+        assert_eq!(lean.envelope.data, Value::Null);
+    }
+}

@@ -62,8 +62,8 @@ use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
 use rotation_events::{
-    CommittedEvent, EndReason, Envelope, Ethnicity, EventData, ProgressionKind, Sector, Sex,
-    Status, Subject, YesNo,
+    CommittedEvent, EndReason, Envelope, Ethnicity, EventData, InvalidEvent, ProgressionKind,
+    Sector, Sex, Status, Subject, TypedEvent, YesNo,
 };
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
@@ -368,6 +368,23 @@ impl Dashboards {
     /// event it names (of the same partnership, applied before it) out of
     /// every figure.
     pub fn apply(&mut self, event: &CommittedEvent) {
+        self.apply_with(event, || event.envelope.data());
+    }
+
+    /// [`Dashboards::apply`] of an event whose data is already typed (as a
+    /// replay through [`TypedEvent::from_json`] gives it).
+    pub fn apply_typed(&mut self, typed: TypedEvent) {
+        let TypedEvent { event, data } = typed;
+        self.apply_with(&event, || data);
+    }
+
+    /// [`Dashboards::apply`], with the typed data from `data`, which is
+    /// called only if the event is applied.
+    pub fn apply_with(
+        &mut self,
+        event: &CommittedEvent,
+        data: impl FnOnce() -> Result<EventData, InvalidEvent>,
+    ) {
         let position = event.ledger.position;
         if position <= self.position {
             return;
@@ -376,10 +393,10 @@ impl Dashboards {
         self.recordedtime.clone_from(&event.ledger.recordedtime);
         let envelope = &event.envelope;
         if let Some(partnership) = self.partnerships.get_mut(&envelope.partnership) {
-            partnership.apply(envelope, position);
+            partnership.apply(envelope, position, data);
         } else {
             let mut partnership = Partnership::default();
-            partnership.apply(envelope, position);
+            partnership.apply(envelope, position, data);
             self.partnerships
                 .insert(envelope.partnership.clone(), partnership);
         }
@@ -1037,13 +1054,18 @@ impl From<StoredPartnership> for Partnership {
 }
 
 impl Partnership {
-    fn apply(&mut self, envelope: &Envelope, position: u64) {
+    fn apply(
+        &mut self,
+        envelope: &Envelope,
+        position: u64,
+        data: impl FnOnce() -> Result<EventData, InvalidEvent>,
+    ) {
         if self.events.contains_key(&envelope.id) {
             return;
         }
         // Committed events were validated at intake; one whose data no
         // longer reads is left out rather than stopping the fold.
-        let Ok(data) = envelope.data() else { return };
+        let Ok(data) = data() else { return };
         let Some(fact) = Fact::of(data, envelope.date()) else {
             return;
         };

@@ -563,23 +563,34 @@ impl DatasetFold {
             reference: reference_date,
         };
         let spans = tables.substitution_spans();
-        let mut substitutions: Vec<SubstitutionRow> = spans
-            .values()
-            .map(|span| tables.substitution_row(span))
-            .collect();
-        substitutions.sort_unstable_by_key(|row| row.sid);
-        let mut releases: Vec<ReleaseRow> = self
-            .releases
-            .iter()
-            .filter_map(|(rid, release)| tables.release_row(*rid, release))
-            .collect();
-        releases.sort_unstable_by_key(|row| row.rid);
-        let mut jobseekers: Vec<JobseekerRow> = self
-            .people
-            .iter()
-            .filter_map(|(pid, person)| tables.jobseeker_row(*pid, person, &spans))
-            .collect();
-        jobseekers.sort_unstable_by_key(|row| row.pid);
+        // The jobseekers' table is the largest; the other two are built
+        // beside it.
+        let (jobseekers, (releases, substitutions)) = std::thread::scope(|scope| {
+            let others = scope.spawn(|| {
+                let mut releases: Vec<ReleaseRow> = self
+                    .releases
+                    .iter()
+                    .filter_map(|(rid, release)| tables.release_row(*rid, release))
+                    .collect();
+                releases.sort_unstable_by_key(|row| row.rid);
+                let mut substitutions: Vec<SubstitutionRow> = spans
+                    .values()
+                    .map(|span| tables.substitution_row(span))
+                    .collect();
+                substitutions.sort_unstable_by_key(|row| row.sid);
+                (releases, substitutions)
+            });
+            let mut jobseekers: Vec<JobseekerRow> = self
+                .people
+                .iter()
+                .filter_map(|(pid, person)| tables.jobseeker_row(*pid, person, &spans))
+                .collect();
+            jobseekers.sort_unstable_by_key(|row| row.pid);
+            let others = others
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (jobseekers, others)
+        });
         Dataset {
             jobseekers,
             releases,
