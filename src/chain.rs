@@ -29,6 +29,16 @@ pub fn canonical_data(envelope: &Envelope) -> Vec<u8> {
 /// The RFC 8785 form of an envelope, with the ledger's attributes (but not
 /// `hash`) when given. `data` is [`canonical_data`] of the same envelope.
 pub fn canonical(envelope: &Envelope, ledger: Option<&LedgerAttributes>, data: &[u8]) -> Vec<u8> {
+    canonical_marked(envelope, ledger, data).0
+}
+
+/// [`canonical`], and the offset of the `"id"` key: where `"hash"` goes in
+/// the canonical order (every key before it sorts before `hash`).
+fn canonical_marked(
+    envelope: &Envelope,
+    ledger: Option<&LedgerAttributes>,
+    data: &[u8],
+) -> (Vec<u8>, usize) {
     let mut out = Vec::with_capacity(data.len() + 512);
     let mut first = true;
     let mut key = |out: &mut Vec<u8>, name: &str| {
@@ -64,6 +74,9 @@ pub fn canonical(envelope: &Envelope, ledger: Option<&LedgerAttributes>, data: &
         key(&mut out, "expectedversion");
         number(&mut out, v);
     }
+    // `key` writes the separator first; `"id"` is never first (`data` is
+    // always before it), so the mark falls just after a comma.
+    let id_at = out.len() + 1;
     key(&mut out, "id");
     string(
         &mut out,
@@ -97,18 +110,39 @@ pub fn canonical(envelope: &Envelope, ledger: Option<&LedgerAttributes>, data: &
     key(&mut out, "type");
     string(&mut out, envelope.event_type.as_str());
     out.push(b'}');
-    out
+    (out, id_at)
+}
+
+/// Seals a committed event whose `prevhash` is set and whose `hash` is not:
+/// returns its hash and the JSON to store, which is the RFC 8785 form of
+/// the whole committed event (so the stored bytes without `hash` are
+/// exactly the bytes the hash covers). `data` is [`canonical_data`].
+pub fn seal(envelope: &Envelope, ledger: &LedgerAttributes, data: &[u8]) -> (String, Vec<u8>) {
+    let (canonical, id_at) = canonical_marked(envelope, Some(ledger), data);
+    let hash = chained(&ledger.prevhash, &canonical);
+    let mut stored = Vec::with_capacity(canonical.len() + 80);
+    stored.extend_from_slice(&canonical[..id_at]);
+    stored.extend_from_slice(b"\"hash\":\"");
+    stored.extend_from_slice(hash.as_bytes());
+    stored.extend_from_slice(b"\",");
+    stored.extend_from_slice(&canonical[id_at..]);
+    (hash, stored)
+}
+
+/// SHA-256 of `prevhash`'s bytes followed by `canonical`, in hex.
+fn chained(prevhash: &str, canonical: &[u8]) -> String {
+    let prev = hex::decode(prevhash).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(&prev);
+    hasher.update(canonical);
+    hex::encode(hasher.finalize())
 }
 
 /// The hash of a committed event, whose `prevhash` is already set, given
 /// its [`canonical_data`].
 pub fn hash_with(event: &CommittedEvent, data: &[u8]) -> String {
     let canonical = canonical(&event.envelope, Some(&event.ledger), data);
-    let prev = hex::decode(&event.ledger.prevhash).unwrap_or_default();
-    let mut hasher = Sha256::new();
-    hasher.update(&prev);
-    hasher.update(&canonical);
-    hex::encode(hasher.finalize())
+    chained(&event.ledger.prevhash, &canonical)
 }
 
 /// The hash of a committed event whose `prevhash` is already set.
@@ -263,7 +297,9 @@ mod tests {
                 event_type: EventType::MentoringSession,
                 subject: Subject::Person(uuid::Uuid::from_u128(7)),
                 time_text: "2026-01-01T00:00:00+01:00".into(),
-                time: chrono::Utc::now(),
+                time: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00+01:00")
+                    .unwrap()
+                    .to_utc(),
                 partnership: "stoke".into(),
                 datacontenttype: optional.then(|| "application/json".to_owned()),
                 expectedversion: expected,
@@ -284,6 +320,20 @@ mod tests {
             let framed = canonical(&event.envelope, Some(&event.ledger), &canonical_data(&event.envelope));
             let full = serde_json_canonicalizer::to_vec(&event.hashed_view()).unwrap();
             prop_assert_eq!(String::from_utf8_lossy(&framed), String::from_utf8_lossy(&full));
+
+            // Sealing stores the JCS form of the whole committed event,
+            // hash included, and the hash is the chain's.
+            let (hash, stored) = seal(&event.envelope, &event.ledger, &canonical_data(&event.envelope));
+            let mut sealed = event.clone();
+            sealed.ledger.hash = hash.clone();
+            prop_assert_eq!(&hash, &hash_with(&event, &canonical_data(&event.envelope)));
+            let whole = serde_json_canonicalizer::to_vec(&sealed).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&stored), String::from_utf8_lossy(&whole));
+            // Read back, it is the same event (as JCS sees it: `-0.0` is
+            // stored as `0`, `37.0` as `37`).
+            let read = CommittedEvent::from_json(&stored).unwrap();
+            prop_assert_eq!(&read.ledger, &sealed.ledger);
+            prop_assert_eq!(serde_json_canonicalizer::to_vec(&read).unwrap(), whole);
         }
     }
 }

@@ -449,8 +449,9 @@ struct Overlay {
     rejections: Vec<RejectionRecord>,
 }
 
+/// An accepted event of the group: its stream, and the JSON to store.
 struct Staged {
-    event: CommittedEvent,
+    subject: Subject,
     json: Vec<u8>,
 }
 
@@ -782,24 +783,20 @@ impl Writer {
         let mut changes = changes;
         changes[0].1.positions.push(head.position + 1);
         let streamversion = changes[0].1.version;
-        let mut event = CommittedEvent {
-            envelope: envelope.clone(),
-            ledger: LedgerAttributes {
-                position: head.position + 1,
-                streamversion,
-                recordedtime: recordedtime.to_owned(),
-                prevhash: std::mem::take(&mut head.hash),
-                hash: String::new(),
-            },
+        let ledger = LedgerAttributes {
+            position: head.position + 1,
+            streamversion,
+            recordedtime: recordedtime.to_owned(),
+            prevhash: std::mem::take(&mut head.hash),
+            hash: String::new(),
         };
-        event.ledger.hash = chain::hash_with(&event, canonical_data);
-        let json = event.to_json();
-        head.position = event.ledger.position;
-        head.hash = event.ledger.hash.clone();
+        let (hash, json) = chain::seal(envelope, &ledger, canonical_data);
+        head.position = ledger.position;
+        head.hash = hash;
         head.recordedtime = recordedtime.to_owned();
         pending.states.extend(changes);
         let record = IdRecord {
-            position: event.ledger.position,
+            position: ledger.position,
             streamversion,
             digest,
         };
@@ -812,7 +809,10 @@ impl Writer {
             error: None,
             partnership: Some(envelope.partnership.clone()),
         };
-        pending.staged.push(Staged { event, json });
+        pending.staged.push(Staged {
+            subject: envelope.subject.clone(),
+            json,
+        });
         Ok(Ok(receipt))
     }
 }
@@ -1002,8 +1002,13 @@ impl StateView for View<'_> {
             }
         }
         for staged in self.group.staged.iter().chain(&self.pending.staged) {
-            if staged.event.envelope.subject.to_string() == subject {
-                out.push(staged.event.envelope.clone());
+            if staged.subject.to_string() == subject {
+                let event =
+                    CommittedEvent::from_json(&staged.json).map_err(|e| StoreError::Corrupt {
+                        key: format!("staged event of {subject}"),
+                        message: e.0,
+                    })?;
+                out.push(event.envelope);
             }
         }
         Ok(out)

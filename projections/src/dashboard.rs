@@ -1069,6 +1069,7 @@ impl Partnership {
         let Some(fact) = Fact::of(data, envelope.date()) else {
             return;
         };
+        let mentored = matches!(fact, Fact::Person(PersonFact::Mentored));
         let mut touched = Touched::default();
         let entity = match (fact, &envelope.subject) {
             (Fact::Retraction(target), _) => Entity::Retraction(target),
@@ -1112,6 +1113,19 @@ impl Partnership {
         );
         if let Entity::Retraction(_) = entity {
             self.set_live(envelope.id, true, &mut touched);
+        }
+        // Half of all events are mentoring sessions, which change nothing
+        // but their person's count of sessions: a person already in view
+        // takes one more without the recomputation of everything else.
+        if let Entity::Person(person) = entity
+            && mentored
+            && let Some(view) = self.derived.people.get_mut(&person)
+        {
+            view.mentoring_sessions += 1;
+            self.derived
+                .counters
+                .add(Cell::Total(Total::MentoringSessions), 1);
+            return;
         }
         self.refresh(&touched);
     }
