@@ -20,6 +20,28 @@ const CHUNK_LINES: usize = 2_000;
 /// writer's work.
 const IN_FLIGHT: usize = 3;
 
+/// Chunks parsed at once: parsing (JSON, validation, canonical form) costs
+/// as much as committing, so it runs beside the writer on every core.
+const PARSERS: usize = 2;
+
+/// Bytes read so far, and the chunk's lines with their numbers.
+type RawChunk = (u64, Vec<(usize, Vec<u8>)>);
+
+/// Parses a chunk of lines into submissions, each named by its line.
+fn parse((read, lines): RawChunk, name: &str) -> (u64, Vec<(usize, Submission)>) {
+    let submissions = lines
+        .into_iter()
+        .map(|(number, line)| {
+            let origin = format!("import:{name}:{number}");
+            (
+                number,
+                Submission::from_json(line, origin, Caller::operator()),
+            )
+        })
+        .collect();
+    (read, submissions)
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
@@ -57,18 +79,17 @@ pub async fn import(
     name: &str,
     mut on_progress: impl FnMut(u64, &ImportSummary),
 ) -> Result<ImportSummary, ImportError> {
-    let name = name.to_owned();
-    // Reading and parsing run on a blocking thread; the chunks come back in order.
-    let (tx, rx) =
-        tokio::sync::mpsc::channel::<std::io::Result<(u64, Vec<(usize, Submission)>)>>(IN_FLIGHT);
+    let name: std::sync::Arc<str> = name.into();
+    // Reading runs on a blocking thread; its chunks of raw lines are parsed
+    // on the blocking pool, several at once, and come back in order.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<RawChunk>>(IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || {
         let mut input = input;
         let mut chunk = Vec::with_capacity(CHUNK_LINES);
         let mut read: u64 = 0;
         let mut number = 0;
-        let mut line = Vec::new();
         loop {
-            line.clear();
+            let mut line = Vec::new();
             let n = match input.read_until(b'\n', &mut line) {
                 Ok(n) => n,
                 Err(e) => {
@@ -87,11 +108,7 @@ pub async fn import(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let origin = format!("import:{name}:{number}");
-            chunk.push((
-                number,
-                Submission::from_json(line.clone(), origin, Caller::operator()),
-            ));
+            chunk.push((number, line));
             if chunk.len() == CHUNK_LINES
                 && tx
                     .blocking_send(Ok((read, std::mem::take(&mut chunk))))
@@ -106,8 +123,13 @@ pub async fn import(
     });
     let mut summary = ImportSummary::default();
     let mut answers = tokio_stream::wrappers::ReceiverStream::new(rx)
-        .map(|chunk| async move {
-            let (read, lines) = chunk?;
+        .map(|chunk| {
+            let name = std::sync::Arc::clone(&name);
+            tokio::task::spawn_blocking(move || chunk.map(|raw| parse(raw, &name)))
+        })
+        .buffered(PARSERS)
+        .map(|parsed| async move {
+            let (read, lines) = parsed.map_err(|e| std::io::Error::other(e.to_string()))??;
             let (numbers, submissions): (Vec<_>, Vec<_>) = lines.into_iter().unzip();
             let outcomes = ledger.submit(submissions).await?;
             Ok::<_, ImportError>((read, numbers, outcomes))

@@ -256,7 +256,9 @@ impl TypedEvent {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Stored<'a> {
-    specversion: String,
+    /// Checked at intake, and not kept: borrowed, never allocated.
+    #[serde(borrow, rename = "specversion")]
+    _specversion: std::borrow::Cow<'a, str>,
     id: Uuid,
     source: String,
     #[serde(rename = "type", borrow)]
@@ -456,7 +458,8 @@ impl CommittedEvent {
             .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
         let raw = stored.data;
         let event = Self::from_wire(Wire {
-            specversion: stored.specversion,
+            // A committed event does not keep it (it is always "1.0").
+            specversion: String::new(),
             id: stored.id,
             source: stored.source,
             event_type: stored.event_type.into_owned(),
