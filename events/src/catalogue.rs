@@ -52,37 +52,31 @@ macro_rules! catalogue {
             }
 
             fn decode(event_type: EventType, value: &Value) -> Result<Self, InvalidEvent> {
-                let path_error = |e: serde_path_to_error::Error<serde_json::Error>| {
-                    let path = e.path().to_string();
-                    if path == "." {
-                        InvalidEvent::new(format!("data: {}", e.into_inner()))
-                    } else {
-                        InvalidEvent::new(format!("data.{path}: {}", e.into_inner()))
-                    }
-                };
                 match event_type {
                     $( EventType::$variant => serde_path_to_error::deserialize(value)
-                        .map(Self::$variant).map_err(path_error), )*
+                        .map(Self::$variant).map_err(data_error), )*
                 }
             }
 
             fn decode_str(event_type: EventType, json: &str) -> Result<Self, InvalidEvent> {
-                let path_error = |e: serde_path_to_error::Error<serde_json::Error>| {
-                    let path = e.path().to_string();
-                    if path == "." {
-                        InvalidEvent::new(format!("data: {}", e.into_inner()))
-                    } else {
-                        InvalidEvent::new(format!("data.{path}: {}", e.into_inner()))
-                    }
-                };
                 let mut de = serde_json::Deserializer::from_str(json);
                 match event_type {
                     $( EventType::$variant => serde_path_to_error::deserialize(&mut de)
-                        .map(Self::$variant).map_err(path_error), )*
+                        .map(Self::$variant).map_err(data_error), )*
                 }
             }
         }
     };
+}
+
+/// A refusal of `data` that names the field at fault.
+fn data_error(e: serde_path_to_error::Error<serde_json::Error>) -> InvalidEvent {
+    let path = e.path().to_string();
+    if path == "." {
+        InvalidEvent::new(format!("data: {}", e.into_inner()))
+    } else {
+        InvalidEvent::new(format!("data.{path}: {}", e.into_inner()))
+    }
 }
 
 use SubjectKind::{Employer as E, Partnership as P, Person as H, Rotation as R};

@@ -8,6 +8,7 @@
 //! ledger validated them once, at intake, and the hash chain guards them
 //! since.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -194,15 +195,20 @@ pub struct CommittedEvent {
 }
 
 /// The wire form: every attribute the contract knows, for both directions.
+/// `data` is a JSON tree for submitted events, and JSON text for whole-log
+/// replays ([`CommittedEvent::from_json_typed`]); the attributes that are
+/// only parsed, never kept, are borrowed where the input allows it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wire {
-    specversion: String,
+struct Wire<'a, D> {
+    #[serde(borrow)]
+    specversion: Cow<'a, str>,
     id: Uuid,
     source: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    subject: String,
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
     time: String,
     partnership: String,
     #[serde(default)]
@@ -213,7 +219,7 @@ struct Wire {
     correlationid: Option<String>,
     #[serde(default)]
     causationid: Option<String>,
-    data: Value,
+    data: D,
     #[serde(default)]
     position: Option<u64>,
     #[serde(default)]
@@ -252,43 +258,6 @@ impl TypedEvent {
     }
 }
 
-/// [`Wire`] with `data` left as JSON text, for [`CommittedEvent::from_json_typed`].
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Stored<'a> {
-    /// Checked at intake, and not kept: borrowed, never allocated.
-    #[serde(borrow, rename = "specversion")]
-    _specversion: std::borrow::Cow<'a, str>,
-    id: Uuid,
-    source: String,
-    #[serde(rename = "type", borrow)]
-    event_type: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    subject: std::borrow::Cow<'a, str>,
-    time: String,
-    partnership: String,
-    #[serde(default)]
-    datacontenttype: Option<String>,
-    #[serde(default)]
-    expectedversion: Option<u64>,
-    #[serde(default)]
-    correlationid: Option<String>,
-    #[serde(default)]
-    causationid: Option<String>,
-    #[serde(borrow)]
-    data: &'a serde_json::value::RawValue,
-    #[serde(default)]
-    position: Option<u64>,
-    #[serde(default)]
-    streamversion: Option<u64>,
-    #[serde(default)]
-    recordedtime: Option<String>,
-    #[serde(default)]
-    prevhash: Option<String>,
-    #[serde(default)]
-    hash: Option<String>,
-}
-
 /// The largest integer a JSON number holds exactly (RFC 8785 numbers are
 /// IEEE 754 doubles).
 pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
@@ -311,7 +280,7 @@ impl Envelope {
                 "a CloudEvent is a JSON object (structured mode)",
             ));
         }
-        let wire: Wire = serde_path_to_error::deserialize(value).map_err(|e| {
+        let wire: Wire<'_, Value> = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." {
@@ -439,9 +408,11 @@ impl CommittedEvent {
     /// Decodes a committed event as stored or published by the ledger.
     /// Older data shapes are upcast when [`Envelope::data`] is called.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
-        let wire: Wire = serde_json::from_slice(bytes)
+        let wire: Wire<'_, Value> = serde_json::from_slice(bytes)
             .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
-        Self::from_wire(wire)
+        let (mut event, data) = Self::from_wire(wire)?;
+        event.envelope.data = data;
+        Ok(event)
     }
 
     /// Decodes a committed event together with its typed (upcast) data,
@@ -454,34 +425,15 @@ impl CommittedEvent {
         // One UTF-8 check of the whole line, rather than one per string.
         let text = std::str::from_utf8(bytes)
             .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
-        let stored: Stored<'_> = serde_json::from_str(text)
+        let wire: Wire<'_, &serde_json::value::RawValue> = serde_json::from_str(text)
             .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
-        let raw = stored.data;
-        let event = Self::from_wire(Wire {
-            // A committed event does not keep it (it is always "1.0").
-            specversion: String::new(),
-            id: stored.id,
-            source: stored.source,
-            event_type: stored.event_type.into_owned(),
-            subject: stored.subject.into_owned(),
-            time: stored.time,
-            partnership: stored.partnership,
-            datacontenttype: stored.datacontenttype,
-            expectedversion: stored.expectedversion,
-            correlationid: stored.correlationid,
-            causationid: stored.causationid,
-            data: Value::Null,
-            position: stored.position,
-            streamversion: stored.streamversion,
-            recordedtime: stored.recordedtime,
-            prevhash: stored.prevhash,
-            hash: stored.hash,
-        })?;
+        let (event, raw) = Self::from_wire(wire)?;
         let data = EventData::from_json_str(event.envelope.event_type, raw.get());
         Ok((event, data))
     }
 
-    fn from_wire(wire: Wire) -> Result<Self, InvalidEvent> {
+    /// The event from its wire form, `data` aside (the event's is null).
+    fn from_wire<D>(wire: Wire<'_, D>) -> Result<(Self, D), InvalidEvent> {
         let missing =
             |name: &str| InvalidEvent::new(format!("{name}: missing in a committed event"));
         let ledger = LedgerAttributes {
@@ -497,7 +449,7 @@ impl CommittedEvent {
         let time = DateTime::parse_from_rfc3339(&wire.time)
             .map_err(|e| InvalidEvent::new(format!("time: {e}")))?
             .with_timezone(&Utc);
-        Ok(Self {
+        let event = Self {
             envelope: Envelope {
                 id: wire.id,
                 source: wire.source,
@@ -510,10 +462,11 @@ impl CommittedEvent {
                 expectedversion: wire.expectedversion,
                 correlationid: wire.correlationid,
                 causationid: wire.causationid,
-                data: wire.data,
+                data: Value::Null,
             },
             ledger,
-        })
+        };
+        Ok((event, wire.data))
     }
 
     /// The value the hash covers: the committed event without `hash`.
@@ -543,8 +496,10 @@ impl Serialize for CommittedEvent {
 
 impl<'de> Deserialize<'de> for CommittedEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = Wire::deserialize(deserializer)?;
-        Self::from_wire(wire).map_err(D::Error::custom)
+        let wire: Wire<'de, Value> = Wire::deserialize(deserializer)?;
+        let (mut event, data) = Self::from_wire(wire).map_err(D::Error::custom)?;
+        event.envelope.data = data;
+        Ok(event)
     }
 }
 
