@@ -140,7 +140,7 @@ fn chained(prevhash: &str, canonical: &[u8]) -> String {
 
 /// The hash of a committed event, whose `prevhash` is already set, given
 /// its [`canonical_data`].
-pub fn hash_with(event: &CommittedEvent, data: &[u8]) -> String {
+fn hash_with(event: &CommittedEvent, data: &[u8]) -> String {
     let canonical = canonical(&event.envelope, Some(&event.ledger), data);
     chained(&event.ledger.prevhash, &canonical)
 }

@@ -469,7 +469,7 @@ impl Store {
 
     /// [`Store::replay`] with a decoder of one's own, given each event's
     /// position and stored JSON, run on the decoding threads.
-    pub fn replay_with<T, F>(
+    fn replay_with<T, F>(
         &self,
         after: u64,
         until: u64,

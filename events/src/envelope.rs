@@ -196,7 +196,7 @@ pub struct CommittedEvent {
 
 /// The wire form: every attribute the contract knows, for both directions.
 /// `data` is a JSON tree for submitted events, and JSON text for whole-log
-/// replays ([`CommittedEvent::from_json_typed`]); the attributes that are
+/// replays ([`TypedEvent::from_json`]); the attributes that are
 /// only parsed, never kept, are borrowed where the input allows it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,7 +253,13 @@ impl TypedEvent {
     /// building the JSON tree of its data: the fast path of whole-log
     /// replays.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
-        let (event, data) = CommittedEvent::from_json_typed(bytes)?;
+        // One UTF-8 check of the whole line, rather than one per string.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
+        let wire: Wire<'_, &serde_json::value::RawValue> = serde_json::from_str(text)
+            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
+        let (event, raw) = CommittedEvent::from_wire(wire)?;
+        let data = EventData::from_json_str(event.envelope.event_type, raw.get());
         Ok(Self { event, data })
     }
 }
@@ -413,23 +419,6 @@ impl CommittedEvent {
         let (mut event, data) = Self::from_wire(wire)?;
         event.envelope.data = data;
         Ok(event)
-    }
-
-    /// Decodes a committed event together with its typed (upcast) data,
-    /// reading `data` straight from the bytes into the typed form: for
-    /// whole-log replays that need only the typed data. The returned
-    /// event's `envelope.data` is [`Value::Null`]; see [`TypedEvent`].
-    pub fn from_json_typed(
-        bytes: &[u8],
-    ) -> Result<(Self, Result<EventData, InvalidEvent>), InvalidEvent> {
-        // One UTF-8 check of the whole line, rather than one per string.
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
-        let wire: Wire<'_, &serde_json::value::RawValue> = serde_json::from_str(text)
-            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
-        let (event, raw) = Self::from_wire(wire)?;
-        let data = EventData::from_json_str(event.envelope.event_type, raw.get());
-        Ok((event, data))
     }
 
     /// The event from its wire form, `data` aside (the event's is null).

@@ -1,7 +1,7 @@
 //! The vocabulary seen from outside: what parses, what is refused and with
 //! which message, upcasting, and the committed JSON Schemas.
 
-use rotation_events::{CommittedEvent, Envelope, EventData, EventType, schema};
+use rotation_events::{CommittedEvent, Envelope, EventData, EventType, TypedEvent, schema};
 use serde_json::{Value, json};
 
 fn event(event_type: &str, subject: &str, data: Value) -> Value {
@@ -179,9 +179,9 @@ fn time_more_than_a_day_ahead_is_refused() {
     assert!(envelope.check_time(later).is_ok());
 }
 
-#[test]
-fn substitution_started_version_1_is_upcast_to_covers() {
-    let old = event(
+/// A `substitution_started` of version 1, which named one `release_id`.
+fn substitution_started_v1() -> Value {
+    event(
         "jobrotation.rotation.substitution_started",
         ROTATION,
         json!({
@@ -191,7 +191,12 @@ fn substitution_started_version_1_is_upcast_to_covers() {
             "hours_per_week": 37.5,
             "planned_end": "2026-06-01"
         }),
-    );
+    )
+}
+
+#[test]
+fn substitution_started_version_1_is_upcast_to_covers() {
+    let old = substitution_started_v1();
     let envelope = Envelope::from_value(old.clone()).unwrap();
     // The stored data stays as it was sent; the typed view is the current shape.
     assert_eq!(envelope.data, old["data"]);
@@ -255,7 +260,7 @@ fn committed_schemas_are_current() {
     );
 }
 
-/// `from_json_typed` reads data without a JSON tree; it must give what the
+/// `TypedEvent::from_json` reads data without a JSON tree; it must give what the
 /// tree gives, upcasting included.
 #[test]
 fn typed_decoding_agrees_with_decoding_the_tree() {
@@ -273,17 +278,7 @@ fn typed_decoding_agrees_with_decoding_the_tree() {
             PERSON,
             json!({"referred_by": "jobcentre"}),
         ),
-        event(
-            "jobrotation.rotation.substitution_started",
-            ROTATION,
-            json!({
-                "substitution_id": "0193a3c0-0000-7000-8000-000000000101",
-                "substitute": "0193a3c0-0000-7000-8000-000000000102",
-                "release_id": "0193a3c0-0000-7000-8000-000000000103",
-                "hours_per_week": 37.5,
-                "planned_end": "2026-06-01"
-            }),
-        ),
+        substitution_started_v1(),
         event(
             "jobrotation.rotation.substitution_started",
             ROTATION,
@@ -304,7 +299,7 @@ fn typed_decoding_agrees_with_decoding_the_tree() {
     for sample in samples {
         let text = commit(sample);
         let full = CommittedEvent::from_json(text.as_bytes()).unwrap();
-        let (lean, data) = CommittedEvent::from_json_typed(text.as_bytes()).unwrap();
+        let TypedEvent { event: lean, data } = TypedEvent::from_json(text.as_bytes()).unwrap();
         match (data, full.envelope.data()) {
             (Ok(lean), Ok(full)) => assert_eq!(lean, full),
             // Text decoding adds where in the text the fault lies.

@@ -380,7 +380,7 @@ impl Dashboards {
 
     /// [`Dashboards::apply`], with the typed data from `data`, which is
     /// called only if the event is applied.
-    pub fn apply_with(
+    fn apply_with(
         &mut self,
         event: &CommittedEvent,
         data: impl FnOnce() -> Result<EventData, InvalidEvent>,

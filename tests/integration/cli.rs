@@ -2,7 +2,7 @@
 //! `import`, `dump`, `verify`, `rejections`, `stats`, and `--help` for
 //! every verb.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rotation_events::CommittedEvent;
@@ -34,6 +34,16 @@ fn jsonl(dir: &Path, name: &str, lines: &[String]) -> String {
     body.push('\n');
     std::fs::write(&file, body).expect("the file is written");
     path(&file).to_owned()
+}
+
+/// A ledger in `dir` that has imported `lines`, and the file it imported
+/// them from.
+fn imported(dir: &Path, lines: &[String]) -> (PathBuf, String) {
+    let data = dir.join("ledger");
+    let file = jsonl(dir, "mixed.jsonl", lines);
+    let out = rotation_ledger(&["import", "--data", path(&data), &file]);
+    assert!(out.status.success(), "{out:?}");
+    (data, file)
 }
 
 /// A file of good, duplicate and bad lines; the bad ones at lines 3, 6, 8
@@ -184,13 +194,7 @@ fn import_keeps_line_order_across_chunks() {
 #[test]
 fn dump_prints_positions_and_hashes_that_recompute() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("ledger");
-    let file = jsonl(dir.path(), "mixed.jsonl", &mixed_lines());
-    assert!(
-        rotation_ledger(&["import", "--data", path(&data), &file])
-            .status
-            .success()
-    );
+    let (data, _) = imported(dir.path(), &mixed_lines());
     let out = rotation_ledger(&["dump", "--data", path(&data)]);
     assert!(out.status.success(), "{out:?}");
     let stdout = text(&out.stdout);
@@ -225,14 +229,8 @@ fn dump_prints_positions_and_hashes_that_recompute() {
 #[test]
 fn rejections_lists_every_refused_line() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("ledger");
     let lines = mixed_lines();
-    let file = jsonl(dir.path(), "mixed.jsonl", &lines);
-    assert!(
-        rotation_ledger(&["import", "--data", path(&data), &file])
-            .status
-            .success()
-    );
+    let (data, file) = imported(dir.path(), &lines);
 
     let out = rotation_ledger(&["rejections", "--data", path(&data)]);
     assert!(out.status.success(), "{out:?}");
@@ -291,13 +289,7 @@ fn rejections_lists_every_refused_line() {
 #[test]
 fn stats_counts_events_and_rejections() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("ledger");
-    let file = jsonl(dir.path(), "mixed.jsonl", &mixed_lines());
-    assert!(
-        rotation_ledger(&["import", "--data", path(&data), &file])
-            .status
-            .success()
-    );
+    let (data, _) = imported(dir.path(), &mixed_lines());
     let out = rotation_ledger(&["stats", "--data", path(&data)]);
     assert!(out.status.success(), "{out:?}");
     let stdout = text(&out.stdout);

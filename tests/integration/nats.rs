@@ -373,6 +373,36 @@ async fn assert_stream_is_the_log(js: &jetstream::Context, log: &[String]) {
     }
 }
 
+/// Waits until the ledger has created its streams on start.
+async fn streams_created(js: &jetstream::Context) {
+    eventually(
+        "ROTATION_IN to be created",
+        Duration::from_secs(30),
+        || async { js.get_stream("ROTATION_IN").await.is_ok() },
+    )
+    .await;
+}
+
+/// Waits until every published event is on ROTATION_LEDGER, stops the
+/// ledger, and checks that its log holds each event exactly once and that
+/// the stream is that log, in order.
+async fn assert_all_committed_and_published(
+    mut serve: Serve,
+    js: &jetstream::Context,
+    events: &[Value],
+) {
+    eventually(
+        "the whole log on ROTATION_LEDGER",
+        Duration::from_secs(120),
+        || async { stream_len(js, "ROTATION_LEDGER").await >= events.len() as u64 },
+    )
+    .await;
+    serve.terminate();
+    let log = serve.dump();
+    assert_log_holds_exactly(&log, events);
+    assert_stream_is_the_log(js, &log).await;
+}
+
 fn ids(events: &[Value]) -> HashSet<String> {
     events
         .iter()
@@ -413,12 +443,7 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
         .await
         .expect("a receipts subscription");
     client.flush().await.expect("the subscription is in place");
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let events = volume(300);
     publish(&js, "stoke", &events).await;
@@ -521,12 +546,7 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
     let dir = data.path().join("ledger");
     let mut serve = Serve::start(&dir, &nats.url());
     let (_client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let events = volume(1_500);
     let publisher = {
@@ -548,17 +568,8 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
         .expect("the publisher finishes while the ledger is down");
 
     // What the dead ledger had fetched comes back first, in order.
-    let mut serve = Serve::start(&dir, &nats.url());
-    eventually(
-        "the whole log on ROTATION_LEDGER",
-        Duration::from_secs(120),
-        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
-    )
-    .await;
-    serve.terminate();
-    let log = serve.dump();
-    assert_log_holds_exactly(&log, &events);
-    assert_stream_is_the_log(&js, &log).await;
+    let serve = Serve::start(&dir, &nats.url());
+    assert_all_committed_and_published(serve, &js, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,12 +580,7 @@ async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
     let dir = data.path().join("ledger");
     let mut serve = Serve::start(&dir, &nats.url());
     let (_client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let events = volume(1_500);
     publish(&js, "stoke", &events).await;
@@ -590,17 +596,8 @@ async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
         "everything committed before the stop is published before it returns"
     );
 
-    let mut serve = Serve::start(&dir, &nats.url());
-    eventually(
-        "the whole log on ROTATION_LEDGER",
-        Duration::from_secs(120),
-        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
-    )
-    .await;
-    serve.terminate();
-    let log = serve.dump();
-    assert_log_holds_exactly(&log, &events);
-    assert_stream_is_the_log(&js, &log).await;
+    let serve = Serve::start(&dir, &nats.url());
+    assert_all_committed_and_published(serve, &js, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,14 +605,9 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mut nats = NatsServer::start();
     let data = tempfile::tempdir().expect("a temporary directory");
-    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
+    let serve = Serve::start(&data.path().join("ledger"), &nats.url());
     let (client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let events = volume(2_000);
     let (before, after) = events.split_at(2_501);
@@ -637,16 +629,7 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
     })
     .await;
     publish(&js, "stoke", after).await;
-    eventually(
-        "the whole log on ROTATION_LEDGER",
-        Duration::from_secs(120),
-        || async { stream_len(&js, "ROTATION_LEDGER").await >= events.len() as u64 },
-    )
-    .await;
-    serve.terminate();
-    let log = serve.dump();
-    assert_log_holds_exactly(&log, &events);
-    assert_stream_is_the_log(&js, &log).await;
+    assert_all_committed_and_published(serve, &js, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,12 +639,7 @@ async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
     let (client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let not_json = b"this is not JSON {".to_vec();
     let wrong_type = support::event("nonsense.happened", "partnership/stoke", json!({}))
@@ -757,12 +735,7 @@ async fn a_python_partner_service_publishes_cloudevents() {
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
     let (_client, js) = connect(&nats.url()).await;
-    eventually(
-        "ROTATION_IN to be created",
-        Duration::from_secs(30),
-        || async { js.get_stream("ROTATION_IN").await.is_ok() },
-    )
-    .await;
+    streams_created(&js).await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nats_publisher.py");
     let output = tokio::process::Command::new(tools::python())

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use rotation_ledger::config::Config;
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
 use rotation_ledger::projector::{
-    self, CHECKPOINT, DashboardRead, DashboardView, Projector, ProjectorOptions,
+    self, CHECKPOINT, DashboardRead, DashboardView, Projector, ProjectorOptions, ProjectorTask,
 };
 use rotation_ledger::simulate::{Scenario, simulate};
 use rotation_ledger::store::Commit;
@@ -46,6 +46,34 @@ fn rare_checkpoints() -> ProjectorOptions {
     ProjectorOptions {
         checkpoint_interval: Duration::from_secs(3_600),
         checkpoint_max_age: Duration::from_secs(3_600),
+    }
+}
+
+/// A running projector, and what stops it.
+struct Running {
+    projector: Projector,
+    task: ProjectorTask,
+    shutdown: CancellationToken,
+}
+
+async fn start(ledger: &Ledger, options: ProjectorOptions) -> Running {
+    let shutdown = CancellationToken::new();
+    let (projector, task) = Projector::start(ledger.clone(), config(), options, shutdown.clone())
+        .await
+        .unwrap();
+    Running {
+        projector,
+        task,
+        shutdown,
+    }
+}
+
+impl Running {
+    /// Stops it cleanly, as on SIGTERM, and waits for it to finish.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        drop(self.projector);
+        self.task.join().await.unwrap();
     }
 }
 
@@ -128,19 +156,10 @@ fn dashboards_after_a_crash_equal_a_full_fold() {
         let ledger = reopen(dir.path());
         load(&ledger, first).await;
         let head = ledger.head().position;
-        let shutdown = CancellationToken::new();
-        let (projector, task) = Projector::start(
-            ledger.clone(),
-            config(),
-            rare_checkpoints(),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let running = start(&ledger, rare_checkpoints()).await;
+        let projector = &running.projector;
         projector.wait_for(head).await;
-        shutdown.cancel();
-        drop(projector);
-        task.join().await.unwrap();
+        running.stop().await;
         assert_eq!(checkpoint(&ledger), Some((Dashboards::VERSION, head)));
         ledger.close();
         head
@@ -151,14 +170,9 @@ fn dashboards_after_a_crash_equal_a_full_fold() {
     let crashed = runtime();
     let second_head = crashed.block_on(async {
         let ledger = reopen(dir.path());
-        let (projector, _task) = Projector::start(
-            ledger.clone(),
-            config(),
-            rare_checkpoints(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        // Never stopped: it dies with the runtime.
+        let running = start(&ledger, rare_checkpoints()).await;
+        let projector = &running.projector;
         assert_eq!(projector.progress().resumed_from, first_head);
         load(&ledger, second).await;
         let head = ledger.head().position;
@@ -172,21 +186,12 @@ fn dashboards_after_a_crash_equal_a_full_fold() {
     runtime().block_on(async {
         let ledger = reopen(dir.path());
         assert_eq!(checkpoint(&ledger), Some((Dashboards::VERSION, first_head)));
-        let shutdown = CancellationToken::new();
-        let (projector, task) = Projector::start(
-            ledger.clone(),
-            config(),
-            rare_checkpoints(),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let running = start(&ledger, rare_checkpoints()).await;
+        let projector = &running.projector;
         assert_eq!(projector.progress().resumed_from, first_head);
         projector.wait_for(second_head).await;
-        assert_equals_full_fold(&projector, &ledger);
-        shutdown.cancel();
-        drop(projector);
-        task.join().await.unwrap();
+        assert_equals_full_fold(projector, &ledger);
+        running.stop().await;
         assert_eq!(
             checkpoint(&ledger),
             Some((Dashboards::VERSION, second_head))
@@ -211,15 +216,8 @@ async fn a_checkpoint_of_other_definitions_is_served_until_the_rebuild_is_in() {
     bytes.extend_from_slice(&serde_json::to_vec(&old).unwrap());
     store_checkpoint(&temp.ledger, &bytes);
 
-    let shutdown = CancellationToken::new();
-    let (projector, task) = Projector::start(
-        temp.ledger.clone(),
-        config(),
-        rare_checkpoints(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let running = start(&temp.ledger, rare_checkpoints()).await;
+    let projector = &running.projector;
     // This test's runtime has one thread: the rebuild has not begun yet.
     let progress = projector.progress();
     assert!(progress.rebuilding && progress.live, "{progress:?}");
@@ -235,10 +233,8 @@ async fn a_checkpoint_of_other_definitions_is_served_until_the_rebuild_is_in() {
 
     projector.wait_for(head).await;
     assert!(!projector.progress().rebuilding);
-    assert_equals_full_fold(&projector, &temp.ledger);
-    shutdown.cancel();
-    drop(projector);
-    task.join().await.unwrap();
+    assert_equals_full_fold(projector, &temp.ledger);
+    running.stop().await;
     assert_eq!(checkpoint(&temp.ledger), Some((Dashboards::VERSION, head)));
 }
 
@@ -252,15 +248,8 @@ async fn an_unreadable_checkpoint_is_rebuilt_from_the_log() {
         &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, b'{'][..],
     ] {
         store_checkpoint(&temp.ledger, bytes);
-        let shutdown = CancellationToken::new();
-        let (projector, task) = Projector::start(
-            temp.ledger.clone(),
-            config(),
-            rare_checkpoints(),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let running = start(&temp.ledger, rare_checkpoints()).await;
+        let projector = &running.projector;
         let progress = projector.progress();
         assert_eq!(progress.resumed_from, 0);
         assert!(
@@ -272,14 +261,12 @@ async fn an_unreadable_checkpoint_is_rebuilt_from_the_log() {
             DashboardRead::CatchingUp
         );
         projector.wait_for(head).await;
-        assert_equals_full_fold(&projector, &temp.ledger);
+        assert_equals_full_fold(projector, &temp.ledger);
         assert_eq!(
             projector.dashboard("nowhere", DashboardView::Raw),
             DashboardRead::Unknown
         );
-        shutdown.cancel();
-        drop(projector);
-        task.join().await.unwrap();
+        running.stop().await;
     }
 }
 
@@ -304,21 +291,12 @@ async fn rebuild_writes_the_checkpoint_the_projector_resumes_from() {
 
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
     assert_eq!(checkpoint(&ledger), Some((Dashboards::VERSION, head)));
-    let shutdown = CancellationToken::new();
-    let (projector, task) = Projector::start(
-        ledger.clone(),
-        config(),
-        rare_checkpoints(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let running = start(&ledger, rare_checkpoints()).await;
+    let projector = &running.projector;
     assert_eq!(projector.progress().resumed_from, head);
     assert!(projector.progress().live);
-    assert_equals_full_fold(&projector, &ledger);
-    shutdown.cancel();
-    drop(projector);
-    task.join().await.unwrap();
+    assert_equals_full_fold(projector, &ledger);
+    running.stop().await;
     ledger.close();
 }
 
@@ -326,16 +304,12 @@ async fn rebuild_writes_the_checkpoint_the_projector_resumes_from() {
 async fn an_idle_projector_checkpoints_once_the_interval_has_passed() {
     let temp = TempLedger::new();
     crate::support::scheme(&temp).await;
-    let shutdown = CancellationToken::new();
     let options = ProjectorOptions {
         checkpoint_interval: Duration::from_secs(5),
         checkpoint_max_age: Duration::from_secs(300),
     };
-    let (projector, task) =
-        Projector::start(temp.ledger.clone(), config(), options, shutdown.clone())
-            .await
-            .unwrap();
-    projector.wait_for(6).await;
+    let running = start(&temp.ledger, options).await;
+    running.projector.wait_for(6).await;
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(4)).await;
     settle().await;
@@ -347,9 +321,7 @@ async fn an_idle_projector_checkpoints_once_the_interval_has_passed() {
     }
     assert_eq!(checkpoint(&temp.ledger), Some((Dashboards::VERSION, 6)));
     tokio::time::resume();
-    shutdown.cancel();
-    drop(projector);
-    task.join().await.unwrap();
+    running.stop().await;
 }
 
 /// Lets the projector's task run for a while of real time without letting

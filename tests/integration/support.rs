@@ -159,14 +159,7 @@ pub fn person_event(person: u128, event_type: &str, data: Value) -> Value {
 /// A partnership with employer 1, employee 10 and eligible jobseeker 20,
 /// and rotation 100 agreed at employer 1.
 pub async fn scheme(ledger: &TempLedger) {
-    for body in [
-        partnership_registered(),
-        employer_enrolled(1),
-        employee_registered(10, 1),
-        jobseeker_registered(20),
-        assessed(20, true),
-        rotation_agreed(100, 1),
-    ] {
+    for body in scheme_events() {
         assert_eq!(
             ledger.code(&body).await,
             "accepted",
