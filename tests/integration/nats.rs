@@ -383,6 +383,15 @@ async fn streams_created(js: &jetstream::Context) {
     .await;
 }
 
+/// Waits until the ledger has committed and published a few hundred
+/// events, so that what the test does next hits it mid-ingest.
+async fn ingest_under_way(js: &jetstream::Context) {
+    eventually("ingest under way", Duration::from_secs(60), || async {
+        stream_len(js, "ROTATION_LEDGER").await >= 300
+    })
+    .await;
+}
+
 /// Waits until every published event is on ROTATION_LEDGER, stops the
 /// ledger, and checks that its log holds each event exactly once and that
 /// the stream is that log, in order.
@@ -558,10 +567,7 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
             }
         })
     };
-    eventually("ingest under way", Duration::from_secs(60), || async {
-        stream_len(&js, "ROTATION_LEDGER").await >= 300
-    })
-    .await;
+    ingest_under_way(&js).await;
     serve.kill();
     publisher
         .await
@@ -584,10 +590,7 @@ async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
 
     let events = volume(1_500);
     publish(&js, "stoke", &events).await;
-    eventually("ingest under way", Duration::from_secs(60), || async {
-        stream_len(&js, "ROTATION_LEDGER").await >= 300
-    })
-    .await;
+    ingest_under_way(&js).await;
     serve.terminate();
     let committed = serve.dump();
     assert_eq!(
@@ -612,10 +615,7 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
     let events = volume(2_000);
     let (before, after) = events.split_at(2_501);
     publish(&js, "stoke", before).await;
-    eventually("ingest under way", Duration::from_secs(60), || async {
-        stream_len(&js, "ROTATION_LEDGER").await >= 300
-    })
-    .await;
+    ingest_under_way(&js).await;
     nats.restart();
     // The ledger sees the outage and reconnects; so does this client.
     eventually(
