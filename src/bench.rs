@@ -3,7 +3,7 @@
 //!
 //! | figure | ledger | baseline |
 //! |---|---|---|
-//! | `append_batched` | atomic batches of 1,000 through the append path | the same committed bytes inserted into sled in batches of 1,000, one flush each |
+//! | `append_batched` | atomic batches of 1,000 through the append path (events made before the clock starts) | the same committed bytes inserted into sled in batches of 1,000, one flush each |
 //! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
 //! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
 //! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
@@ -53,6 +53,30 @@ pub struct BenchArgs {
     /// Events for `nats_ingest`; by default `--events`, at most 200,000.
     #[arg(long, value_name = "N")]
     pub nats_events: Option<u64>,
+    /// Measure only these figures (comma-separated names, as in the
+    /// report); the log is built by `append_batched` whatever is chosen.
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(FIGURES))]
+    pub only: Vec<String>,
+}
+
+/// Every figure's name, in the order they are measured.
+const FIGURES: [&str; 9] = [
+    "append_batched",
+    "append_single",
+    "replay",
+    "projection_catchup",
+    "dashboard_read",
+    "startup",
+    "import",
+    "export",
+    "nats_ingest",
+];
+
+impl BenchArgs {
+    /// Whether `figure` is to be measured.
+    fn wants(&self, figure: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| f == figure)
+    }
 }
 
 /// One figure beside its baseline.
@@ -74,6 +98,10 @@ pub struct Figure {
     /// same on the whole log; 1.0 is exactly linear.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linearity: Option<f64>,
+    /// For start-up: seconds from opening until the first write is
+    /// answered (the writer loads the id index first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_write_s: Option<f64>,
     /// What was counted, for the table.
     #[serde(skip)]
     pub unit: &'static str,
@@ -91,6 +119,7 @@ impl Figure {
             seconds: None,
             peak_mib: None,
             linearity: None,
+            first_write_s: None,
             unit: "events/s",
         }
     }
@@ -121,27 +150,108 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.events
         ),
     );
-    let started = Instant::now();
-    append_batches(&ledger, args.events).await?;
-    let ours = started.elapsed();
-    let raw = tokio::task::spawn_blocking({
-        let ledger = ledger.clone();
-        let raw_dir = raw_dir.clone();
-        move || raw_batched(&ledger, &raw_dir)
-    })
-    .await??;
-    figures.push((
-        "append_batched",
-        Figure::new(args.events, ours, args.events, raw),
-    ));
+    let ours = append_batches(&ledger, args.events).await?;
+    // The raw log is also what the replay baseline scans.
+    if args.wants("append_batched") || args.wants("replay") {
+        let raw = tokio::task::spawn_blocking({
+            let ledger = ledger.clone();
+            let raw_dir = raw_dir.clone();
+            move || raw_batched(&ledger, &raw_dir)
+        })
+        .await??;
+        figures.push((
+            "append_batched",
+            Figure::new(args.events, ours, args.events, raw),
+        ));
+    }
 
-    progress(
-        &args,
-        &format!(
-            "append_single: {} single events from {} writers",
-            args.single, args.writers
-        ),
-    );
+    if args.wants("append_single") {
+        progress(
+            &args,
+            &format!(
+                "append_single: {} single events from {} writers",
+                args.single, args.writers
+            ),
+        );
+        figures.push((
+            "append_single",
+            append_single(&args, &ledger, &raw_dir).await?,
+        ));
+    }
+
+    let mut replay_per_s = None;
+    if args.wants("replay") || args.wants("projection_catchup") || args.wants("export") {
+        progress(&args, "replay: the whole log");
+        let replay = replay(&ledger, &raw_dir).await?;
+        replay_per_s = Some(replay.per_s);
+        figures.push(("replay", replay));
+    }
+
+    if args.wants("projection_catchup") || args.wants("dashboard_read") {
+        progress(&args, "projection_catchup: the dashboards from position 0");
+        let (catchup, read) = dashboards(&ledger, replay_per_s.unwrap_or(f64::NAN)).await?;
+        figures.push(("projection_catchup", catchup));
+        progress(&args, "dashboard_read: the dashboard read path");
+        figures.push(("dashboard_read", read));
+    }
+
+    ledger.close();
+
+    if args.wants("startup") {
+        progress(&args, "startup: reopening the ledger on that log");
+        figures.push(("startup", startup(&ledger_dir, &raw_dir).await?));
+    }
+
+    if args.wants("import") || args.wants("export") {
+        let batched = figures
+            .iter()
+            .find(|(name, _)| *name == "append_batched")
+            .map_or(f64::NAN, |(_, f)| f.per_s);
+        progress(
+            &args,
+            &format!(
+                "import: a simulated history of {} jobseekers",
+                args.export_jobseekers
+            ),
+        );
+        let (import, events) = import_history(&root, args.export_jobseekers, batched).await?;
+        figures.push(("import", import));
+        if args.wants("export") {
+            progress(
+                &args,
+                &format!("export: the evaluation dataset of {events} events"),
+            );
+            let replay = replay_per_s.unwrap_or(f64::NAN);
+            figures.push(("export", export_dataset(&root, events, replay)?));
+        }
+    }
+
+    if let Some(url) = args.nats.as_ref().filter(|_| args.wants("nats_ingest")) {
+        let events = args.nats_events.unwrap_or(args.events.min(200_000));
+        progress(
+            &args,
+            &format!("nats_ingest: {events} events through {url}"),
+        );
+        let measured = crate::nats::bench::ingest(url, events, &root).await?;
+        let mut figure = Figure::new(
+            measured.events,
+            measured.took,
+            measured.baseline_events,
+            measured.baseline_took,
+        );
+        figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
+        figures.push(("nats_ingest", figure));
+    }
+    report(&args, &figures)
+}
+
+/// `append_single`: single-event submissions from `--writers` concurrent
+/// writers, beside one raw sled insert plus flush per event.
+async fn append_single(
+    args: &BenchArgs,
+    ledger: &Ledger,
+    raw_dir: &std::path::Path,
+) -> Result<Figure> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     let per_writer = args.single / args.writers.max(1);
@@ -165,16 +275,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let ours = started.elapsed();
     let single_total = per_writer * args.writers;
     let (raw_count, raw_took) = tokio::task::spawn_blocking({
-        let raw_dir = raw_dir.clone();
+        let raw_dir = raw_dir.to_path_buf();
         move || raw_single(&raw_dir)
     })
     .await??;
-    figures.push((
-        "append_single",
-        Figure::new(single_total, ours, raw_count, raw_took),
-    ));
+    Ok(Figure::new(single_total, ours, raw_count, raw_took))
+}
 
-    progress(&args, "replay: the whole log");
+/// `replay`: read and decode the whole log, beside a raw scan of the same
+/// events decoding each as JSON.
+async fn replay(ledger: &Ledger, raw_dir: &std::path::Path) -> Result<Figure> {
     let head = ledger.head().position;
     let started = Instant::now();
     let mut count = 0u64;
@@ -186,74 +296,33 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let ours = started.elapsed();
     anyhow::ensure!(count == head, "replay read {count} events of {head}");
     let (raw_count, raw_took) = tokio::task::spawn_blocking({
-        let raw_dir = raw_dir.clone();
+        let raw_dir = raw_dir.to_path_buf();
         move || raw_replay(&raw_dir)
     })
     .await??;
-    figures.push(("replay", Figure::new(count, ours, raw_count, raw_took)));
-
-    progress(&args, "projection_catchup: the dashboards from position 0");
-    let replay_per_s = figures.last().map_or(0.0, |(_, f)| f.per_s);
-    let (catchup, read) = dashboards(&ledger, replay_per_s).await?;
-    figures.push(("projection_catchup", catchup));
-    progress(&args, "dashboard_read: the dashboard read path");
-    figures.push(("dashboard_read", read));
-
-    ledger.close();
-
-    progress(&args, "startup: reopening the ledger on that log");
-    figures.push(("startup", startup(&ledger_dir, &raw_dir)?));
-
-    let batched = figures
-        .iter()
-        .find(|(name, _)| *name == "append_batched")
-        .map_or(1.0, |(_, f)| f.per_s);
-    let replay = figures
-        .iter()
-        .find(|(name, _)| *name == "replay")
-        .map_or(1.0, |(_, f)| f.per_s);
-    progress(
-        &args,
-        &format!(
-            "import: a simulated history of {} jobseekers",
-            args.export_jobseekers
-        ),
-    );
-    let (import, events) = import_history(&root, args.export_jobseekers, batched).await?;
-    figures.push(("import", import));
-    progress(
-        &args,
-        &format!("export: the evaluation dataset of {events} events"),
-    );
-    figures.push(("export", export_dataset(&root, events, replay)?));
-
-    if let Some(url) = &args.nats {
-        let events = args.nats_events.unwrap_or(args.events.min(200_000));
-        progress(
-            &args,
-            &format!("nats_ingest: {events} events through {url}"),
-        );
-        let measured = crate::nats::bench::ingest(url, events, &root).await?;
-        let mut figure = Figure::new(
-            measured.events,
-            measured.took,
-            measured.baseline_events,
-            measured.baseline_took,
-        );
-        figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
-        figures.push(("nats_ingest", figure));
-    }
-    report(&args, &figures)
+    Ok(Figure::new(count, ours, raw_count, raw_took))
 }
 
-/// `startup`: opening the ledger on the bench log (it reads the head and
-/// completes the id index's tail), beside opening a raw sled database of
-/// the same events. Neither may grow with the log.
-fn startup(ledger_dir: &std::path::Path, raw_dir: &std::path::Path) -> Result<Figure> {
+/// `startup`: opening the ledger on the bench log (it reads the head),
+/// beside opening a raw sled database of the same events. Neither may grow
+/// with the log. Also the time until a first write (the head event again,
+/// a duplicate) is answered, which includes loading the id index.
+async fn startup(ledger_dir: &std::path::Path, raw_dir: &std::path::Path) -> Result<Figure> {
     let started = Instant::now();
     let ledger = Ledger::open(ledger_dir, LedgerOptions::default())?;
     let head = ledger.head().position;
     let ours = started.elapsed();
+    let event = ledger
+        .store()
+        .event(head)?
+        .context("the bench log has a head event")?;
+    let again = Submission::from_events(vec![event.envelope], "bench", Caller::operator());
+    let outcome = ledger.submit_one(again).await?;
+    let first_write = started.elapsed();
+    anyhow::ensure!(
+        outcome.receipts[0].position == Some(head),
+        "the head event was not recognised as a duplicate: {outcome:?}"
+    );
     ledger.close();
     let started = Instant::now();
     let db = sled::Config::new().path(raw_dir).open()?;
@@ -262,8 +331,9 @@ fn startup(ledger_dir: &std::path::Path, raw_dir: &std::path::Path) -> Result<Fi
     drop((db, last));
     let mut figure = Figure::new(1, ours, 1, raw);
     figure.seconds = Some(ours.as_secs_f64());
+    figure.first_write_s = Some(first_write.as_secs_f64());
     figure.unit = "opens/s";
-    tracing::debug!(head, ?ours, ?raw, "start-up");
+    tracing::debug!(head, ?ours, ?raw, ?first_write, "start-up");
     Ok(figure)
 }
 
@@ -390,22 +460,32 @@ fn wait_with_peak(mut child: std::process::Child) -> Result<(i32, u64)> {
 }
 
 /// Appends `count` synthetic events in atomic batches of [`BATCH`], with a
-/// few batches in flight so that building them overlaps committing them, as
-/// several publishers would.
-async fn append_batches(ledger: &Ledger, count: u64) -> Result<()> {
+/// few batches in flight so that preparing them overlaps committing them,
+/// as several publishers would. The events are made before the clock
+/// starts, as the baseline's bytes are: what is timed is the ledger's work
+/// from the submitted events to their acknowledgement. Returns that time.
+async fn append_batches(ledger: &Ledger, count: u64) -> Result<Duration> {
     use futures::StreamExt;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(4);
-    let producer = tokio::task::spawn_blocking(move || {
+    let batches = tokio::task::spawn_blocking(move || {
         let mut synthetic = Synthetic::new(1);
+        let mut batches = Vec::with_capacity(count.div_ceil(BATCH as u64) as usize);
         let mut made = 0;
         while made < count {
             let n = (count - made).min(BATCH as u64);
-            let submission =
-                Submission::from_events(synthetic.take(n as usize), "bench", Caller::operator());
+            batches.push(synthetic.take(n as usize));
+            made += n;
+        }
+        batches
+    })
+    .await?;
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        for events in batches {
+            let submission = Submission::from_events(events, "bench", Caller::operator());
             if tx.blocking_send(submission).is_err() {
                 break;
             }
-            made += n;
         }
     });
     let mut outcomes = tokio_stream::wrappers::ReceiverStream::new(rx)
@@ -420,7 +500,7 @@ async fn append_batches(ledger: &Ledger, count: u64) -> Result<()> {
         );
     }
     producer.await?;
-    Ok(())
+    Ok(started.elapsed())
 }
 
 fn progress(args: &BenchArgs, message: &str) {
@@ -454,6 +534,8 @@ fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
                     f.peak_mib.map(|m| format!(", peak {m:.0} MiB")),
                     f.linearity
                         .map(|l| format!(", half/whole per event {l:.2}")),
+                    f.first_write_s
+                        .map(|s| format!(", first write answered after {s:.3} s")),
                 ]
                 .into_iter()
                 .flatten()
@@ -673,6 +755,7 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
         seconds: None,
         peak_mib: None,
         linearity: None,
+        first_write_s: None,
         unit: "events/s",
     };
 
@@ -720,6 +803,7 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
                 seconds: None,
                 peak_mib: None,
                 linearity: None,
+                first_write_s: None,
                 p99_ms: Some(p99.as_secs_f64() * 1_000.0),
                 unit: "reads/s",
             })

@@ -24,9 +24,10 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::chain::{self, Verification, Verifier};
+use crate::ids::IdIndex;
 use crate::metrics::AppendMetrics;
 use crate::rules::{self, ErrorCode, StateView, StreamState, Violation};
-use crate::store::{Commit, Head, IdCommit, IdRecord, Store, StoreError};
+use crate::store::{Commit, Head, IdRecord, Store, StoreError};
 
 /// What a publisher handed in, with where it came from: one event or an
 /// all-or-nothing batch.
@@ -254,7 +255,6 @@ impl Ledger {
     /// head and nothing else, whatever the log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
         let store = Store::open(dir, options.cache_bytes)?;
-        reindex_tail(&store)?;
         let durable = Durable {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
@@ -266,8 +266,7 @@ impl Ledger {
             options,
             applied: durable,
             cache: HashMap::new(),
-            recent_ids: HashMap::new(),
-            indexed_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            ids: None,
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -429,11 +428,9 @@ struct Writer {
     /// Recently used stream states, kept in step with what is applied, so
     /// that the rules rarely read and decode sled records.
     cache: HashMap<String, StreamState>,
-    /// Ids of applied events whose index entries the flusher has not yet
-    /// written; idempotency consults them before the store.
-    recent_ids: HashMap<Uuid, IdRecord>,
-    /// How far the flusher has written the id index.
-    indexed_through: Arc<std::sync::atomic::AtomicU64>,
+    /// Every applied event's id; loaded when the first submission comes,
+    /// so that reads and read-only tools never pay for it.
+    ids: Option<IdIndex>,
 }
 
 /// How many stream states the writer keeps in memory before it starts the
@@ -449,18 +446,20 @@ struct Overlay {
     rejections: Vec<RejectionRecord>,
 }
 
-/// An accepted event of the group: its stream, and the JSON to store.
+/// An accepted event of the group: its stream, the JSON to store, and what
+/// the id index keeps of it.
 struct Staged {
     subject: Subject,
     json: Vec<u8>,
+    id: Uuid,
+    streamversion: u64,
+    digest: [u8; 32],
 }
 
 /// An applied group waiting for its flush.
 struct FlushJob {
     replies: Vec<(Reply, Vec<Outcome>)>,
     applied: Durable,
-    /// The group's id index entries, applied just before the flush.
-    ids: IdCommit,
 }
 
 impl Writer {
@@ -475,10 +474,9 @@ impl Writer {
         let flusher = {
             let store = self.store.clone();
             let failed = Arc::clone(&failed);
-            let indexed = Arc::clone(&self.indexed_through);
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || flush_loop(&store, &pending, &published, &failed, &indexed))
+                .spawn(move || flush_loop(&store, &pending, &published, &failed))
         };
         let flusher = match flusher {
             Ok(handle) => handle,
@@ -499,6 +497,15 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if self.ids.is_none() && !failed.load(std::sync::atomic::Ordering::Acquire) {
+                match IdIndex::load(&self.store) {
+                    Ok(ids) => self.ids = Some(ids),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot load the id index: the ledger stops accepting writes");
+                        failed.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            }
             if failed.load(std::sync::atomic::Ordering::Acquire) {
                 for request in requests {
                     let _ = request.reply.send(Err(LedgerError::WriterStopped));
@@ -506,7 +513,7 @@ impl Writer {
                 continue;
             }
             match self.commit_group(&requests) {
-                Ok((outcomes, ids)) => {
+                Ok(outcomes) => {
                     let replies = requests
                         .into_iter()
                         .map(|r| r.reply)
@@ -515,7 +522,6 @@ impl Writer {
                     let job = FlushJob {
                         replies,
                         applied: self.applied.clone(),
-                        ids,
                     };
                     if jobs.send(job).is_err() {
                         break;
@@ -535,10 +541,7 @@ impl Writer {
     }
 
     /// Decides every submission of the group and applies one batch.
-    fn commit_group(
-        &mut self,
-        requests: &[Request],
-    ) -> Result<(Vec<Vec<Outcome>>, IdCommit), StoreError> {
+    fn commit_group(&mut self, requests: &[Request]) -> Result<Vec<Vec<Outcome>>, StoreError> {
         let t_start = std::time::Instant::now();
         let mut group = Overlay::default();
         let mut head = self.applied.head.clone();
@@ -561,14 +564,20 @@ impl Writer {
             }
             outcomes.push(answers);
         }
-        let mut ids = IdCommit::default();
         if group.staged.is_empty() && group.rejections.is_empty() {
-            return Ok((outcomes, ids));
+            return Ok(outcomes);
         }
         let t_decided = std::time::Instant::now();
         let mut commit = Commit::default();
+        let first = self.applied.head.position + 1;
         let jsons: Vec<&[u8]> = group.staged.iter().map(|s| s.json.as_slice()).collect();
-        commit.events(self.applied.head.position + 1, &jsons);
+        commit.events(first, &jsons);
+        let records: Vec<_> = group
+            .staged
+            .iter()
+            .map(|s| (s.id, s.streamversion, s.digest))
+            .collect();
+        commit.ids(first, &records);
         for (subject, state) in &group.states {
             commit.state(subject, state);
         }
@@ -589,19 +598,16 @@ impl Writer {
             self.cache.clear();
         }
         self.cache.extend(group.states);
-        let indexed = self
-            .indexed_through
-            .load(std::sync::atomic::Ordering::Acquire);
-        self.recent_ids.retain(|_, r| r.position > indexed);
-        for (id, record) in group.ids {
-            ids.id(id, record);
-            self.recent_ids.insert(id, record);
+        if let Some(ids) = &mut self.ids {
+            for (id, record) in group.ids {
+                ids.insert(id, record.position);
+            }
         }
         self.applied = Durable {
             head,
             next_rejection,
         };
-        Ok((outcomes, ids))
+        Ok(outcomes)
     }
 
     fn decide_submission(
@@ -750,10 +756,16 @@ impl Writer {
                 ),
             )));
         }
+        let Some(ids) = &self.ids else {
+            return Err(StoreError::Corrupt {
+                key: "id index".into(),
+                message: "not loaded".into(),
+            });
+        };
         let mut view = View {
             store: &self.store,
             cache: &mut self.cache,
-            recent_ids: &self.recent_ids,
+            ids,
             group,
             pending,
         };
@@ -812,40 +824,12 @@ impl Writer {
         pending.staged.push(Staged {
             subject: envelope.subject.clone(),
             json,
+            id: envelope.id,
+            streamversion,
+            digest,
         });
         Ok(Ok(receipt))
     }
-}
-
-/// Completes the id index after a crash: the index is written after the
-/// events it covers, so the newest commits' entries may be missing. Only
-/// that tail is read, so this costs the same whatever the log's length.
-fn reindex_tail(store: &Store) -> Result<(), StoreError> {
-    let head = store.head()?.position;
-    let through = store.indexed_through()?;
-    if through >= head {
-        return Ok(());
-    }
-    let mut ids = IdCommit::default();
-    for event in store.events(through, head) {
-        let event = event?;
-        let data = chain::canonical_data(&event.envelope);
-        ids.id(
-            event.envelope.id,
-            IdRecord {
-                position: event.ledger.position,
-                streamversion: event.ledger.streamversion,
-                digest: chain::digest(&event.envelope, &data),
-            },
-        );
-    }
-    tracing::info!(
-        from = through + 1,
-        to = head,
-        "re-indexed the ids of the newest events"
-    );
-    store.apply_ids(ids)?;
-    store.flush()
 }
 
 /// The flusher thread: takes every applied group waiting, flushes once,
@@ -855,7 +839,6 @@ fn flush_loop(
     jobs: &std::sync::mpsc::Receiver<FlushJob>,
     published: &watch::Sender<Durable>,
     failed: &std::sync::atomic::AtomicBool,
-    indexed: &std::sync::atomic::AtomicU64,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -868,20 +851,8 @@ fn flush_loop(
             }
             continue;
         }
-        let mut through = None;
-        let mut result = Ok(());
-        for job in &mut batch {
-            let ids = std::mem::take(&mut job.ids);
-            if ids.through() > 0 {
-                through = Some(ids.through());
-                result = result.and_then(|()| store.apply_ids(ids));
-            }
-        }
-        match result.and_then(|()| store.flush()) {
+        match store.flush() {
             Ok(()) => {
-                if let Some(through) = through {
-                    indexed.store(through, std::sync::atomic::Ordering::Release);
-                }
                 if let Some(last) = batch.last() {
                     published.send_if_modified(|durable| {
                         let changed = *durable != last.applied;
@@ -956,7 +927,7 @@ fn parse_body(bytes: &[u8]) -> (Vec<Envelope>, Option<Violation>) {
 struct View<'a> {
     store: &'a Store,
     cache: &'a mut HashMap<String, StreamState>,
-    recent_ids: &'a HashMap<Uuid, IdRecord>,
+    ids: &'a IdIndex,
     group: &'a Overlay,
     pending: &'a Overlay,
 }
@@ -987,10 +958,10 @@ impl StateView for View<'_> {
             .ids
             .get(&id)
             .or_else(|| self.group.ids.get(&id));
-        if let Some(record) = known.or_else(|| self.recent_ids.get(&id)) {
+        if let Some(record) = known {
             return Ok(Some(*record));
         }
-        self.store.id(id)
+        self.ids.get(self.store, id)
     }
 
     fn stream_events(&mut self, subject: &str) -> Result<Vec<Envelope>, StoreError> {

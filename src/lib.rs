@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod http;
+pub mod ids;
 pub mod import;
 pub mod ledger;
 pub mod metrics;

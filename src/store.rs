@@ -9,20 +9,19 @@
 //! | `E` first position (u64 BE) | a chunk: up to [`CHUNK_EVENTS`] consecutive committed events as JSON Lines |
 //! | `T` subject | the stream's state (JSON): the rule state and the positions of its events |
 //! | `H` | the head: position, hash, recorded time |
-//! | `I` event id (16 bytes) | position, stream version, content digest |
-//! | `X` | the position through which the id index is complete |
+//! | `J` first position (u64 BE) | an id run: id, stream version and content digest of up to [`ID_RUN_EVENTS`] consecutive events |
 //! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `N` | the next rejection sequence |
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
 //!
-//! A commit (chunks, stream states, head, rejections) is one
+//! A commit (chunks, id runs, stream states, head, rejections) is one
 //! `apply_batch`, which sled recovers atomically: after a crash either all
-//! of it is there or none of it. The id index is written by a second batch
-//! applied after the first (see [`IdCommit`]); sled recovers its log in
-//! order, so a crash can lose index entries of the newest commits but never
-//! keep entries for events that are not there. [`Store::indexed_through`]
-//! says how far the index is complete, and the ledger re-indexes the tail on
-//! open.
+//! of it is there or none of it.
+//!
+//! Ids are not keys: a key per event would cost as much as the event
+//! itself. The id runs hold what idempotency needs in position order, and
+//! the ledger keeps an in-memory map from ids to positions, loaded from the
+//! runs (see `crate::ids`).
 //!
 //! Nothing written here is durable until [`Store::flush`] returns; callers
 //! acknowledge nothing before it.
@@ -34,8 +33,17 @@ use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 const EVENT: u8 = b'E';
-const ID: u8 = b'I';
-const INDEXED_THROUGH: &[u8] = b"X";
+const ID_RUN: u8 = b'J';
+/// The per-event id index of earlier versions, replaced by id runs.
+const LEGACY_ID: u8 = b'I';
+const LEGACY_INDEXED_THROUGH: &[u8] = b"X";
+
+/// The most events one id run holds: a run of 56-byte records stays a
+/// small sled value however large the commit.
+pub const ID_RUN_EVENTS: usize = 1024;
+
+/// Bytes of one id run record: id, stream version, digest.
+const ID_RECORD: usize = 16 + 8 + 32;
 
 /// The most events one chunk holds: a group commit of a thousand events
 /// writes a quarter as many keys as events (sled costs about the same per
@@ -100,20 +108,17 @@ pub struct IdRecord {
 }
 
 impl IdRecord {
-    fn encode(&self) -> [u8; 48] {
-        let mut out = [0; 48];
-        out[..8].copy_from_slice(&self.position.to_be_bytes());
-        out[8..16].copy_from_slice(&self.streamversion.to_be_bytes());
-        out[16..].copy_from_slice(&self.digest);
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        Some(Self {
-            position: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
-            streamversion: u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
-            digest: bytes.get(16..48)?.try_into().ok()?,
-        })
+    /// Decodes record `index` of an id run whose first event is at
+    /// `first`: the id and what the index knows of it.
+    fn from_run(first: u64, run: &[u8], index: usize) -> Option<(Uuid, Self)> {
+        let bytes = run.get(index * ID_RECORD..(index + 1) * ID_RECORD)?;
+        let id = Uuid::from_slice(&bytes[..16]).ok()?;
+        let record = Self {
+            position: first + index as u64,
+            streamversion: u64::from_be_bytes(bytes[16..24].try_into().ok()?),
+            digest: bytes[24..].try_into().ok()?,
+        };
+        Some((id, record))
     }
 }
 
@@ -165,6 +170,23 @@ impl Commit {
         }
     }
 
+    /// Adds the id runs of consecutive committed events, the first at
+    /// `first_position`: each event's id, stream version and digest, in
+    /// position order.
+    pub fn ids(&mut self, first_position: u64, records: &[(Uuid, u64, [u8; 32])]) {
+        for (i, run) in records.chunks(ID_RUN_EVENTS).enumerate() {
+            let mut value = Vec::with_capacity(run.len() * ID_RECORD);
+            for (id, streamversion, digest) in run {
+                value.extend_from_slice(id.as_bytes());
+                value.extend_from_slice(&streamversion.to_be_bytes());
+                value.extend_from_slice(digest);
+            }
+            let first = first_position + (i * ID_RUN_EVENTS) as u64;
+            self.writes += 1;
+            self.batch.insert(&seq_key(ID_RUN, first), value);
+        }
+    }
+
     /// Sets a stream's rule state.
     pub fn state<T: Serialize>(&mut self, subject: &str, state: &T) {
         let json = serde_json::to_vec(state).expect("rule state always serialises");
@@ -198,33 +220,6 @@ impl Commit {
     }
 }
 
-/// Id index entries for events already committed, applied after their
-/// [`Commit`], with the position through which the index is then complete.
-#[derive(Default)]
-pub struct IdCommit {
-    batch: sled::Batch,
-    through: u64,
-}
-
-impl std::fmt::Debug for IdCommit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdCommit")
-            .field("through", &self.through)
-            .finish()
-    }
-}
-
-impl IdCommit {
-    pub fn id(&mut self, id: Uuid, record: IdRecord) {
-        self.batch.insert(&id_key(id), &record.encode()[..]);
-        self.through = self.through.max(record.position);
-    }
-
-    pub fn through(&self) -> u64 {
-        self.through
-    }
-}
-
 fn event_key(position: u64) -> [u8; 9] {
     seq_key(EVENT, position)
 }
@@ -232,12 +227,6 @@ fn event_key(position: u64) -> [u8; 9] {
 fn seq_key(prefix: u8, n: u64) -> [u8; 9] {
     let mut key = [prefix; 9];
     key[1..].copy_from_slice(&n.to_be_bytes());
-    key
-}
-
-fn id_key(id: Uuid) -> [u8; 17] {
-    let mut key = [ID; 17];
-    key[1..].copy_from_slice(id.as_bytes());
     key
 }
 
@@ -302,22 +291,6 @@ impl Store {
         Ok(())
     }
 
-    /// Applies id index entries and moves the index's completeness mark.
-    pub fn apply_ids(&self, mut ids: IdCommit) -> Result<(), StoreError> {
-        ids.batch
-            .insert(INDEXED_THROUGH, &ids.through.to_be_bytes()[..]);
-        self.db.apply_batch(ids.batch)?;
-        Ok(())
-    }
-
-    /// The position through which every event's id is indexed.
-    pub fn indexed_through(&self) -> Result<u64, StoreError> {
-        match self.db.get(INDEXED_THROUGH)? {
-            None => Ok(0),
-            Some(bytes) => decode_u64(&bytes, "indexed through"),
-        }
-    }
-
     /// Makes every applied commit durable. Blocking: call it from a
     /// blocking thread, never from an async task.
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -342,16 +315,66 @@ impl Store {
         }
     }
 
-    pub fn id(&self, id: Uuid) -> Result<Option<IdRecord>, StoreError> {
-        match self.db.get(id_key(id))? {
-            None => Ok(None),
-            Some(bytes) => IdRecord::decode(&bytes)
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: format!("id {id}"),
-                    message: "short id record".into(),
-                }),
+    /// The id run record of the event at `position`: its id, stream
+    /// version and digest.
+    pub fn id_record(&self, position: u64) -> Result<Option<(Uuid, IdRecord)>, StoreError> {
+        let Some((key, run)) = self
+            .db
+            .get_lt(seq_key(ID_RUN, position.saturating_add(1)))?
+        else {
+            return Ok(None);
+        };
+        if key.first() != Some(&ID_RUN) {
+            return Ok(None);
         }
+        let first = decode_u64(&key[1..], "id run key")?;
+        let index = (position - first) as usize;
+        if index >= run.len() / ID_RECORD {
+            return Ok(None);
+        }
+        IdRecord::from_run(first, &run, index)
+            .map(Some)
+            .ok_or_else(|| corrupt_run(first))
+    }
+
+    /// Every id run in position order, as (first position, ids): what the
+    /// in-memory id map is loaded from.
+    pub fn id_runs(&self) -> impl Iterator<Item = Result<(u64, Vec<Uuid>), StoreError>> + '_ {
+        self.db.scan_prefix([ID_RUN]).map(|item| {
+            let (key, run) = item?;
+            let first = decode_u64(&key[1..], "id run key")?;
+            if run.len() % ID_RECORD != 0 {
+                return Err(corrupt_run(first));
+            }
+            let ids = run
+                .chunks_exact(ID_RECORD)
+                .map(|record| Uuid::from_slice(&record[..16]).map_err(|_| corrupt_run(first)))
+                .collect::<Result<_, _>>()?;
+            Ok((first, ids))
+        })
+    }
+
+    /// Removes the per-event id index of earlier versions, if it is there.
+    /// Returns how many keys were removed.
+    pub fn remove_legacy_ids(&self) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut keys = 0;
+            for item in self.db.scan_prefix([LEGACY_ID]).keys().take(10_000) {
+                batch.remove(item?);
+                keys += 1;
+            }
+            if keys == 0 {
+                break;
+            }
+            self.db.apply_batch(batch)?;
+            removed += keys;
+        }
+        if self.db.remove(LEGACY_INDEXED_THROUGH)?.is_some() {
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// A stream's rule state, if the stream exists.
@@ -573,6 +596,21 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every id run, as in a store written before they existed.
+    /// Only for tests of their rebuild. Returns how many were removed.
+    #[doc(hidden)]
+    pub fn forget_id_runs(&self) -> Result<u64, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for key in self.db.scan_prefix([ID_RUN]).keys() {
+            batch.remove(key?);
+            removed += 1;
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(removed)
+    }
+
     /// Bytes on disk, as sled reports them.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
@@ -604,6 +642,13 @@ fn lines(chunk: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 fn decode_event(position: u64, bytes: &[u8]) -> Result<CommittedEvent, StoreError> {
     CommittedEvent::from_json(bytes).map_err(|e| corrupt_event(position, e))
+}
+
+fn corrupt_run(first: u64) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("id run {first}"),
+        message: "not a whole number of id records".into(),
+    }
 }
 
 fn corrupt_event(position: u64, error: InvalidEvent) -> StoreError {

@@ -255,7 +255,7 @@ fn run_and_kill(dir: &Path, rng: &mut StdRng, evidence: &mut Evidence) {
 
 /// Opens the directory as a restarted service would and checks the log
 /// against the evidence; returns the committed events.
-fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<CommittedEvent> {
+async fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<CommittedEvent> {
     let ledger =
         Ledger::open(dir, LedgerOptions::default()).expect("the ledger reopens after a kill");
     let log: Vec<CommittedEvent> = ledger
@@ -315,7 +315,7 @@ fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<Committ
             "round {round}: batch {mark} interleaved"
         );
     }
-    // Stream versions are gap-free too, and the id index agrees with the log.
+    // Stream versions are gap-free too.
     let mut versions: HashMap<String, u64> = HashMap::new();
     for event in &log {
         let version = versions
@@ -327,14 +327,25 @@ fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<Committ
             "round {round}: {}",
             event.envelope.subject
         );
-        let record = ledger
-            .store()
-            .id(event.envelope.id)
-            .expect("the id index reads");
+    }
+    // The id index agrees with the log: every committed event, submitted
+    // again, is a duplicate at its own position.
+    let again = log
+        .iter()
+        .map(|e| Submission::from_events(vec![e.envelope.clone()], "check", Caller::operator()))
+        .collect();
+    let outcomes = ledger.submit(again).await.expect("the ledger answers");
+    for (event, outcome) in log.iter().zip(&outcomes) {
+        let receipt = &outcome.receipts[0];
         assert_eq!(
-            record.map(|r| r.position),
-            Some(event.ledger.position),
-            "round {round}: id index"
+            (receipt.status, receipt.position, receipt.streamversion),
+            (
+                ReceiptStatus::Duplicate,
+                Some(event.ledger.position),
+                Some(event.ledger.streamversion)
+            ),
+            "round {round}: id index of {}",
+            event.envelope.id
         );
     }
     let verdict = ledger.verify().expect("verify runs");
@@ -360,7 +371,7 @@ async fn acknowledged_events_survive_sigkill() {
     let mut log = Vec::new();
     for round in 1..=ROUNDS {
         run_and_kill(dir.path(), &mut rng, &mut evidence);
-        log = check_after_crash(dir.path(), &evidence, round);
+        log = check_after_crash(dir.path(), &evidence, round).await;
     }
     let acked = evidence.acked.len() - setup().len();
     assert!(

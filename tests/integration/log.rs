@@ -655,6 +655,54 @@ async fn pipelined_resubmissions_commit_once() {
     assert_eq!(log.len(), 46);
 }
 
+/// A store whose id runs are missing (written before they existed) has
+/// them rebuilt from its events when the writer next starts: every event
+/// submitted again is a duplicate at its position, and other content under
+/// a known id is still a conflict.
+#[tokio::test]
+async fn missing_id_runs_are_rebuilt_from_the_log() {
+    let ledger = small_log().await;
+    let log: Vec<CommittedEvent> = ledger
+        .ledger
+        .events_iter(0)
+        .collect::<Result<_, _>>()
+        .expect("log");
+    let removed = ledger
+        .ledger
+        .store()
+        .forget_id_runs()
+        .expect("runs removed");
+    assert!(removed > 0, "the log had no id runs");
+    assert_eq!(ledger.ledger.store().id_record(1).expect("read"), None);
+
+    let reopened = ledger.reopen();
+    for event in &log {
+        let body = serde_json::to_value(&event.envelope).expect("JSON");
+        let outcome = reopened.submit(&body).await;
+        let receipt = &outcome.receipts[0];
+        assert_eq!(
+            (receipt.status, receipt.position),
+            (ReceiptStatus::Duplicate, Some(event.ledger.position)),
+            "{}",
+            event.envelope.id
+        );
+    }
+    let mut altered = serde_json::to_value(&log[3].envelope).expect("JSON");
+    altered["source"] = json!("urn:service:someone-else");
+    assert_eq!(reopened.code(&altered).await, "duplicate_id_conflict");
+    for event in &log {
+        let (id, record) = reopened
+            .ledger
+            .store()
+            .id_record(event.ledger.position)
+            .expect("read")
+            .expect("the run was rebuilt");
+        assert_eq!(id, event.envelope.id);
+        assert_eq!(record.streamversion, event.ledger.streamversion);
+    }
+    assert_eq!(reopened.ledger.head().position, log.len() as u64);
+}
+
 /// A ledger with the scheme and two releases: 10 events, the last four
 /// submitted as one batch so that they are stored together.
 async fn small_log() -> TempLedger {

@@ -1,0 +1,161 @@
+//! The id index: which event, if any, holds an id, for idempotency forever.
+//!
+//! A sled key per event would cost the append path as much as storing the
+//! event itself (random keys, one leaf update each). Instead each commit
+//! writes its events' ids, stream versions and digests as id runs in
+//! position order (see `crate::store`), in the same atomic batch as the
+//! events, and the writer keeps an in-memory map from a keyed 64-bit hash
+//! of each id to its position: 16 bytes an event, plus the map's slack.
+//!
+//! A hit is confirmed against the run record at that position, so hash
+//! collisions cost a read, never a wrong answer; colliding ids keep all
+//! their positions. The hash is keyed per process, so publishers cannot
+//! choose ids that collide.
+//!
+//! The map is loaded from the runs when the writer takes its first
+//! submission, so reads and read-only tools never pay for it. Runs missing
+//! at the end of the log (a store written before runs existed) are rebuilt
+//! from the events first.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use uuid::Uuid;
+
+use crate::chain;
+use crate::store::{Commit, IdRecord, Store, StoreError};
+
+/// Ids to positions, for the ledger's writer.
+pub struct IdIndex {
+    hasher: std::hash::RandomState,
+    /// Keyed hash of an id to the position of the first event with that hash.
+    positions: HashMap<u64, u64>,
+    /// Further positions of hashes shared by several ids.
+    collisions: HashMap<u64, Vec<u64>>,
+}
+
+impl std::fmt::Debug for IdIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdIndex")
+            .field("ids", &self.positions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events read at a time when runs are rebuilt from the log.
+const REBUILD_CHUNK: u64 = 4096;
+
+impl IdIndex {
+    /// Loads the map from the store's id runs, rebuilding the runs of any
+    /// events at the end of the log that have none.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
+        let mut index = Self {
+            hasher: std::hash::RandomState::new(),
+            positions: HashMap::new(),
+            collisions: HashMap::new(),
+        };
+        let mut covered = 0;
+        for run in store.id_runs() {
+            let (first, ids) = run?;
+            if ids.is_empty() {
+                continue;
+            }
+            index.positions.reserve(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                index.insert(*id, first + i as u64);
+            }
+            covered = first + ids.len() as u64 - 1;
+        }
+        let head = store.head()?.position;
+        if covered < head {
+            index.rebuild(store, covered, head)?;
+        }
+        tracing::info!(
+            ids = index.positions.len(),
+            took = ?started.elapsed(),
+            "id index loaded"
+        );
+        Ok(index)
+    }
+
+    /// Writes the runs of events `after + 1 ..= head` from the events
+    /// themselves, and drops the per-event index of earlier versions.
+    fn rebuild(&mut self, store: &Store, after: u64, head: u64) -> Result<(), StoreError> {
+        tracing::info!(
+            from = after + 1,
+            to = head,
+            "rebuilding id runs from the log"
+        );
+        let mut from = after;
+        while from < head {
+            let until = (from + REBUILD_CHUNK).min(head);
+            let mut records = Vec::with_capacity((until - from) as usize);
+            for event in store.events(from, until) {
+                let event = event?;
+                let data = chain::canonical_data(&event.envelope);
+                let digest = chain::digest(&event.envelope, &data);
+                self.insert(event.envelope.id, event.ledger.position);
+                records.push((event.envelope.id, event.ledger.streamversion, digest));
+            }
+            let mut commit = Commit::default();
+            commit.ids(from + 1, &records);
+            store.apply(commit)?;
+            from = until;
+        }
+        let removed = store.remove_legacy_ids()?;
+        if removed > 0 {
+            tracing::info!(
+                keys = removed,
+                "removed the per-event id index of an earlier version"
+            );
+        }
+        store.flush()
+    }
+
+    /// Records that the event at `position` has `id`.
+    pub fn insert(&mut self, id: Uuid, position: u64) {
+        use std::collections::hash_map::Entry;
+        let hash = self.hasher.hash_one(id);
+        match self.positions.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert(position);
+            }
+            // The map is only ever given new ids: this is another id with
+            // the same hash.
+            Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(position),
+        }
+    }
+
+    /// The committed event with `id`, if there is one: confirmed against
+    /// its id run record.
+    pub fn get(&self, store: &Store, id: Uuid) -> Result<Option<IdRecord>, StoreError> {
+        let hash = self.hasher.hash_one(id);
+        let Some(first) = self.positions.get(&hash) else {
+            return Ok(None);
+        };
+        let more = self.collisions.get(&hash).into_iter().flatten();
+        for position in std::iter::once(first).chain(more) {
+            match store.id_record(*position)? {
+                Some((found, record)) if found == id => return Ok(Some(record)),
+                Some(_) => {}
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: format!("id run of position {position}"),
+                        message: "the id index names a position without a record".into(),
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// How many ids the map holds.
+    pub fn len(&self) -> usize {
+        self.positions.len() + self.collisions.values().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+}
