@@ -1,10 +1,15 @@
 //! The outboxes: every committed event to `ROTATION_LEDGER` and every
 //! rejection to `ROTATION_REJECTED`, in order, each exactly once.
 //!
-//! An outbox reads what the ledger has made durable after its cursor and
-//! publishes it with many publishes in flight at once. The cursor moves to
-//! the highest position up to which every publish was acknowledged by
-//! JetStream (acks are taken in publication order), and is written to the
+//! An outbox reads what the ledger has made durable after its cursor, up to
+//! [`READ_CHUNK`] items at a time, and publishes them with up to [`WINDOW`]
+//! unconfirmed at once. Only the last message of each read asks JetStream
+//! for an ack; the others are plain publishes on the same connection. Each
+//! message expects its predecessor's stream sequence (below), so the last
+//! one is stored only if every one before it was: its ack confirms the
+//! whole read, and JetStream sends one ack where it would send hundreds.
+//! The cursor moves to the highest position so confirmed (acks are taken in
+//! publication order), and is written to the
 //! store's checkpoint (`nats-outbox`, `nats-rejections`: a u64, big-endian)
 //! every [`PERSIST_EVENTS`] positions or [`PERSIST_INTERVAL`], never per
 //! event. The loop wakes on [`Ledger::subscribe`], so an event is on its way
@@ -30,11 +35,13 @@
 //! - **Expected sequence.** Each publish carries
 //!   `Nats-Expected-Last-Sequence`: the stream sequence the previous
 //!   position got. JetStream stores a message only right after its
-//!   predecessor, so a publish that failed (an outage, a timeout) can never
-//!   be overtaken by a later one that succeeded, and a stale publish that
-//!   reaches the server late, after a new session re-published it, is
-//!   refused. The stream therefore holds a gap-free prefix of the log at
-//!   every moment.
+//!   predecessor, so a publish that failed (an outage, a timeout, a plain
+//!   publish that JetStream refused without a word) can never be overtaken
+//!   by a later one that succeeded: every later one of the session fails
+//!   too, the acked one among them, and the session reconciles. A stale
+//!   publish that reaches the server late, after a new session re-published
+//!   it, is refused. The stream therefore holds a gap-free prefix of the
+//!   log at every moment.
 //!
 //! The outbox assumes it is the only publisher on its stream's subjects.
 //! Should another one publish there, reconciliation does not recognise the
@@ -101,6 +108,11 @@ enum SessionError {
     Stream(String),
     #[error("publish at {position} failed: {source}")]
     Publish { position: u64, source: PublishError },
+    #[error("publish at {position} could not be sent: {source}")]
+    Send {
+        position: u64,
+        source: async_nats::client::PublishError,
+    },
     #[error("the stream already held position {0}; reconciling")]
     Resync(u64),
     #[error("the shutdown grace period ended with publishes unanswered")]
@@ -489,16 +501,17 @@ async fn session(
         loop {
             // Read in chunks while there is a backlog: one store read per
             // event would cost more than the publish.
-            let room = WINDOW - inflight.len();
+            let unconfirmed = usize::try_from(next - cursor.position).unwrap_or(usize::MAX);
+            let room = WINDOW.saturating_sub(unconfirmed);
             let backlog = usize::try_from(high.saturating_sub(next)).unwrap_or(usize::MAX);
             let take = room.min(READ_CHUNK).min(backlog);
             if take == 0 || take < READ_CHUNK.min(backlog) {
                 break;
             }
             let items = feed.read(ledger, names, next, take)?;
-            if items.is_empty() {
+            let Some(last) = items.last().map(|item| item.position) else {
                 break;
-            }
+            };
             for item in items {
                 let position = item.position;
                 let mut headers = item.headers;
@@ -506,20 +519,27 @@ async fn session(
                     async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
                     async_nats::HeaderValue::from(last_seq),
                 );
-                let publish = PublishMessage::build()
-                    .payload(item.payload)
-                    .headers(headers);
-                let ack = js
-                    .send_publish(item.subject, publish)
-                    .await
-                    .map_err(|source| SessionError::Publish { position, source })?;
-                inflight.push_back(Box::pin(async move { (position, ack.await) }));
+                if position == last {
+                    let publish = PublishMessage::build()
+                        .payload(item.payload)
+                        .headers(headers);
+                    let ack = js
+                        .send_publish(item.subject, publish)
+                        .await
+                        .map_err(|source| SessionError::Publish { position, source })?;
+                    inflight.push_back(Box::pin(async move { (position, ack.await) }));
+                } else {
+                    js.client()
+                        .publish_with_headers(item.subject, headers, item.payload)
+                        .await
+                        .map_err(|source| SessionError::Send { position, source })?;
+                }
                 next = position;
                 last_seq += 1;
             }
         }
         let until = deadline.at();
-        if until.is_some() && inflight.is_empty() && next >= feed.high(ledger) {
+        if until.is_some() && next == cursor.position && next >= feed.high(ledger) {
             return Ok(());
         }
         tokio::select! {
