@@ -7,7 +7,7 @@
 //! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
 //! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
 //! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
-//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`) | a JetStream pull consumer that only acks the same messages |
+//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`, with events published at `p99_at_per_s`) | a JetStream pull consumer that only acks the same messages |
 //! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
 //!
 //! The log is built by `append_batched` itself, so every later figure runs
@@ -88,6 +88,9 @@ pub struct Figure {
     /// For latency figures: the 99th percentile of one operation, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// For a latency measured at a set load: that load, events/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_at_per_s: Option<f64>,
     /// For whole runs (start-up, export): how long one took, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
@@ -109,13 +112,20 @@ pub struct Figure {
 
 impl Figure {
     fn new(count: u64, took: Duration, baseline_count: u64, baseline_took: Duration) -> Self {
-        let per_s = count as f64 / took.as_secs_f64().max(1e-9);
-        let baseline_per_s = baseline_count as f64 / baseline_took.as_secs_f64().max(1e-9);
+        Self::rates(
+            count as f64 / took.as_secs_f64().max(1e-9),
+            baseline_count as f64 / baseline_took.as_secs_f64().max(1e-9),
+        )
+    }
+
+    /// A figure of `per_s` beside `baseline_per_s`, in events/s.
+    fn rates(per_s: f64, baseline_per_s: f64) -> Self {
         Self {
             per_s,
             baseline_per_s,
-            ratio: per_s / baseline_per_s,
+            ratio: per_s / baseline_per_s.max(1e-9),
             p99_ms: None,
+            p99_at_per_s: None,
             seconds: None,
             peak_mib: None,
             linearity: None,
@@ -240,6 +250,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             measured.baseline_took,
         );
         figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
+        figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
     }
     report(&args, &figures)
@@ -530,6 +541,7 @@ fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
                 f.unit,
                 [
                     f.p99_ms.map(|ms| format!(", p99 {ms:.3} ms")),
+                    f.p99_at_per_s.map(|l| format!(" at {l:.0} events/s")),
                     f.seconds.map(|s| format!(", {s:.3} s")),
                     f.peak_mib.map(|m| format!(", peak {m:.0} MiB")),
                     f.linearity
@@ -747,17 +759,7 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
     })
     .await??;
     let catchup_per_s = head as f64 / took.as_secs_f64().max(1e-9);
-    let catchup = Figure {
-        per_s: catchup_per_s,
-        baseline_per_s: replay_per_s,
-        ratio: catchup_per_s / replay_per_s.max(1e-9),
-        p99_ms: None,
-        seconds: None,
-        peak_mib: None,
-        linearity: None,
-        first_write_s: None,
-        unit: "events/s",
-    };
+    let catchup = Figure::rates(catchup_per_s, replay_per_s);
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (projector, task) = Projector::start(
@@ -797,15 +799,9 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
             let per_s = reads as f64 / total.as_secs_f64().max(1e-9);
             let baseline_per_s = reads as f64 / baseline.as_secs_f64().max(1e-9);
             Ok(Figure {
-                per_s,
-                baseline_per_s,
-                ratio: per_s / baseline_per_s,
-                seconds: None,
-                peak_mib: None,
-                linearity: None,
-                first_write_s: None,
                 p99_ms: Some(p99.as_secs_f64() * 1_000.0),
                 unit: "reads/s",
+                ..Figure::rates(per_s, baseline_per_s)
             })
         })
         .await??

@@ -60,8 +60,16 @@ pub struct Submission {
 impl Submission {
     /// Bytes as received: one CloudEvent or a JSON array of them.
     pub fn from_json(body: Vec<u8>, origin: impl Into<String>, caller: Caller) -> Self {
-        let (envelopes, parse_error) = parse_body(&body);
-        Self::new(Some(body), envelopes, parse_error, origin.into(), caller)
+        let (parsed, parse_error) = parse_body(&body);
+        let (envelopes, typed) = parsed.into_iter().unzip();
+        Self::new(
+            Some(body),
+            envelopes,
+            typed,
+            parse_error,
+            origin.into(),
+            caller,
+        )
     }
 
     /// Events already parsed in-process (the simulator, the benchmarks).
@@ -70,26 +78,29 @@ impl Submission {
         origin: impl Into<String>,
         caller: Caller,
     ) -> Self {
-        Self::new(None, envelopes, None, origin.into(), caller)
-    }
-
-    fn new(
-        body: Option<Vec<u8>>,
-        envelopes: Vec<Envelope>,
-        mut parse_error: Option<Violation>,
-        origin: String,
-        caller: Caller,
-    ) -> Self {
         let mut typed = Vec::with_capacity(envelopes.len());
+        let mut parse_error = None;
         for envelope in &envelopes {
             match envelope.data() {
                 Ok(data) => typed.push(data),
-                Err(e) if parse_error.is_none() => {
-                    parse_error = Some(Violation::new(ErrorCode::InvalidEvent, e.0));
+                Err(e) => {
+                    parse_error.get_or_insert(Violation::new(ErrorCode::InvalidEvent, e.0));
                 }
-                Err(_) => {}
             }
         }
+        Self::new(None, envelopes, typed, parse_error, origin.into(), caller)
+    }
+
+    /// `typed`: each envelope's typed data, as far as it reads; a
+    /// submission whose data does not read all carries a `parse_error`.
+    fn new(
+        body: Option<Vec<u8>>,
+        envelopes: Vec<Envelope>,
+        typed: Vec<EventData>,
+        parse_error: Option<Violation>,
+        origin: String,
+        caller: Caller,
+    ) -> Self {
         let canonical_data: Vec<Vec<u8>> = envelopes.iter().map(chain::canonical_data).collect();
         let digests = envelopes
             .iter()
@@ -890,36 +901,34 @@ fn recorded_time(now: DateTime<Utc>, previous: &str) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Parses a body into envelopes. An unparseable event rejects the whole
-/// submission; the envelopes that did parse are still returned so that
-/// their receipts can name them.
-fn parse_body(bytes: &[u8]) -> (Vec<Envelope>, Option<Violation>) {
+/// Parses a body into envelopes with their typed data. An unparseable
+/// event rejects the whole submission; the envelopes that did parse are
+/// still returned so that their receipts can name them.
+fn parse_body(bytes: &[u8]) -> (Vec<(Envelope, EventData)>, Option<Violation>) {
     let invalid = |message: String| Some(Violation::new(ErrorCode::InvalidEvent, message));
-    let value: serde_json::Value = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
+    if bytes.trim_ascii_start().first() != Some(&b'[') {
+        return match Envelope::from_json_typed(bytes) {
+            Ok(parsed) => (vec![parsed], None),
+            Err(e) => (Vec::new(), invalid(e.0)),
+        };
+    }
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(bytes) {
+        Ok(items) => items,
         Err(e) => return (Vec::new(), invalid(format!("not JSON: {e}"))),
     };
-    match value {
-        serde_json::Value::Array(items) => {
-            if items.is_empty() {
-                return (Vec::new(), invalid("an empty batch holds no events".into()));
-            }
-            let mut envelopes = Vec::with_capacity(items.len());
-            let mut error = None;
-            for (i, item) in items.into_iter().enumerate() {
-                match Envelope::from_value(item) {
-                    Ok(envelope) => envelopes.push(envelope),
-                    Err(e) if error.is_none() => error = invalid(format!("[{i}] {}", e.0)),
-                    Err(_) => {}
-                }
-            }
-            (envelopes, error)
-        }
-        value => match Envelope::from_value(value) {
-            Ok(envelope) => (vec![envelope], None),
-            Err(e) => (Vec::new(), invalid(e.0)),
-        },
+    if items.is_empty() {
+        return (Vec::new(), invalid("an empty batch holds no events".into()));
     }
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut error = None;
+    for (i, item) in items.into_iter().enumerate() {
+        match Envelope::from_json_typed(item.get().as_bytes()) {
+            Ok(event) => parsed.push(event),
+            Err(e) if error.is_none() => error = invalid(format!("[{i}] {}", e.0)),
+            Err(_) => {}
+        }
+    }
+    (parsed, error)
 }
 
 /// The rules' view: this submission's changes, then the group's, then the

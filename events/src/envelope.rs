@@ -264,6 +264,15 @@ impl TypedEvent {
     }
 }
 
+/// Why a JSON object is not a CloudEvent, at `path` (`.` for the whole).
+fn not_a_cloudevent(path: &str, error: &dyn std::fmt::Display) -> InvalidEvent {
+    if path == "." {
+        InvalidEvent::new(format!("not a CloudEvent: {error}"))
+    } else {
+        InvalidEvent::new(format!("{path}: {error}"))
+    }
+}
+
 /// The largest integer a JSON number holds exactly (RFC 8785 numbers are
 /// IEEE 754 doubles).
 pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
@@ -274,13 +283,40 @@ pub const MAX_FUTURE: TimeDelta = TimeDelta::hours(24);
 impl Envelope {
     /// Parses and checks one submitted event from JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))?;
-        Self::from_value(value)
+        Self::from_json_typed(bytes).map(|(envelope, _)| envelope)
     }
 
     /// Parses and checks one submitted event from a JSON value.
     pub fn from_value(value: Value) -> Result<Self, InvalidEvent> {
+        Self::from_value_typed(value).map(|(envelope, _)| envelope)
+    }
+
+    /// [`Envelope::from_json`], with the typed data that checking it read
+    /// (upcast), so that nobody reads it twice. The envelope's attributes
+    /// are read straight from the bytes; only `data` becomes a tree.
+    pub fn from_json_typed(bytes: &[u8]) -> Result<(Self, EventData), InvalidEvent> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let wire: Result<Wire<'_, Value>, _> = serde_path_to_error::deserialize(&mut deserializer);
+        let wire = wire.map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if !matches!(inner.classify(), serde_json::error::Category::Data) {
+                InvalidEvent::new(format!("not JSON: {inner}"))
+            } else if bytes.trim_ascii_start().first() != Some(&b'{') {
+                InvalidEvent::new("a CloudEvent is a JSON object (structured mode)")
+            } else {
+                not_a_cloudevent(&path, &inner)
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))?;
+        Self::checked(wire)
+    }
+
+    /// [`Envelope::from_value`], with the typed data (see
+    /// [`Envelope::from_json_typed`]).
+    pub fn from_value_typed(value: Value) -> Result<(Self, EventData), InvalidEvent> {
         if !value.is_object() {
             return Err(InvalidEvent::new(
                 "a CloudEvent is a JSON object (structured mode)",
@@ -288,13 +324,13 @@ impl Envelope {
         }
         let wire: Wire<'_, Value> = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                InvalidEvent::new(format!("not a CloudEvent: {inner}"))
-            } else {
-                InvalidEvent::new(format!("{path}: {inner}"))
-            }
+            not_a_cloudevent(&path, &e.into_inner())
         })?;
+        Self::checked(wire)
+    }
+
+    /// The checks of a submitted event beyond its shape.
+    fn checked(wire: Wire<'_, Value>) -> Result<(Self, EventData), InvalidEvent> {
         for (name, present) in [
             ("position", wire.position.is_some()),
             ("streamversion", wire.streamversion.is_some()),
@@ -374,7 +410,7 @@ impl Envelope {
         };
         let data = envelope.data()?;
         data.check(envelope.time.date_naive())?;
-        Ok(envelope)
+        Ok((envelope, data))
     }
 
     /// The typed data, upcast from older shapes where needed.

@@ -147,12 +147,24 @@ fn malformed_events_are_refused_with_the_field_named() {
         ),
         "data.unemployed_since: required for jobseekers",
     );
-    assert!(
-        Envelope::from_json(b"{not json")
-            .unwrap_err()
-            .0
-            .starts_with("not JSON")
+    let good = event(
+        "jobrotation.jobseeker.referred",
+        PERSON,
+        json!({"referred_by": "jobcentre"}),
     );
+    let trailing = format!("{good} and more");
+    for (bytes, expected) in [
+        (&b"{not json"[..], "not JSON"),
+        (b"\"an event\"", "a CloudEvent is a JSON object"),
+        (trailing.as_bytes(), "not JSON"),
+    ] {
+        let message = Envelope::from_json(bytes).unwrap_err().0;
+        assert!(message.starts_with(expected), "{message}");
+    }
+    // Read from bytes or from a tree, an event is the same, and so is its
+    // typed data.
+    let from_bytes = Envelope::from_json_typed(good.to_string().as_bytes()).unwrap();
+    assert_eq!(from_bytes, Envelope::from_value_typed(good).unwrap());
 }
 
 #[test]
