@@ -72,7 +72,7 @@ impl IdIndex {
             index.rebuild(store, covered, head)?;
         }
         tracing::info!(
-            ids = index.positions.len(),
+            ids = index.len(),
             took = ?started.elapsed(),
             "id index loaded"
         );
@@ -115,8 +115,11 @@ impl IdIndex {
 
     /// Records that the event at `position` has `id`.
     pub fn insert(&mut self, id: Uuid, position: u64) {
+        self.insert_hashed(self.hasher.hash_one(id), position);
+    }
+
+    fn insert_hashed(&mut self, hash: u64, position: u64) {
         use std::collections::hash_map::Entry;
-        let hash = self.hasher.hash_one(id);
         match self.positions.entry(hash) {
             Entry::Vacant(slot) => {
                 slot.insert(position);
@@ -130,7 +133,15 @@ impl IdIndex {
     /// The committed event with `id`, if there is one: confirmed against
     /// its id run record.
     pub fn get(&self, store: &Store, id: Uuid) -> Result<Option<IdRecord>, StoreError> {
-        let hash = self.hasher.hash_one(id);
+        self.get_hashed(store, self.hasher.hash_one(id), id)
+    }
+
+    fn get_hashed(
+        &self,
+        store: &Store,
+        hash: u64,
+        id: Uuid,
+    ) -> Result<Option<IdRecord>, StoreError> {
         let Some(first) = self.positions.get(&hash) else {
             return Ok(None);
         };
@@ -151,11 +162,48 @@ impl IdIndex {
     }
 
     /// How many ids the map holds.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.positions.len() + self.collisions.values().map(Vec::len).sum::<usize>()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.positions.is_empty()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids whose hashes collide keep all their positions, and each is
+    /// found at its own.
+    #[test]
+    fn colliding_hashes_keep_every_id() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path(), 1 << 20).expect("the store opens");
+        let ids: Vec<Uuid> = (1..=3u128).map(Uuid::from_u128).collect();
+        let records: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u64 + 1, [i as u8; 32]))
+            .collect();
+        let mut commit = Commit::default();
+        commit.ids(1, &records);
+        store.apply(commit).expect("the runs are written");
+
+        let mut index = IdIndex::load(&store).expect("the index loads");
+        assert_eq!(index.len(), 3);
+        // Make the first two share a hash, as if the hasher had collided.
+        index.positions.clear();
+        index.insert_hashed(7, 1);
+        index.insert_hashed(7, 2);
+        index.insert(ids[2], 3);
+        assert_eq!(index.len(), 3);
+        for (id, position) in [(ids[0], 1), (ids[1], 2)] {
+            let found = index.get_hashed(&store, 7, id).expect("reads");
+            assert_eq!(found.map(|r| r.position), Some(position));
+        }
+        let other = Uuid::from_u128(99);
+        assert_eq!(index.get_hashed(&store, 7, other).expect("reads"), None);
+        assert_eq!(index.get(&store, other).expect("reads"), None);
+        let third = index.get(&store, ids[2]).expect("reads").expect("found");
+        assert_eq!((third.position, third.streamversion), (3, 3));
+        assert_eq!(third.digest, [2; 32]);
     }
 }

@@ -767,6 +767,7 @@ impl Writer {
                 ),
             )));
         }
+        // `run` loads the index before the first group.
         let Some(ids) = &self.ids else {
             return Err(StoreError::Corrupt {
                 key: "id index".into(),
