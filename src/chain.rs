@@ -113,19 +113,83 @@ fn canonical_marked(
     (out, id_at)
 }
 
+/// A submitted event's RFC 8785 form, with the places where the ledger's
+/// attributes go: made once, on the submitter's thread, for both the
+/// idempotency digest and the writer's [`seal`].
+#[derive(Debug, Clone)]
+pub struct Framed {
+    canonical: Vec<u8>,
+    /// Offsets of the `"id"`, `"source"` and `"subject"` keys: `hash` sorts
+    /// just before the first, `position`, `prevhash` and `recordedtime`
+    /// before the second, `streamversion` before the third.
+    id_at: usize,
+    source_at: usize,
+    subject_at: usize,
+}
+
+impl Framed {
+    /// Frames an envelope whose `data` is [`canonical_data`].
+    pub fn new(envelope: &Envelope, data: &[u8]) -> Self {
+        let (canonical, id_at) = canonical_marked(envelope, None, data);
+        // Each key is written as `,"name":`, so these find the key itself
+        // (the fixed attributes come after `data`, whatever it holds).
+        let find = |key: &[u8], from: usize| {
+            memchr::memmem::find(&canonical[from..], key).map(|at| from + at + 1)
+        };
+        let source_at = find(b",\"source\":", id_at).unwrap_or(canonical.len());
+        let subject_at = find(b",\"subject\":", source_at).unwrap_or(canonical.len());
+        Self {
+            canonical,
+            id_at,
+            source_at,
+            subject_at,
+        }
+    }
+
+    /// SHA-256 of the form: the content that idempotency compares.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(&self.canonical).into()
+    }
+}
+
 /// Seals a committed event whose `prevhash` is set and whose `hash` is not:
 /// returns its hash and the JSON to store, which is the RFC 8785 form of
 /// the whole committed event (so the stored bytes without `hash` are
-/// exactly the bytes the hash covers). `data` is [`canonical_data`].
-pub fn seal(envelope: &Envelope, ledger: &LedgerAttributes, data: &[u8]) -> (String, Vec<u8>) {
-    let (canonical, id_at) = canonical_marked(envelope, Some(ledger), data);
-    let hash = chained(&ledger.prevhash, &canonical);
-    let mut stored = Vec::with_capacity(canonical.len() + 80);
-    stored.extend_from_slice(&canonical[..id_at]);
+/// exactly the bytes the hash covers). Only the ledger's attributes are
+/// written here; the rest is copied from the framed form.
+pub fn seal(framed: &Framed, ledger: &LedgerAttributes) -> (String, Vec<u8>) {
+    let c = &framed.canonical;
+    let mut attributes = Vec::with_capacity(160);
+    write!(attributes, "\"position\":{},\"prevhash\":", ledger.position)
+        .expect("writing to a Vec cannot fail");
+    serde_json::to_writer(&mut attributes, &ledger.prevhash).expect("writing to a Vec cannot fail");
+    attributes.extend_from_slice(b",\"recordedtime\":");
+    serde_json::to_writer(&mut attributes, &ledger.recordedtime)
+        .expect("writing to a Vec cannot fail");
+    attributes.push(b',');
+    let streamversion = format!("\"streamversion\":{},", ledger.streamversion);
+    let pieces: [&[u8]; 5] = [
+        &c[framed.id_at..framed.source_at],
+        &attributes,
+        &c[framed.source_at..framed.subject_at],
+        streamversion.as_bytes(),
+        &c[framed.subject_at..],
+    ];
+    let mut hasher = Sha256::new();
+    hasher.update(hex::decode(&ledger.prevhash).unwrap_or_default());
+    hasher.update(&c[..framed.id_at]);
+    for piece in &pieces {
+        hasher.update(piece);
+    }
+    let hash = hex::encode(hasher.finalize());
+    let mut stored = Vec::with_capacity(c.len() + attributes.len() + 120);
+    stored.extend_from_slice(&c[..framed.id_at]);
     stored.extend_from_slice(b"\"hash\":\"");
     stored.extend_from_slice(hash.as_bytes());
     stored.extend_from_slice(b"\",");
-    stored.extend_from_slice(&canonical[id_at..]);
+    for piece in &pieces {
+        stored.extend_from_slice(piece);
+    }
     (hash, stored)
 }
 
@@ -153,7 +217,7 @@ pub fn hash(event: &CommittedEvent) -> String {
 /// SHA-256 of an envelope's canonical form: the content that idempotency
 /// compares, given its [`canonical_data`].
 pub fn digest(envelope: &Envelope, data: &[u8]) -> [u8; 32] {
-    Sha256::digest(canonical(envelope, None, data)).into()
+    Framed::new(envelope, data).digest()
 }
 
 /// The result of checking a chain from position 1.
@@ -323,7 +387,8 @@ mod tests {
 
             // Sealing stores the JCS form of the whole committed event,
             // hash included, and the hash is the chain's.
-            let (hash, stored) = seal(&event.envelope, &event.ledger, &canonical_data(&event.envelope));
+            let framed = Framed::new(&event.envelope, &canonical_data(&event.envelope));
+            let (hash, stored) = seal(&framed, &event.ledger);
             let mut sealed = event.clone();
             sealed.ledger.hash = hash.clone();
             prop_assert_eq!(&hash, &hash_with(&event, &canonical_data(&event.envelope)));

@@ -39,9 +39,9 @@ pub struct Submission {
     /// The bytes as received; `None` for events made in-process.
     body: Option<Vec<u8>>,
     envelopes: Vec<Envelope>,
-    /// The RFC 8785 form of each envelope's `data`, made once here so that
-    /// the writer only frames it.
-    canonical_data: Vec<Vec<u8>>,
+    /// The RFC 8785 form of each envelope, made once here so that the
+    /// writer only adds its own attributes.
+    framed: Vec<chain::Framed>,
     /// Each envelope's typed data, upcast: read here rather than by the writer.
     typed: Vec<EventData>,
     /// SHA-256 of each envelope's canonical JSON, for idempotency.
@@ -101,16 +101,15 @@ impl Submission {
         origin: String,
         caller: Caller,
     ) -> Self {
-        let canonical_data: Vec<Vec<u8>> = envelopes.iter().map(chain::canonical_data).collect();
-        let digests = envelopes
+        let framed: Vec<chain::Framed> = envelopes
             .iter()
-            .zip(&canonical_data)
-            .map(|(e, d)| chain::digest(e, d))
+            .map(|e| chain::Framed::new(e, &chain::canonical_data(e)))
             .collect();
+        let digests = framed.iter().map(chain::Framed::digest).collect();
         Self {
             body,
             envelopes,
-            canonical_data,
+            framed,
             typed,
             digests,
             parse_error,
@@ -636,17 +635,17 @@ impl Writer {
         let mut receipts = Vec::with_capacity(envelopes.len());
         let mut failure = submission.parse_error.clone().map(|v| (None, v));
         if failure.is_none() {
-            for (((envelope, digest), data), typed) in envelopes
+            for (((envelope, digest), framed), typed) in envelopes
                 .iter()
                 .zip(&submission.digests)
-                .zip(&submission.canonical_data)
+                .zip(&submission.framed)
                 .zip(&submission.typed)
             {
                 let verdict = self.decide_event(
                     envelope,
                     typed,
                     *digest,
-                    data,
+                    framed,
                     &submission.caller,
                     group,
                     &mut pending,
@@ -747,7 +746,7 @@ impl Writer {
         envelope: &Envelope,
         data: &EventData,
         digest: [u8; 32],
-        canonical_data: &[u8],
+        framed: &chain::Framed,
         caller: &Caller,
         group: &Overlay,
         pending: &mut Overlay,
@@ -814,7 +813,7 @@ impl Writer {
             prevhash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
-        let (hash, json) = chain::seal(envelope, &ledger, canonical_data);
+        let (hash, json) = chain::seal(framed, &ledger);
         head.position = ledger.position;
         head.hash = hash;
         head.recordedtime = recordedtime.to_owned();
