@@ -268,9 +268,15 @@ async fn through_ledger(
         .iter()
         .filter(|(_, body)| recorded_type(body) == Some(SAMPLED))
         .count();
-    let mut published = client
+    // The observer is a client of its own, as a subscriber to the ledger's
+    // stream would be, not the publishing partner's connection.
+    let observer = async_nats::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    let mut published = observer
         .subscribe(format!("{}.ledger.*.{SAMPLED_SUBJECT}", names.prefix))
         .await?;
+    observer.flush().await?;
     let lags = tokio::spawn(async move {
         let mut lags = Vec::with_capacity(sampled);
         while lags.len() < sampled {
