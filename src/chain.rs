@@ -9,9 +9,11 @@
 //! are ASCII and known, its integers are below 2^53, and serde_json escapes
 //! strings exactly as RFC 8785 does. So only `data`, whose shape is the
 //! publisher's, goes through the JCS crate ([`canonical_data`], done once
-//! per event on the submitter's thread); [`canonical`] writes the top level
-//! around it in the canonical key order. A property test holds this equal
-//! to the crate's canonicalisation of the whole event.
+//! per event on the submitter's thread); [`Framed`] writes the top level
+//! around it in the canonical key order, and the ledger's attributes are
+//! written into their places when the event is sealed or verified. A
+//! property test holds this equal to the crate's canonicalisation of the
+//! whole event.
 
 use std::io::Write;
 
@@ -24,93 +26,6 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The RFC 8785 form of an event's `data`.
 pub fn canonical_data(envelope: &Envelope) -> Vec<u8> {
     serde_json_canonicalizer::to_vec(&envelope.data).expect("JSON data always canonicalises")
-}
-
-/// The RFC 8785 form of an envelope, with the ledger's attributes (but not
-/// `hash`) when given. `data` is [`canonical_data`] of the same envelope.
-pub fn canonical(envelope: &Envelope, ledger: Option<&LedgerAttributes>, data: &[u8]) -> Vec<u8> {
-    canonical_marked(envelope, ledger, data).0
-}
-
-/// [`canonical`], and the offset of the `"id"` key: where `"hash"` goes in
-/// the canonical order (every key before it sorts before `hash`).
-fn canonical_marked(
-    envelope: &Envelope,
-    ledger: Option<&LedgerAttributes>,
-    data: &[u8],
-) -> (Vec<u8>, usize) {
-    let mut out = Vec::with_capacity(data.len() + 512);
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, name: &str| {
-        out.push(if first { b'{' } else { b',' });
-        first = false;
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
-    };
-    let string = |out: &mut Vec<u8>, value: &str| {
-        serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
-    };
-    let number = |out: &mut Vec<u8>, value: u64| {
-        write!(out, "{value}").expect("writing to a Vec cannot fail");
-    };
-    // Keys in RFC 8785 order: by UTF-16 code units, which for ASCII names
-    // is byte order.
-    if let Some(v) = &envelope.causationid {
-        key(&mut out, "causationid");
-        string(&mut out, v);
-    }
-    if let Some(v) = &envelope.correlationid {
-        key(&mut out, "correlationid");
-        string(&mut out, v);
-    }
-    key(&mut out, "data");
-    out.extend_from_slice(data);
-    if let Some(v) = &envelope.datacontenttype {
-        key(&mut out, "datacontenttype");
-        string(&mut out, v);
-    }
-    if let Some(v) = envelope.expectedversion {
-        key(&mut out, "expectedversion");
-        number(&mut out, v);
-    }
-    // `key` writes the separator first; `"id"` is never first (`data` is
-    // always before it), so the mark falls just after a comma.
-    let id_at = out.len() + 1;
-    key(&mut out, "id");
-    string(
-        &mut out,
-        envelope
-            .id
-            .hyphenated()
-            .encode_lower(&mut uuid::Uuid::encode_buffer()),
-    );
-    key(&mut out, "partnership");
-    string(&mut out, &envelope.partnership);
-    if let Some(l) = ledger {
-        key(&mut out, "position");
-        number(&mut out, l.position);
-        key(&mut out, "prevhash");
-        string(&mut out, &l.prevhash);
-        key(&mut out, "recordedtime");
-        string(&mut out, &l.recordedtime);
-    }
-    key(&mut out, "source");
-    string(&mut out, &envelope.source);
-    key(&mut out, "specversion");
-    string(&mut out, "1.0");
-    if let Some(l) = ledger {
-        key(&mut out, "streamversion");
-        number(&mut out, l.streamversion);
-    }
-    key(&mut out, "subject");
-    string(&mut out, &envelope.subject.to_string());
-    key(&mut out, "time");
-    string(&mut out, &envelope.time_text);
-    key(&mut out, "type");
-    string(&mut out, envelope.event_type.as_str());
-    out.push(b'}');
-    (out, id_at)
 }
 
 /// A submitted event's RFC 8785 form, with the places where the ledger's
@@ -128,18 +43,70 @@ pub struct Framed {
 }
 
 impl Framed {
-    /// Frames an envelope whose `data` is [`canonical_data`].
+    /// Frames an envelope whose `data` is [`canonical_data`], writing the
+    /// top level around it in the canonical key order.
     pub fn new(envelope: &Envelope, data: &[u8]) -> Self {
-        let (canonical, id_at) = canonical_marked(envelope, None, data);
-        // Each key is written as `,"name":`, so these find the key itself
-        // (the fixed attributes come after `data`, whatever it holds).
-        let find = |key: &[u8], from: usize| {
-            memchr::memmem::find(&canonical[from..], key).map(|at| from + at + 1)
+        let mut out = Vec::with_capacity(data.len() + 512);
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, name: &str| {
+            out.push(if first { b'{' } else { b',' });
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
         };
-        let source_at = find(b",\"source\":", id_at).unwrap_or(canonical.len());
-        let subject_at = find(b",\"subject\":", source_at).unwrap_or(canonical.len());
+        let string = |out: &mut Vec<u8>, value: &str| {
+            serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+        };
+        // Keys in RFC 8785 order: by UTF-16 code units, which for ASCII
+        // names is byte order.
+        if let Some(v) = &envelope.causationid {
+            key(&mut out, "causationid");
+            string(&mut out, v);
+        }
+        if let Some(v) = &envelope.correlationid {
+            key(&mut out, "correlationid");
+            string(&mut out, v);
+        }
+        key(&mut out, "data");
+        out.extend_from_slice(data);
+        if let Some(v) = &envelope.datacontenttype {
+            key(&mut out, "datacontenttype");
+            string(&mut out, v);
+        }
+        if let Some(v) = envelope.expectedversion {
+            key(&mut out, "expectedversion");
+            write!(out, "{v}").expect("writing to a Vec cannot fail");
+        }
+        // `key` writes the separator first; none of the marked keys is
+        // first (`data` is always before them), so each mark falls just
+        // after a comma.
+        let id_at = out.len() + 1;
+        key(&mut out, "id");
+        string(
+            &mut out,
+            envelope
+                .id
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+        key(&mut out, "partnership");
+        string(&mut out, &envelope.partnership);
+        let source_at = out.len() + 1;
+        key(&mut out, "source");
+        string(&mut out, &envelope.source);
+        key(&mut out, "specversion");
+        string(&mut out, "1.0");
+        let subject_at = out.len() + 1;
+        key(&mut out, "subject");
+        string(&mut out, &envelope.subject.to_string());
+        key(&mut out, "time");
+        string(&mut out, &envelope.time_text);
+        key(&mut out, "type");
+        string(&mut out, envelope.event_type.as_str());
+        out.push(b'}');
         Self {
-            canonical,
+            canonical: out,
             id_at,
             source_at,
             subject_at,
@@ -150,6 +117,65 @@ impl Framed {
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(&self.canonical).into()
     }
+
+    /// The committed event's form without `hash`: this form with the
+    /// ledger's attributes written into their places.
+    fn with_ledger(&self, ledger: &LedgerAttributes) -> Committed<'_> {
+        let mut attributes = Vec::with_capacity(160);
+        write!(attributes, "\"position\":{},\"prevhash\":", ledger.position)
+            .expect("writing to a Vec cannot fail");
+        serde_json::to_writer(&mut attributes, &ledger.prevhash)
+            .expect("writing to a Vec cannot fail");
+        attributes.extend_from_slice(b",\"recordedtime\":");
+        serde_json::to_writer(&mut attributes, &ledger.recordedtime)
+            .expect("writing to a Vec cannot fail");
+        attributes.push(b',');
+        Committed {
+            framed: self,
+            attributes,
+            streamversion: format!("\"streamversion\":{},", ledger.streamversion),
+        }
+    }
+}
+
+/// A committed event's RFC 8785 form without `hash`, in pieces: a framed
+/// form and the ledger's attributes, never copied into one buffer.
+struct Committed<'a> {
+    framed: &'a Framed,
+    /// `position`, `prevhash` and `recordedtime`, each followed by a comma.
+    attributes: Vec<u8>,
+    /// `streamversion`, followed by a comma.
+    streamversion: String,
+}
+
+impl Committed<'_> {
+    /// The pieces in order; `hash` goes between the first two.
+    fn pieces(&self) -> [&[u8]; 6] {
+        let Framed {
+            canonical: c,
+            id_at,
+            source_at,
+            subject_at,
+        } = self.framed;
+        [
+            &c[..*id_at],
+            &c[*id_at..*source_at],
+            &self.attributes,
+            &c[*source_at..*subject_at],
+            self.streamversion.as_bytes(),
+            &c[*subject_at..],
+        ]
+    }
+
+    /// SHA-256 of `prevhash`'s bytes followed by the pieces, in hex.
+    fn hash(&self, prevhash: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(hex::decode(prevhash).unwrap_or_default());
+        for piece in self.pieces() {
+            hasher.update(piece);
+        }
+        hex::encode(hasher.finalize())
+    }
 }
 
 /// Seals a committed event whose `prevhash` is set and whose `hash` is not:
@@ -158,55 +184,26 @@ impl Framed {
 /// exactly the bytes the hash covers). Only the ledger's attributes are
 /// written here; the rest is copied from the framed form.
 pub fn seal(framed: &Framed, ledger: &LedgerAttributes) -> (String, Vec<u8>) {
-    let c = &framed.canonical;
-    let mut attributes = Vec::with_capacity(160);
-    write!(attributes, "\"position\":{},\"prevhash\":", ledger.position)
-        .expect("writing to a Vec cannot fail");
-    serde_json::to_writer(&mut attributes, &ledger.prevhash).expect("writing to a Vec cannot fail");
-    attributes.extend_from_slice(b",\"recordedtime\":");
-    serde_json::to_writer(&mut attributes, &ledger.recordedtime)
-        .expect("writing to a Vec cannot fail");
-    attributes.push(b',');
-    let streamversion = format!("\"streamversion\":{},", ledger.streamversion);
-    let pieces: [&[u8]; 5] = [
-        &c[framed.id_at..framed.source_at],
-        &attributes,
-        &c[framed.source_at..framed.subject_at],
-        streamversion.as_bytes(),
-        &c[framed.subject_at..],
-    ];
-    let mut hasher = Sha256::new();
-    hasher.update(hex::decode(&ledger.prevhash).unwrap_or_default());
-    hasher.update(&c[..framed.id_at]);
-    for piece in &pieces {
-        hasher.update(piece);
-    }
-    let hash = hex::encode(hasher.finalize());
-    let mut stored = Vec::with_capacity(c.len() + attributes.len() + 120);
-    stored.extend_from_slice(&c[..framed.id_at]);
+    let committed = framed.with_ledger(ledger);
+    let hash = committed.hash(&ledger.prevhash);
+    let [head, rest @ ..] = committed.pieces();
+    let mut stored = Vec::with_capacity(framed.canonical.len() + 300);
+    stored.extend_from_slice(head);
     stored.extend_from_slice(b"\"hash\":\"");
     stored.extend_from_slice(hash.as_bytes());
     stored.extend_from_slice(b"\",");
-    for piece in &pieces {
+    for piece in rest {
         stored.extend_from_slice(piece);
     }
     (hash, stored)
 }
 
-/// SHA-256 of `prevhash`'s bytes followed by `canonical`, in hex.
-fn chained(prevhash: &str, canonical: &[u8]) -> String {
-    let prev = hex::decode(prevhash).unwrap_or_default();
-    let mut hasher = Sha256::new();
-    hasher.update(&prev);
-    hasher.update(canonical);
-    hex::encode(hasher.finalize())
-}
-
 /// The hash of a committed event, whose `prevhash` is already set, given
 /// its [`canonical_data`].
 fn hash_with(event: &CommittedEvent, data: &[u8]) -> String {
-    let canonical = canonical(&event.envelope, Some(&event.ledger), data);
-    chained(&event.ledger.prevhash, &canonical)
+    Framed::new(&event.envelope, data)
+        .with_ledger(&event.ledger)
+        .hash(&event.ledger.prevhash)
 }
 
 /// The hash of a committed event whose `prevhash` is already set.
@@ -381,13 +378,13 @@ mod tests {
                     hash: String::new(),
                 },
             };
-            let framed = canonical(&event.envelope, Some(&event.ledger), &canonical_data(&event.envelope));
+            let framed = Framed::new(&event.envelope, &canonical_data(&event.envelope));
+            let hashed = framed.with_ledger(&event.ledger).pieces().concat();
             let full = serde_json_canonicalizer::to_vec(&event.hashed_view()).unwrap();
-            prop_assert_eq!(String::from_utf8_lossy(&framed), String::from_utf8_lossy(&full));
+            prop_assert_eq!(String::from_utf8_lossy(&hashed), String::from_utf8_lossy(&full));
 
             // Sealing stores the JCS form of the whole committed event,
             // hash included, and the hash is the chain's.
-            let framed = Framed::new(&event.envelope, &canonical_data(&event.envelope));
             let (hash, stored) = seal(&framed, &event.ledger);
             let mut sealed = event.clone();
             sealed.ledger.hash = hash.clone();
