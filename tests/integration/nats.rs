@@ -237,6 +237,35 @@ async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
     (client, js)
 }
 
+/// What an ingest test holds while it runs: the lock that keeps NATS tests
+/// apart, its own nats-server, and the ledger's directory.
+struct Harness {
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
+    nats: NatsServer,
+    data: tempfile::TempDir,
+}
+
+impl Harness {
+    fn dir(&self) -> PathBuf {
+        self.data.path().join("ledger")
+    }
+}
+
+/// Starts a nats-server and a `serve` on it, connects the test as a client,
+/// and waits for the ledger's streams.
+async fn start_ingest() -> (Harness, Serve, async_nats::Client, jetstream::Context) {
+    let one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let harness = Harness {
+        _one_at_a_time: one_at_a_time,
+        nats: NatsServer::start(),
+        data: tempfile::tempdir().expect("a temporary directory"),
+    };
+    let serve = Serve::start(&harness.dir(), &harness.nats.url());
+    let (client, js) = connect(&harness.nats.url()).await;
+    streams_created(&js).await;
+    (harness, serve, client, js)
+}
+
 /// Waits until `check` holds, polling; fails with `what` after `limit`.
 async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
@@ -442,17 +471,12 @@ fn assert_log_holds_exactly(log: &[String], published: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
-    let (client, js) = connect(&nats.url()).await;
+    let (_harness, mut serve, client, js) = start_ingest().await;
     let mut receipts = client
         .subscribe("rotation.receipts.stoke")
         .await
         .expect("a receipts subscription");
     client.flush().await.expect("the subscription is in place");
-    streams_created(&js).await;
 
     let events = volume(300);
     publish(&js, "stoke", &events).await;
@@ -549,13 +573,7 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
 /// jobseeker's registration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let dir = data.path().join("ledger");
-    let mut serve = Serve::start(&dir, &nats.url());
-    let (_client, js) = connect(&nats.url()).await;
-    streams_created(&js).await;
+    let (harness, mut serve, _client, js) = start_ingest().await;
 
     let events = volume(1_500);
     let publisher = {
@@ -574,19 +592,13 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
         .expect("the publisher finishes while the ledger is down");
 
     // What the dead ledger had fetched comes back first, in order.
-    let serve = Serve::start(&dir, &nats.url());
+    let serve = Serve::start(&harness.dir(), &harness.nats.url());
     assert_all_committed_and_published(serve, &js, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let dir = data.path().join("ledger");
-    let mut serve = Serve::start(&dir, &nats.url());
-    let (_client, js) = connect(&nats.url()).await;
-    streams_created(&js).await;
+    let (harness, mut serve, _client, js) = start_ingest().await;
 
     let events = volume(1_500);
     publish(&js, "stoke", &events).await;
@@ -599,24 +611,19 @@ async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
         "everything committed before the stop is published before it returns"
     );
 
-    let serve = Serve::start(&dir, &nats.url());
+    let serve = Serve::start(&harness.dir(), &harness.nats.url());
     assert_all_committed_and_published(serve, &js, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let mut nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let serve = Serve::start(&data.path().join("ledger"), &nats.url());
-    let (client, js) = connect(&nats.url()).await;
-    streams_created(&js).await;
+    let (mut harness, serve, client, js) = start_ingest().await;
 
     let events = volume(2_000);
     let (before, after) = events.split_at(2_501);
     publish(&js, "stoke", before).await;
     ingest_under_way(&js).await;
-    nats.restart();
+    harness.nats.restart();
     // The ledger sees the outage and reconnects; so does this client.
     eventually(
         "the test client to reconnect",
@@ -634,12 +641,7 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
-    let (client, js) = connect(&nats.url()).await;
-    streams_created(&js).await;
+    let (_harness, mut serve, client, js) = start_ingest().await;
 
     let not_json = b"this is not JSON {".to_vec();
     let wrong_type = support::event("nonsense.happened", "partnership/stoke", json!({}))
@@ -730,19 +732,14 @@ async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_partner_service_publishes_cloudevents() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let mut serve = Serve::start(&data.path().join("ledger"), &nats.url());
-    let (_client, js) = connect(&nats.url()).await;
-    streams_created(&js).await;
+    let (harness, mut serve, _client, js) = start_ingest().await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nats_publisher.py");
     let output = tokio::process::Command::new(tools::python())
         .arg(&script)
         .args([
             "--url",
-            &nats.url(),
+            &harness.nats.url(),
             "--partnership",
             "stoke",
             "--people",
