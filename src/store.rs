@@ -346,9 +346,12 @@ impl Store {
             if run.len() % ID_RECORD != 0 {
                 return Err(corrupt_run(first));
             }
-            let ids = run
-                .chunks_exact(ID_RECORD)
-                .map(|record| Uuid::from_slice(&record[..16]).map_err(|_| corrupt_run(first)))
+            let ids = (0..run.len() / ID_RECORD)
+                .map(|i| {
+                    IdRecord::from_run(first, &run, i)
+                        .map(|(id, _)| id)
+                        .ok_or_else(|| corrupt_run(first))
+                })
                 .collect::<Result<_, _>>()?;
             Ok((first, ids))
         })
