@@ -123,7 +123,7 @@ impl Figure {
         Self {
             per_s,
             baseline_per_s,
-            ratio: per_s / baseline_per_s.max(1e-9),
+            ratio: per_s / baseline_per_s,
             p99_ms: None,
             p99_at_per_s: None,
             seconds: None,
@@ -213,10 +213,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 
     if args.wants("import") || args.wants("export") {
-        let batched = figures
-            .iter()
-            .find(|(name, _)| *name == "append_batched")
-            .map_or(f64::NAN, |(_, f)| f.per_s);
+        // The ledger's side of append_batched, measured whatever was chosen.
+        let batched = args.events as f64 / ours.as_secs_f64().max(1e-9);
         progress(
             &args,
             &format!(
@@ -391,10 +389,7 @@ async fn import_history(
     ledger.close();
     let lines = summary.accepted + summary.duplicate;
     let per_s = lines as f64 / took.as_secs_f64().max(1e-9);
-    let mut figure = Figure::new(lines, took, 1, Duration::from_secs(1));
-    figure.baseline_per_s = batched_per_s;
-    figure.ratio = per_s / batched_per_s;
-    Ok((figure, summary.accepted))
+    Ok((Figure::rates(per_s, batched_per_s), summary.accepted))
 }
 
 /// `export`: the evaluation dataset of the imported history, written by a
@@ -435,9 +430,7 @@ fn export_dataset(root: &std::path::Path, events: u64, replay_per_s: f64) -> Res
         Ok((took, peak_kib as f64 / 1024.0))
     };
     let (took, peak_mib) = run(None)?;
-    let mut figure = Figure::new(events, took, 1, Duration::from_secs(1));
-    figure.baseline_per_s = replay_per_s;
-    figure.ratio = figure.per_s / replay_per_s;
+    let mut figure = Figure::rates(events as f64 / took.as_secs_f64().max(1e-9), replay_per_s);
     figure.seconds = Some(took.as_secs_f64());
     figure.peak_mib = Some(peak_mib);
     if let Some(middle) = middle {
