@@ -51,17 +51,22 @@ macro_rules! catalogue {
                 match self { $( Self::$variant(_) => EventType::$variant, )* }
             }
 
+            // Data that reads is read without tracking the path; only data
+            // that does not is read again, tracking it, to name the field.
             fn decode(event_type: EventType, value: &Value) -> Result<Self, InvalidEvent> {
                 match event_type {
-                    $( EventType::$variant => serde_path_to_error::deserialize(value)
+                    $( EventType::$variant => $variant::deserialize(value)
+                        .or_else(|_| serde_path_to_error::deserialize(value))
                         .map(Self::$variant).map_err(data_error), )*
                 }
             }
 
             fn decode_str(event_type: EventType, json: &str) -> Result<Self, InvalidEvent> {
-                let mut de = serde_json::Deserializer::from_str(json);
                 match event_type {
-                    $( EventType::$variant => serde_path_to_error::deserialize(&mut de)
+                    $( EventType::$variant => serde_json::from_str::<$variant>(json)
+                        .or_else(|_| serde_path_to_error::deserialize(
+                            &mut serde_json::Deserializer::from_str(json),
+                        ))
                         .map(Self::$variant).map_err(data_error), )*
                 }
             }

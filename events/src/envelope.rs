@@ -295,8 +295,16 @@ impl Envelope {
     /// (upcast), so that nobody reads it twice. The envelope's attributes
     /// are read straight from the bytes; only `data` becomes a tree.
     pub fn from_json_typed(bytes: &[u8]) -> Result<(Self, EventData), InvalidEvent> {
+        // An event that reads is read without tracking the path; only one
+        // that does not is read again, tracking it, to name the field.
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let wire: Result<Wire<'_, Value>, _> = serde_path_to_error::deserialize(&mut deserializer);
+        let wire = match Wire::<'_, Value>::deserialize(&mut deserializer) {
+            Ok(wire) => Ok(wire),
+            Err(_) => {
+                deserializer = serde_json::Deserializer::from_slice(bytes);
+                serde_path_to_error::deserialize(&mut deserializer)
+            }
+        };
         let wire = wire.map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
