@@ -16,8 +16,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rotation_events::{CommittedEvent, Envelope, EventData, LedgerAttributes, Subject, TypedEvent};
+use rotation_events::{
+    CommittedEvent, Envelope, EventData, EventType, LedgerAttributes, Subject, TypedEvent,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -26,6 +29,7 @@ use crate::auth::Caller;
 use crate::chain::{self, Verification, Verifier};
 use crate::ids::IdIndex;
 use crate::metrics::AppendMetrics;
+use crate::recent::{Recent, RecentEvent, TAIL_BYTES};
 use crate::rules::{self, ErrorCode, StateView, StreamState, Violation};
 use crate::store::{Commit, Head, IdRecord, Store, StoreError};
 
@@ -253,6 +257,8 @@ struct Shared {
     store: Store,
     requests: mpsc::Sender<Request>,
     durable: watch::Receiver<Durable>,
+    /// The last events made durable, for readers that follow the head.
+    recent: Arc<Recent>,
     /// Counts every answer of [`Ledger::submit`], whichever transport asked.
     metrics: AppendMetrics,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
@@ -278,9 +284,11 @@ impl Ledger {
             cache: HashMap::new(),
             ids: None,
         };
+        let recent = Arc::new(Recent::new(TAIL_BYTES));
+        let tail = Arc::clone(&recent);
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer.run(rx, durable_tx))
+            .spawn(move || writer.run(rx, durable_tx, tail))
             .map_err(|e| StoreError::Corrupt {
                 key: "writer".into(),
                 message: e.to_string(),
@@ -290,6 +298,7 @@ impl Ledger {
                 store,
                 requests,
                 durable: durable_rx,
+                recent,
                 metrics: AppendMetrics::default(),
                 writer: Mutex::new(Some(handle)),
             }),
@@ -329,6 +338,13 @@ impl Ledger {
     /// Watches the durable state; changes after every flush.
     pub fn subscribe(&self) -> watch::Receiver<Durable> {
         self.shared.durable.clone()
+    }
+
+    /// The durable events after `after` up to `until`, from memory, when
+    /// they are recent enough to be held there (see [`crate::recent`]);
+    /// `None` when they must be read from the store.
+    pub fn recent_events(&self, after: u64, until: u64) -> Option<Vec<RecentEvent>> {
+        self.shared.recent.range(after, until)
     }
 
     pub fn store(&self) -> &Store {
@@ -462,6 +478,8 @@ struct Staged {
     subject: Subject,
     json: Vec<u8>,
     id: Uuid,
+    partnership: String,
+    event_type: EventType,
     streamversion: u64,
     digest: [u8; 32],
 }
@@ -470,6 +488,15 @@ struct Staged {
 struct FlushJob {
     replies: Vec<(Reply, Vec<Outcome>)>,
     applied: Durable,
+    /// The group's events, for the recent tail once they are durable.
+    recent: Vec<RecentEvent>,
+}
+
+/// What applying a group gave: each request's outcomes, and the events
+/// committed, in position order.
+struct Applied {
+    outcomes: Vec<Vec<Outcome>>,
+    recent: Vec<RecentEvent>,
 }
 
 impl Writer {
@@ -478,7 +505,12 @@ impl Writer {
     /// sent only by the flusher, after a flush that began after the group
     /// was applied; sled recovers its log in order, so a durable group
     /// implies every earlier one is durable too.
-    fn run(mut self, mut rx: mpsc::Receiver<Request>, published: watch::Sender<Durable>) {
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        published: watch::Sender<Durable>,
+        recent: Arc<Recent>,
+    ) {
         let (jobs, pending) = std::sync::mpsc::channel::<FlushJob>();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flusher = {
@@ -486,7 +518,7 @@ impl Writer {
             let failed = Arc::clone(&failed);
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || flush_loop(&store, &pending, &published, &failed))
+                .spawn(move || flush_loop(&store, &pending, &published, &recent, &failed))
         };
         let flusher = match flusher {
             Ok(handle) => handle,
@@ -523,7 +555,7 @@ impl Writer {
                 continue;
             }
             match self.commit_group(&requests) {
-                Ok(outcomes) => {
+                Ok(Applied { outcomes, recent }) => {
                     let replies = requests
                         .into_iter()
                         .map(|r| r.reply)
@@ -532,6 +564,7 @@ impl Writer {
                     let job = FlushJob {
                         replies,
                         applied: self.applied.clone(),
+                        recent,
                     };
                     if jobs.send(job).is_err() {
                         break;
@@ -551,7 +584,7 @@ impl Writer {
     }
 
     /// Decides every submission of the group and applies one batch.
-    fn commit_group(&mut self, requests: &[Request]) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    fn commit_group(&mut self, requests: &[Request]) -> Result<Applied, StoreError> {
         let t_start = std::time::Instant::now();
         let mut group = Overlay::default();
         let mut head = self.applied.head.clone();
@@ -575,7 +608,10 @@ impl Writer {
             outcomes.push(answers);
         }
         if group.staged.is_empty() && group.rejections.is_empty() {
-            return Ok(outcomes);
+            return Ok(Applied {
+                outcomes,
+                recent: Vec::new(),
+            });
         }
         let t_decided = std::time::Instant::now();
         let mut commit = Commit::default();
@@ -617,7 +653,19 @@ impl Writer {
             head,
             next_rejection,
         };
-        Ok(outcomes)
+        let recent = group
+            .staged
+            .into_iter()
+            .zip(first..)
+            .map(|(staged, position)| RecentEvent {
+                position,
+                id: staged.id,
+                partnership: staged.partnership,
+                event_type: staged.event_type,
+                json: Bytes::from(staged.json),
+            })
+            .collect();
+        Ok(Applied { outcomes, recent })
     }
 
     fn decide_submission(
@@ -836,6 +884,8 @@ impl Writer {
             subject: envelope.subject.clone(),
             json,
             id: envelope.id,
+            partnership: envelope.partnership.clone(),
+            event_type: envelope.event_type,
             streamversion,
             digest,
         });
@@ -849,6 +899,7 @@ fn flush_loop(
     store: &Store,
     jobs: &std::sync::mpsc::Receiver<FlushJob>,
     published: &watch::Sender<Durable>,
+    recent: &Recent,
     failed: &std::sync::atomic::AtomicBool,
 ) {
     while let Ok(first) = jobs.recv() {
@@ -862,8 +913,14 @@ fn flush_loop(
             }
             continue;
         }
+        let t_flush = std::time::Instant::now();
         match store.flush() {
             Ok(()) => {
+                tracing::trace!(jobs = batch.len(), flush = ?t_flush.elapsed(), "flushed");
+                // Durable now: into the tail before the head announces them.
+                for job in &mut batch {
+                    recent.extend(std::mem::take(&mut job.recent));
+                }
                 if let Some(last) = batch.last() {
                     published.send_if_modified(|durable| {
                         let changed = *durable != last.applied;

@@ -35,6 +35,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod nats;
 pub mod projector;
+pub mod recent;
 pub mod rules;
 pub mod server;
 pub mod simulate;

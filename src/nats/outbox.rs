@@ -3,7 +3,11 @@
 //!
 //! An outbox reads what the ledger has made durable after its cursor, up to
 //! [`READ_CHUNK`] items at a time, and publishes them with up to [`WINDOW`]
-//! unconfirmed at once. Only the last message of each read asks JetStream
+//! unconfirmed at once. Events it follows closely come from the ledger's
+//! recent tail in memory ([`Ledger::recent_events`]), as the writer made
+//! them; only an outbox further behind (after an outage or a restart)
+//! reads them back from the store. The outboxes publish on a connection
+//! of their own, beside the ingest's. Only the last message of each read asks JetStream
 //! for an ack; the others are plain publishes on the same connection. Each
 //! message expects its predecessor's stream sequence (below), so the last
 //! one is stored only if every one before it was: its ack confirms the
@@ -175,6 +179,17 @@ impl Feed {
         match self {
             Self::Events => {
                 let until = ledger.head().position.min(after + limit as u64);
+                // Recent events come from memory, as the writer made them.
+                if let Some(events) = ledger.recent_events(after, until) {
+                    return Ok(events
+                        .into_iter()
+                        .map(|event| {
+                            let subject = names
+                                .ledger_subject(&event.partnership, event.event_type.noun_verb());
+                            message(event.position, subject, &event.id.to_string(), event.json)
+                        })
+                        .collect());
+                }
                 ledger
                     .store()
                     .events_json(after, until)
@@ -231,14 +246,25 @@ fn event_item(names: &Names, position: u64, json: &[u8]) -> Result<Item, StoreEr
     })?;
     let noun_verb = rotation_events::EventType::parse(&routing.event_type)
         .map_or("_unknown", rotation_events::EventType::noun_verb);
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, routing.id.as_ref());
-    Ok(Item {
+    let subject = names.ledger_subject(&routing.partnership, noun_verb);
+    Ok(message(
         position,
-        subject: names.ledger_subject(&routing.partnership, noun_verb),
+        subject,
+        &routing.id,
+        Bytes::copy_from_slice(json),
+    ))
+}
+
+/// A committed event's message, deduplicated by its id.
+fn message(position: u64, subject: String, id: &str, payload: Bytes) -> Item {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+    Item {
+        position,
+        subject,
         headers,
-        payload: Bytes::copy_from_slice(json),
-    })
+        payload,
+    }
 }
 
 /// A rejection as a message: the submission as received, with its code and
