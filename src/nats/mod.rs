@@ -326,14 +326,19 @@ pub async fn run(
     };
     let names = Arc::new(Names::new(&args.nats_prefix)?);
     let (interruptions, interrupted) = watch::channel(0);
-    let client = connect(&args, &url, interruptions).await?;
-    let js = jetstream::ContextBuilder::new()
+    let client = connect(&args, &url, Link::Ingest(interruptions)).await?;
+    let js = jetstream::new(client.clone());
+    // The outboxes publish on a connection of their own: their messages do
+    // not queue behind the ingest's acks and receipts, and nats-server
+    // reads the two connections in parallel.
+    let publisher = connect(&args, &url, Link::Outbox).await?;
+    let outbox_js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         // Both outboxes keep up to `outbox::WINDOW` publishes in flight;
         // room for both, so that neither ever waits on the other's acks.
         .max_ack_inflight(4 * outbox::WINDOW)
         .backpressure_on_inflight(true)
-        .build(client.clone());
+        .build(publisher.clone());
     tracing::info!(%url, prefix = %args.nats_prefix, "NATS: ingest, append and outboxes starting");
 
     let drain = CancellationToken::new();
@@ -353,14 +358,14 @@ pub async fn run(
     let events = tokio::spawn(outbox::run(
         outbox::Feed::Events,
         ledger.clone(),
-        js.clone(),
+        outbox_js.clone(),
         Arc::clone(&names),
         drain.clone(),
     ));
     let rejections = tokio::spawn(outbox::run(
         outbox::Feed::Rejections,
         ledger,
-        js,
+        outbox_js,
         names,
         drain.clone(),
     ));
@@ -381,6 +386,9 @@ pub async fn run(
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "NATS: could not flush the last receipts");
     }
+    if let Err(error) = publisher.flush().await {
+        tracing::warn!(%error, "NATS: could not flush the last publishes");
+    }
     tracing::info!("NATS stopped");
     Ok(())
 }
@@ -389,13 +397,15 @@ pub async fn run(
 /// background and retried for ever, so that the ledger starts (and serves
 /// HTTP) while NATS is still down; every loop waits for it by retrying.
 ///
-/// `interruptions` counts the moments messages may have been lost in
-/// transit: disconnections, and subscriptions that fell behind.
-async fn connect(
-    args: &NatsArgs,
-    url: &str,
-    interruptions: watch::Sender<u64>,
-) -> Result<async_nats::Client, NatsError> {
+/// The ledger's two connections: the ingest's, which counts in `0` the
+/// moments messages may have been lost in transit (disconnections, and
+/// subscriptions that fell behind), and the outboxes'.
+enum Link {
+    Ingest(watch::Sender<u64>),
+    Outbox,
+}
+
+async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::Client, NatsError> {
     let readable = |what: &'static str, path: &PathBuf| {
         std::fs::metadata(path)
             .map(|_| ())
@@ -405,8 +415,12 @@ async fn connect(
                 source,
             })
     };
+    let (name, interruptions) = match link {
+        Link::Ingest(interruptions) => ("rotation-ledger", Some(interruptions)),
+        Link::Outbox => ("rotation-ledger-outbox", None),
+    };
     let mut options = async_nats::ConnectOptions::new()
-        .name("rotation-ledger")
+        .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
         // async-nats logs every event itself; these add what they mean
@@ -414,16 +428,23 @@ async fn connect(
         .event_callback(move |event| {
             let interruptions = interruptions.clone();
             async move {
+                let interrupted = || {
+                    if let Some(interruptions) = &interruptions {
+                        interruptions.send_modify(|n| *n += 1);
+                    }
+                };
                 match event {
                     async_nats::Event::Disconnected => {
-                        tracing::warn!(
-                            "NATS disconnected: ingest and publication wait, nothing is lost"
-                        );
-                        interruptions.send_modify(|n| *n += 1);
+                        if interruptions.is_some() {
+                            tracing::warn!("NATS disconnected: ingest waits, nothing is lost");
+                        } else {
+                            tracing::warn!("NATS disconnected: publication waits, nothing is lost");
+                        }
+                        interrupted();
                     }
                     async_nats::Event::SlowConsumer(sid) => {
                         tracing::warn!(sid, "NATS: a subscription fell behind");
-                        interruptions.send_modify(|n| *n += 1);
+                        interrupted();
                     }
                     _ => {}
                 }
