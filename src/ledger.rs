@@ -42,6 +42,7 @@ use crate::store::{Commit, Head, IdRecord, Store, StoreError};
 pub struct Submission {
     /// The bytes as received; `None` for events made in-process.
     body: Option<Vec<u8>>,
+    /// The envelopes' attributes; their `data` is in `framed` and `typed`.
     envelopes: Vec<Envelope>,
     /// The RFC 8785 form of each envelope, made once here so that the
     /// writer only adds its own attributes.
@@ -99,7 +100,7 @@ impl Submission {
     /// submission whose data does not read all carries a `parse_error`.
     fn new(
         body: Option<Vec<u8>>,
-        envelopes: Vec<Envelope>,
+        mut envelopes: Vec<Envelope>,
         typed: Vec<EventData>,
         parse_error: Option<Violation>,
         origin: String,
@@ -110,6 +111,11 @@ impl Submission {
             .map(|e| chain::Framed::new(e, &chain::canonical_data(e)))
             .collect();
         let digests = framed.iter().map(chain::Framed::digest).collect();
+        // `data` lives on in `framed` and `typed`; its tree is freed here,
+        // on the thread that made it, rather than by the writer.
+        for envelope in &mut envelopes {
+            envelope.data = serde_json::Value::Null;
+        }
         Self {
             body,
             envelopes,
@@ -126,11 +132,6 @@ impl Submission {
     pub fn with_partnership_hint(mut self, partnership: impl Into<String>) -> Self {
         self.partnership_hint = Some(partnership.into());
         self
-    }
-
-    /// The events it holds, as far as they parsed.
-    pub fn envelopes(&self) -> &[Envelope] {
-        &self.envelopes
     }
 }
 
@@ -490,6 +491,9 @@ struct FlushJob {
     applied: Durable,
     /// The group's events, for the recent tail once they are durable.
     recent: Vec<RecentEvent>,
+    /// The group's submissions, dropped by the flusher after it answered:
+    /// freeing what other threads allocated is not the writer's time.
+    spent: Vec<Vec<Submission>>,
 }
 
 /// What applying a group gave: each request's outcomes, and the events
@@ -556,15 +560,16 @@ impl Writer {
             }
             match self.commit_group(&requests) {
                 Ok(Applied { outcomes, recent }) => {
-                    let replies = requests
+                    let (replies, spent): (Vec<_>, Vec<_>) = requests
                         .into_iter()
-                        .map(|r| r.reply)
                         .zip(outcomes)
-                        .collect();
+                        .map(|(request, outcomes)| ((request.reply, outcomes), request.submissions))
+                        .unzip();
                     let job = FlushJob {
                         replies,
                         applied: self.applied.clone(),
                         recent,
+                        spent,
                     };
                     if jobs.send(job).is_err() {
                         break;
@@ -928,11 +933,15 @@ fn flush_loop(
                         changed
                     });
                 }
+                let mut spent = Vec::with_capacity(batch.len());
                 for job in batch {
                     for (reply, outcomes) in job.replies {
                         let _ = reply.send(Ok(outcomes));
                     }
+                    spent.push(job.spent);
                 }
+                // Only now, with every answer sent.
+                drop(spent);
             }
             Err(error) => {
                 tracing::error!(%error, "flush failed: the ledger stops accepting writes");
