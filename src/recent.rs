@@ -14,8 +14,9 @@ use bytes::Bytes;
 use rotation_events::EventType;
 use uuid::Uuid;
 
-/// How many bytes of event JSON the tail keeps at most: about a second of
-/// the heaviest ingest measured, and a bounded share of memory.
+/// How many bytes the tail keeps at most, its events' JSON and bookkeeping
+/// together: about a second of the heaviest ingest measured, and a bounded
+/// share of memory.
 pub const TAIL_BYTES: usize = 16 << 20;
 
 /// A committed event as stored, with the attributes a publisher routes by.
@@ -27,6 +28,13 @@ pub struct RecentEvent {
     pub event_type: EventType,
     /// The event's JSON exactly as the store holds it.
     pub json: Bytes,
+}
+
+impl RecentEvent {
+    /// What it holds in memory, roughly.
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.partnership.len() + self.json.len()
+    }
 }
 
 /// The tail itself, shared by the flusher (which adds) and the readers.
@@ -66,12 +74,12 @@ impl Recent {
                 tail.events.clear();
                 tail.bytes = 0;
             }
-            tail.bytes += event.json.len();
+            tail.bytes += event.size();
             tail.events.push_back(event);
         }
         while tail.bytes > self.limit {
             match tail.events.pop_front() {
-                Some(dropped) => tail.bytes -= dropped.json.len(),
+                Some(dropped) => tail.bytes -= dropped.size(),
                 None => break,
             }
         }
@@ -113,9 +121,10 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_events_within_its_limit() {
-        let recent = Recent::new(30);
+        let each = event(0, 10).size();
+        let recent = Recent::new(3 * each);
         recent.extend((1..=5).map(|p| event(p, 10)).collect());
-        // 50 bytes offered, 30 kept: positions 3 to 5.
+        // Five events offered, room for three: positions 3 to 5.
         assert_eq!(positions(recent.range(2, 5)), Some(vec![3, 4, 5]));
         assert_eq!(positions(recent.range(3, 4)), Some(vec![4]));
         assert_eq!(positions(recent.range(4, 9)), Some(vec![5]));
