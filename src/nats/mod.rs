@@ -393,18 +393,18 @@ pub async fn run(
     Ok(())
 }
 
-/// Connects with the options given. The connection is made in the
-/// background and retried for ever, so that the ledger starts (and serves
-/// HTTP) while NATS is still down; every loop waits for it by retrying.
-///
-/// The ledger's two connections: the ingest's, which counts in `0` the
-/// moments messages may have been lost in transit (disconnections, and
-/// subscriptions that fell behind), and the outboxes'.
+/// The ledger's two connections.
 enum Link {
+    /// The ingest's, with the count of the moments messages may have been
+    /// lost in transit: disconnections, and subscriptions that fell behind.
     Ingest(watch::Sender<u64>),
+    /// The outboxes'.
     Outbox,
 }
 
+/// Connects with the options given. The connection is made in the
+/// background and retried for ever, so that the ledger starts (and serves
+/// HTTP) while NATS is still down; every loop waits for it by retrying.
 async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::Client, NatsError> {
     let readable = |what: &'static str, path: &PathBuf| {
         std::fs::metadata(path)
@@ -415,9 +415,9 @@ async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::C
                 source,
             })
     };
-    let (name, interruptions) = match link {
-        Link::Ingest(interruptions) => ("rotation-ledger", Some(interruptions)),
-        Link::Outbox => ("rotation-ledger-outbox", None),
+    let (name, waiting, interruptions) = match link {
+        Link::Ingest(interruptions) => ("rotation-ledger", "ingest waits", Some(interruptions)),
+        Link::Outbox => ("rotation-ledger-outbox", "publication waits", None),
     };
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
@@ -435,11 +435,7 @@ async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::C
                 };
                 match event {
                     async_nats::Event::Disconnected => {
-                        if interruptions.is_some() {
-                            tracing::warn!("NATS disconnected: ingest waits, nothing is lost");
-                        } else {
-                            tracing::warn!("NATS disconnected: publication waits, nothing is lost");
-                        }
+                        tracing::warn!("NATS disconnected: {waiting}, nothing is lost");
                         interrupted();
                     }
                     async_nats::Event::SlowConsumer(sid) => {

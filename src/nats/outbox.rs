@@ -7,14 +7,14 @@
 //! recent tail in memory ([`Ledger::recent_events`]), as the writer made
 //! them; only an outbox further behind (after an outage or a restart)
 //! reads them back from the store. The outboxes publish on a connection
-//! of their own, beside the ingest's. Only the last message of each read asks JetStream
-//! for an ack; the others are plain publishes on the same connection. Each
-//! message expects its predecessor's stream sequence (below), so the last
-//! one is stored only if every one before it was: its ack confirms the
-//! whole read, and JetStream sends one ack where it would send hundreds.
-//! The cursor moves to the highest position so confirmed (acks are taken in
-//! publication order), and is written to the
-//! store's checkpoint (`nats-outbox`, `nats-rejections`: a u64, big-endian)
+//! of their own, beside the ingest's. Only the last message of each read
+//! asks JetStream for an ack; the others are plain publishes on the same
+//! connection. Each message expects its predecessor's stream sequence
+//! (below), so the last one is stored only if every one before it was: its
+//! ack confirms the whole read, and JetStream sends one ack where it would
+//! send hundreds. The cursor moves to the highest position so confirmed
+//! (acks are taken in publication order), and is written to the store's
+//! checkpoint (`nats-outbox`, `nats-rejections`: a u64, big-endian)
 //! every [`PERSIST_EVENTS`] positions or [`PERSIST_INTERVAL`], never per
 //! event. The loop wakes on [`Ledger::subscribe`], so an event is on its way
 //! to NATS as soon as it is durable.
