@@ -3,6 +3,7 @@
 //! token is never stored.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,11 +18,12 @@ pub enum Role {
     Admin,
 }
 
-/// The partnerships a caller may act for.
+/// The partnerships a caller may act for. The set is shared: every
+/// submission carries its caller, and cloning a scope costs a count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
-    Only(BTreeSet<String>),
+    Only(Arc<BTreeSet<String>>),
 }
 
 impl Scope {
@@ -30,7 +32,7 @@ impl Scope {
         if list.iter().any(|p| p == "*") {
             Self::All
         } else {
-            Self::Only(list.iter().cloned().collect())
+            Self::Only(Arc::new(list.iter().cloned().collect()))
         }
     }
 
@@ -63,7 +65,7 @@ impl Caller {
     pub fn publisher_for(partnership: &str) -> Self {
         Self {
             role: Role::Publisher,
-            scope: Scope::Only(BTreeSet::from([partnership.to_owned()])),
+            scope: Scope::Only(Arc::new(BTreeSet::from([partnership.to_owned()]))),
         }
     }
 

@@ -281,24 +281,34 @@ async fn read(
 fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     let mut submissions = Vec::with_capacity(messages.len());
     let mut inbound = Vec::with_capacity(messages.len());
-    // A lot usually comes from one partnership: its caller and receipt
+    // A lot usually comes from one subject: its caller, origin and receipt
     // subject are made once.
-    let mut last: Option<(String, Caller, async_nats::Subject)> = None;
+    let mut last: Option<(
+        async_nats::Subject,
+        String,
+        Caller,
+        String,
+        async_nats::Subject,
+    )> = None;
     for message in messages {
         let (message, acker) = message.split();
-        let subject = message.subject.as_str();
-        let partnership = names.partnership_of(subject);
-        let (partnership, caller, receipts) = match &last {
-            Some(known) if known.0 == partnership => known,
-            _ => last.insert((
-                partnership.to_owned(),
-                Caller::publisher_for(partnership),
-                names.receipts(partnership).into(),
-            )),
+        let (_, partnership, caller, origin, receipts) = match &last {
+            Some(known) if known.0 == message.subject => known,
+            _ => {
+                let subject = message.subject.as_str();
+                let partnership = names.partnership_of(subject);
+                last.insert((
+                    message.subject.clone(),
+                    partnership.to_owned(),
+                    Caller::publisher_for(partnership),
+                    format!("nats:{subject}"),
+                    names.receipts(partnership).into(),
+                ))
+            }
         };
         let body = structured(&message);
         submissions.push(
-            Submission::from_json(body, format!("nats:{subject}"), caller.clone())
+            Submission::from_json(body, origin.clone(), caller.clone())
                 .with_partnership_hint(partnership.clone()),
         );
         inbound.push(Inbound {

@@ -202,12 +202,16 @@ impl Names {
         format!("{}.ledger.>", self.prefix)
     }
 
+    /// Made for every published event: concatenated, not formatted.
     fn ledger_subject(&self, partnership: &str, noun_verb: &str) -> String {
-        format!(
-            "{}.ledger.{}.{noun_verb}",
-            self.prefix,
-            routable(partnership)
-        )
+        let partnership = routable(partnership);
+        let mut subject = String::with_capacity(
+            self.prefix.len() + partnership.len() + noun_verb.len() + ".ledger..".len(),
+        );
+        for part in [&self.prefix, ".ledger.", partnership, ".", noun_verb] {
+            subject.push_str(part);
+        }
+        subject
     }
 
     fn rejected_stream(&self) -> String {

@@ -186,7 +186,9 @@ impl Feed {
                         .map(|event| {
                             let subject = names
                                 .ledger_subject(&event.partnership, event.event_type.noun_verb());
-                            message(event.position, subject, &event.id.to_string(), event.json)
+                            let mut id = uuid::Uuid::encode_buffer();
+                            let id = event.id.hyphenated().encode_lower(&mut id);
+                            message(event.position, subject, id, event.json)
                         })
                         .collect());
                 }

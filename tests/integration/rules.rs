@@ -86,12 +86,12 @@ async fn check_bytes(
 fn publisher(partnerships: &[&str]) -> Caller {
     Caller {
         role: Role::Publisher,
-        scope: Scope::Only(
+        scope: Scope::Only(std::sync::Arc::new(
             partnerships
                 .iter()
                 .map(|p| (*p).to_owned())
                 .collect::<BTreeSet<_>>(),
-        ),
+        )),
     }
 }
 
