@@ -170,11 +170,19 @@ impl Committed<'_> {
     /// SHA-256 of `prevhash`'s bytes followed by the pieces, in hex.
     fn hash(&self, prevhash: &str) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(hex::decode(prevhash).unwrap_or_default());
+        // Sealed once per event: hex through buffers, not iterators.
+        let mut previous = [0u8; 32];
+        match hex::decode_to_slice(prevhash, &mut previous) {
+            Ok(()) => hasher.update(previous),
+            // Only a damaged log has another `prevhash`: hash what it holds.
+            Err(_) => hasher.update(hex::decode(prevhash).unwrap_or_default()),
+        }
         for piece in self.pieces() {
             hasher.update(piece);
         }
-        hex::encode(hasher.finalize())
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(hasher.finalize(), &mut text).expect("a SHA-256 is 64 hex digits");
+        String::from_utf8(text.to_vec()).expect("hex digits are UTF-8")
     }
 }
 
