@@ -958,7 +958,14 @@ async fn bench_nats_ingest_measures_on_streams_of_its_own_and_removes_them() {
         .expect("the figure is measured");
     assert_eq!(measured.events, 2_000);
     assert_eq!(measured.baseline_events, 2_000);
-    assert!(measured.took > Duration::ZERO && measured.baseline_took > Duration::ZERO);
+    assert!(measured.took > Duration::ZERO);
+    assert!(
+        measured
+            .baseline_took
+            .iter()
+            .all(|took| *took > Duration::ZERO),
+        "the baseline ran before and after the ledger: {measured:?}"
+    );
     assert!(measured.lag_p99 < Duration::from_secs(10), "{measured:?}");
     let (_client, js) = connect(&nats.url()).await;
     let left: Vec<String> = js
