@@ -276,44 +276,52 @@ async fn read(
     }
 }
 
+/// What an inbound subject (`rotation.in.<partnership>`) implies.
+struct Publisher {
+    subject: async_nats::Subject,
+    partnership: String,
+    /// A publisher for that partnership only.
+    caller: Caller,
+    /// `nats:<subject>`, for the rejection log.
+    origin: String,
+    /// Where its receipts go.
+    receipts: async_nats::Subject,
+}
+
+impl Publisher {
+    fn of(names: &Names, subject: &async_nats::Subject) -> Self {
+        let partnership = names.partnership_of(subject.as_str());
+        Self {
+            subject: subject.clone(),
+            partnership: partnership.to_owned(),
+            caller: Caller::publisher_for(partnership),
+            origin: format!("nats:{subject}"),
+            receipts: names.receipts(partnership).into(),
+        }
+    }
+}
+
 /// Turns messages into submissions: the parsing happens here, off the
 /// ledger's writer and off the async threads.
 fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     let mut submissions = Vec::with_capacity(messages.len());
     let mut inbound = Vec::with_capacity(messages.len());
-    // A lot usually comes from one subject: its caller, origin and receipt
-    // subject are made once.
-    let mut last: Option<(
-        async_nats::Subject,
-        String,
-        Caller,
-        String,
-        async_nats::Subject,
-    )> = None;
+    // A lot usually comes from one subject: what it implies is made once.
+    let mut last: Option<Publisher> = None;
     for message in messages {
         let (message, acker) = message.split();
-        let (_, partnership, caller, origin, receipts) = match &last {
-            Some(known) if known.0 == message.subject => known,
-            _ => {
-                let subject = message.subject.as_str();
-                let partnership = names.partnership_of(subject);
-                last.insert((
-                    message.subject.clone(),
-                    partnership.to_owned(),
-                    Caller::publisher_for(partnership),
-                    format!("nats:{subject}"),
-                    names.receipts(partnership).into(),
-                ))
-            }
+        let publisher = match &last {
+            Some(known) if known.subject == message.subject => known,
+            _ => last.insert(Publisher::of(names, &message.subject)),
         };
         let body = structured(&message);
         submissions.push(
-            Submission::from_json(body, origin.clone(), caller.clone())
-                .with_partnership_hint(partnership.clone()),
+            Submission::from_json(body, publisher.origin.clone(), publisher.caller.clone())
+                .with_partnership_hint(publisher.partnership.clone()),
         );
         inbound.push(Inbound {
             acker,
-            receipts: receipts.clone(),
+            receipts: publisher.receipts.clone(),
         });
     }
     Lot {
