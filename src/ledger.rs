@@ -1041,8 +1041,15 @@ impl StateView for View<'_> {
 
     fn stream_events(&mut self, subject: &str) -> Result<Vec<Envelope>, StoreError> {
         let mut out = Vec::new();
-        let stored: Option<StreamState> = self.store.state(subject)?;
-        for position in stored.map(|s| s.positions).unwrap_or_default() {
+        // The applied events first: the cache holds applied states only.
+        let applied = match self.cache.get(subject) {
+            Some(state) => Some(state.positions.clone()),
+            None => self
+                .store
+                .state::<StreamState>(subject)?
+                .map(|state| state.positions),
+        };
+        for position in applied.unwrap_or_default() {
             if let Some(event) = self.store.event(position)? {
                 out.push(event.envelope);
             }
