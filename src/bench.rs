@@ -7,7 +7,7 @@
 //! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
 //! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
 //! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
-//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`, with events published at `p99_at_per_s`) | a JetStream pull consumer that only acks the same messages, run just before the ledger and just after (their mean time) |
+//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`, with events published at `p99_at_per_s`) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last (3 ledger runs, 4 baseline runs, each side over all its runs; the lag over 2 runs) |
 //! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
 //!
 //! The log is built by `append_batched` itself, so every later figure runs
@@ -241,22 +241,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             &format!("nats_ingest: {events} events through {url}"),
         );
         let measured = crate::nats::bench::ingest(url, events, &root).await?;
-        let [before, after] = measured.baseline_took;
-        let per_s = |took: Duration| measured.baseline_events as f64 / took.as_secs_f64();
+        let rates = |runs: &[Duration]| {
+            runs.iter()
+                .map(|took| format!("{:.0}", events as f64 / took.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let lags = measured
+            .lag_p99_each
+            .iter()
+            .map(|p99| format!("{:.1}", p99.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ");
         progress(
             &args,
             &format!(
-                "nats_ingest: baseline {:.0} events/s before the ledger's run, {:.0} after; the figure takes their mean time",
-                per_s(before),
-                per_s(after)
+                "nats_ingest: ledger {} events/s; baseline {} events/s (in turns, baseline first); lag p99 {lags} ms; each figure is over all its runs",
+                rates(&measured.took),
+                rates(&measured.baseline_took),
             ),
         );
-        let mut figure = Figure::new(
-            measured.events,
-            measured.took,
-            measured.baseline_events,
-            (before + after) / 2,
-        );
+        let mut figure = Figure::rates(measured.per_s(), measured.baseline_per_s());
         figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));

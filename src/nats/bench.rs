@@ -9,20 +9,25 @@
 //! - **Baseline**: the same messages published the same way to a stream of
 //!   the same configuration, and a durable pull consumer with the same
 //!   batches that only acknowledges them. Timed from the first publish until
-//!   its ack floor covers the last message. It runs just before the ledger
-//!   and again just after it, each time on a stream of its own, and the
-//!   figure is the two runs' mean: a machine whose speed drifts during the
-//!   run (a shared virtual machine does) moves both sides of the ratio.
-//! - **Publication lag** (p99), measured in a second run on a fresh ledger
-//!   and streams of their own, with events published at the goal's load
+//!   its ack floor covers the last message.
+//! - **Rounds.** The two alternate, baseline first and last ([`ROUNDS`]
+//!   ledger runs between [`ROUNDS`] + 1 baseline runs), each run on
+//!   streams (and a ledger) of its own, and each side's figure is its
+//!   events over its total time. The speed of a shared virtual machine
+//!   drifts by tens of percent within a minute; alternating moves both
+//!   sides of the ratio alike, and several runs keep one slow moment from
+//!   deciding either side.
+//! - **Publication lag** (p99), measured in [`LAG_ROUNDS`] further runs on
+//!   fresh ledgers and streams, with events published at the goal's load
 //!   of [`LAG_LOAD`] events/s (lag at full speed is mostly the queues of an
-//!   overloaded machine): from an event's `recordedtime` (set as its
-//!   group commit is decided, before the flush) to its arrival on a core
-//!   subscriber, for every registration (`<prefix>.ledger.*.participant.
-//!   registered`): one event in twelve, spread evenly through the run, so
-//!   that the observer's own load (a second delivery of every message, and
-//!   its decoding, on the same two cores) does not inflate what it measures.
-//!   The ledger stream must hold every event at the end.
+//!   overloaded machine), over the lags of all of them: from an event's
+//!   `recordedtime` (set as its group commit is decided, before the flush)
+//!   to its arrival on a core subscriber, for every registration
+//!   (`<prefix>.ledger.*.participant.registered`): one event in twelve,
+//!   spread evenly through the run, so that the observer's own load (a
+//!   second delivery of every message, and its decoding, on the same two
+//!   cores) does not inflate what it measures. The ledger stream must hold
+//!   every event at the end of every run.
 //!
 //! Everything runs under a prefix of its own (`bench-<random>`), so that a
 //! bench never touches the ledger's real streams; its streams are deleted
@@ -45,16 +50,45 @@ use crate::ledger::{Ledger, LedgerOptions};
 /// What `nats_ingest` measured.
 #[derive(Debug, Clone)]
 pub struct IngestMeasurement {
+    /// The events of each run, the ledger's and the baseline's alike.
     pub events: u64,
-    pub took: Duration,
-    pub baseline_events: u64,
-    /// The baseline's two runs: just before the ledger's, and just after.
-    pub baseline_took: [Duration; 2],
-    /// The 99th percentile of the publication lag, at `lag_load`.
+    /// Each of the ledger's runs, in order.
+    pub took: Vec<Duration>,
+    /// Each of the baseline's runs, in order: one before the ledger's
+    /// first, and one after each of the ledger's.
+    pub baseline_took: Vec<Duration>,
+    /// The 99th percentile of the publication lag, at `lag_load`, over
+    /// every lag run.
     pub lag_p99: Duration,
+    /// The p99 of each lag run alone.
+    pub lag_p99_each: Vec<Duration>,
     /// The events/s published while the lag was measured.
     pub lag_load: f64,
 }
+
+impl IngestMeasurement {
+    /// The ledger's events/s over all its runs.
+    pub fn per_s(&self) -> f64 {
+        rate(self.events, &self.took)
+    }
+
+    /// The baseline's events/s over all its runs.
+    pub fn baseline_per_s(&self) -> f64 {
+        rate(self.events, &self.baseline_took)
+    }
+}
+
+/// `events` per run over the runs' total time.
+fn rate(events: u64, runs: &[Duration]) -> f64 {
+    let total: Duration = runs.iter().sum();
+    (events * runs.len() as u64) as f64 / total.as_secs_f64().max(1e-9)
+}
+
+/// How many times the ledger's figure is measured, between baseline runs.
+pub const ROUNDS: usize = 3;
+
+/// How many runs the publication lag is measured over.
+pub const LAG_ROUNDS: usize = 2;
 
 /// The load the publication lag is measured at: the goal's 20,000 events/s.
 const LAG_LOAD: f64 = 20_000.0;
@@ -93,56 +127,93 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
         .and_then(|v| v["partnership"].as_str().map(str::to_owned))
         .context("no events to measure")?;
 
-    // The paced run has streams of its own, and a fresh ledger.
-    let paced_names = Arc::new(Names::new(&format!("{prefix}-paced"))?);
+    // Every run has streams of its own, deleted as soon as it is over, so
+    // that each starts on a server holding what the first did; and the
+    // ledger's runs have fresh ledgers.
+    let rounds: Vec<Arc<Names>> = (1..=ROUNDS)
+        .map(|round| Names::new(&format!("{prefix}-r{round}")).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let paced: Vec<Arc<Names>> = (1..=LAG_ROUNDS)
+        .map(|round| Names::new(&format!("{prefix}-paced{round}")).map(Arc::new))
+        .collect::<Result<_, _>>()?;
     let result = async {
-        let before = baseline(&js, &names, "BASE", &partnership, &payloads).await?;
-        let (took, _) = through_ledger(
-            url,
-            &client,
-            &js,
-            &names,
-            &partnership,
-            &payloads,
-            dir,
-            None,
-        )
-        .await?;
-        let after = baseline(&js, &names, "BASE_AFTER", &partnership, &payloads).await?;
-        let paced = &payloads[..payloads.len().min(LAG_EVENTS)];
-        let (_, lag_p99) = through_ledger(
-            url,
-            &client,
-            &js,
-            &paced_names,
-            &partnership,
-            paced,
-            dir,
-            Some(LAG_LOAD),
-        )
-        .await?;
+        let mut baseline_took =
+            vec![baseline(&js, &names, "BASE0", &partnership, &payloads).await?];
+        delete_streams(&js, &[names.stream("BASE0")]).await;
+        let mut took = Vec::with_capacity(ROUNDS);
+        for (round, round_names) in rounds.iter().enumerate() {
+            let (ledger, _) = through_ledger(
+                url,
+                &client,
+                &js,
+                round_names,
+                &partnership,
+                &payloads,
+                dir,
+                None,
+            )
+            .await?;
+            took.push(ledger);
+            delete_streams(&js, &ledger_streams(round_names)).await;
+            let base = format!("BASE{}", round + 1);
+            baseline_took.push(baseline(&js, &names, &base, &partnership, &payloads).await?);
+            delete_streams(&js, &[names.stream(&base)]).await;
+        }
+        let lag_events = &payloads[..payloads.len().min(LAG_EVENTS)];
+        let mut lags = Vec::new();
+        let mut lag_p99_each = Vec::with_capacity(LAG_ROUNDS);
+        for paced_names in &paced {
+            let (_, mut run) = through_ledger(
+                url,
+                &client,
+                &js,
+                paced_names,
+                &partnership,
+                lag_events,
+                dir,
+                Some(LAG_LOAD),
+            )
+            .await?;
+            delete_streams(&js, &ledger_streams(paced_names)).await;
+            run.sort_unstable();
+            lag_p99_each.push(p99(&run));
+            lags.append(&mut run);
+        }
+        lags.sort_unstable();
         Ok::<_, anyhow::Error>(IngestMeasurement {
             events,
             took,
-            baseline_events: events,
-            baseline_took: [before, after],
-            lag_p99,
+            baseline_took,
+            lag_p99: p99(&lags),
+            lag_p99_each,
             lag_load: LAG_LOAD,
         })
     }
     .await;
-    for names in [&names, &paced_names] {
-        for stream in [
-            names.in_stream(),
-            names.ledger_stream(),
-            names.rejected_stream(),
-            names.stream("BASE"),
-            names.stream("BASE_AFTER"),
-        ] {
-            let _ = js.delete_stream(&stream).await;
-        }
+    // After a failure, what is left of the runs.
+    for run in rounds.iter().chain(&paced) {
+        delete_streams(&js, &ledger_streams(run)).await;
+    }
+    for round in 0..=ROUNDS {
+        delete_streams(&js, &[names.stream(&format!("BASE{round}"))]).await;
     }
     result
+}
+
+/// The streams a ledger run under `names` makes.
+fn ledger_streams(names: &Names) -> [String; 3] {
+    [
+        names.in_stream(),
+        names.ledger_stream(),
+        names.rejected_stream(),
+    ]
+}
+
+/// Deletes `streams`, those that exist.
+async fn delete_streams(js: &jetstream::Context, streams: &[String]) {
+    for stream in streams {
+        let _ = js.delete_stream(stream).await;
+    }
 }
 
 /// Publishes every payload to `subject` with its id as `Nats-Msg-Id`, many
@@ -244,7 +315,8 @@ async fn baseline(
 
 /// The ledger's figure: publish (as fast as the server takes it, or at
 /// `pace` events/s), and wait until every event is committed and
-/// acknowledged; meanwhile measure the publication lag.
+/// acknowledged; meanwhile record the publication lag of every sampled
+/// event.
 #[allow(clippy::too_many_arguments)]
 async fn through_ledger(
     url: &str,
@@ -255,7 +327,7 @@ async fn through_ledger(
     payloads: &[(String, bytes::Bytes)],
     dir: &Path,
     pace: Option<f64>,
-) -> Result<(Duration, Duration)> {
+) -> Result<(Duration, Vec<Duration>)> {
     let dir = dir.join("nats-ledger");
     let _ = std::fs::remove_dir_all(&dir);
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
@@ -322,7 +394,7 @@ async fn through_ledger(
     }
     let took = started.elapsed();
 
-    let mut lags = tokio::time::timeout(Duration::from_secs(60), lags)
+    let lags = tokio::time::timeout(Duration::from_secs(60), lags)
         .await
         .context("not every sampled event was published within a minute")??;
     let stored = loop {
@@ -345,9 +417,12 @@ async fn through_ledger(
         stored == count,
         "the ledger stream holds {stored} of {count} events"
     );
-    lags.sort_unstable();
-    let p99 = lags[(lags.len() * 99 / 100).min(lags.len() - 1)];
-    Ok((took, p99))
+    Ok((took, lags))
+}
+
+/// The 99th percentile of sorted, non-empty `lags`.
+fn p99(lags: &[Duration]) -> Duration {
+    lags[(lags.len() * 99 / 100).min(lags.len() - 1)]
 }
 
 /// The event type whose events the lag is measured on, and its subject.
