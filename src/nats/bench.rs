@@ -127,7 +127,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
         .and_then(|v| v["partnership"].as_str().map(str::to_owned))
         .context("no events to measure")?;
 
-    // Every run has streams of its own, deleted as soon as it is over, so
+    // Every run has streams of its own, which it deletes when it ends, so
     // that each starts on a server holding what the first did; and the
     // ledger's runs have fresh ledgers.
     let rounds: Vec<Arc<Names>> = (1..=ROUNDS)
@@ -139,7 +139,6 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
     let result = async {
         let mut baseline_took =
             vec![baseline(&js, &names, "BASE0", &partnership, &payloads).await?];
-        delete_streams(&js, &[names.stream("BASE0")]).await;
         let mut took = Vec::with_capacity(ROUNDS);
         for (round, round_names) in rounds.iter().enumerate() {
             let (ledger, _) = through_ledger(
@@ -154,10 +153,8 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
             )
             .await?;
             took.push(ledger);
-            delete_streams(&js, &ledger_streams(round_names)).await;
             let base = format!("BASE{}", round + 1);
             baseline_took.push(baseline(&js, &names, &base, &partnership, &payloads).await?);
-            delete_streams(&js, &[names.stream(&base)]).await;
         }
         let lag_events = &payloads[..payloads.len().min(LAG_EVENTS)];
         let mut lags = Vec::new();
@@ -174,7 +171,6 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
                 Some(LAG_LOAD),
             )
             .await?;
-            delete_streams(&js, &ledger_streams(paced_names)).await;
             run.sort_unstable();
             lag_p99_each.push(p99(&run));
             lags.append(&mut run);
@@ -190,12 +186,14 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
         })
     }
     .await;
-    // After a failure, what is left of the runs.
-    for run in rounds.iter().chain(&paced) {
-        delete_streams(&js, &ledger_streams(run)).await;
-    }
-    for round in 0..=ROUNDS {
-        delete_streams(&js, &[names.stream(&format!("BASE{round}"))]).await;
+    if result.is_err() {
+        // Each run deletes its streams when it ends; a failed one leaves them.
+        for run in rounds.iter().chain(&paced) {
+            delete_streams(&js, &ledger_streams(run)).await;
+        }
+        for round in 0..=ROUNDS {
+            delete_streams(&js, &[names.stream(&format!("BASE{round}"))]).await;
+        }
     }
     result
 }
@@ -266,7 +264,8 @@ async fn acked(consumer: &consumer::PullConsumer, count: u64) -> Result<()> {
 }
 
 /// The raw JetStream baseline: publish, pull, ack; nothing else. `name`
-/// names its stream, whose subjects are its lower-case form.
+/// names its stream, whose subjects are its lower-case form; the stream is
+/// deleted at the end.
 async fn baseline(
     js: &jetstream::Context,
     names: &Names,
@@ -275,8 +274,9 @@ async fn baseline(
     payloads: &[(String, bytes::Bytes)],
 ) -> Result<Duration> {
     let subjects = format!("{}.{}", names.prefix, name.to_ascii_lowercase());
+    let stream_name = names.stream(name);
     let mut config = names.in_config();
-    config.name = names.stream(name);
+    config.name = stream_name.clone();
     config.subjects = vec![format!("{subjects}.>")];
     let stream = js.create_stream(config).await?;
     let mut consumer_config = ingest::consumer_config(names);
@@ -310,13 +310,14 @@ async fn baseline(
     acked(&consumer, count).await?;
     let took = started.elapsed();
     acker.await??;
+    delete_streams(js, &[stream_name]).await;
     Ok(took)
 }
 
 /// The ledger's figure: publish (as fast as the server takes it, or at
 /// `pace` events/s), and wait until every event is committed and
 /// acknowledged; meanwhile record the publication lag of every sampled
-/// event.
+/// event. The streams under `names` are deleted at the end.
 #[allow(clippy::too_many_arguments)]
 async fn through_ledger(
     url: &str,
@@ -408,6 +409,7 @@ async fn through_ledger(
     shutdown.cancel();
     nats.await??;
     ledger.close();
+    delete_streams(js, &ledger_streams(names)).await;
     anyhow::ensure!(
         lags.len() == sampled && sampled > 0,
         "{} of {sampled} sampled events were published",
