@@ -69,6 +69,15 @@ impl Caller {
         }
     }
 
+    /// The one partnership this caller acts for, if its scope names exactly
+    /// one.
+    pub fn sole_partnership(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Only(set) if set.len() == 1 => set.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// Whether this caller may publish events for `partnership`.
     pub fn may_publish(&self, partnership: &str) -> bool {
         matches!(self.role, Role::Publisher | Role::Admin) && self.scope.allows(partnership)

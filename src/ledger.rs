@@ -725,10 +725,23 @@ impl Writer {
                 rejection: None,
             });
         };
-        let partnership = envelopes
-            .first()
-            .map(|e| e.partnership.clone())
-            .or_else(|| submission.partnership_hint.clone());
+        // A rejection (the body as received) is kept and published under
+        // the partnership it belongs to: the one its events name, unless the
+        // caller may not publish for that one. A forbidden submission
+        // belongs to the partnership it came from (the NATS subject's, or
+        // the caller's only one), so that nobody can make their messages
+        // reach another partnership's subscribers.
+        let partnership = if violation.code == ErrorCode::Forbidden {
+            submission
+                .partnership_hint
+                .clone()
+                .or_else(|| submission.caller.sole_partnership().map(str::to_owned))
+        } else {
+            envelopes
+                .first()
+                .map(|e| e.partnership.clone())
+                .or_else(|| submission.partnership_hint.clone())
+        };
         let receipts = if envelopes.is_empty() {
             vec![Receipt {
                 id: None,

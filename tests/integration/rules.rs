@@ -990,6 +990,8 @@ async fn rejections_are_kept_with_their_code_and_body() {
     );
     assert_eq!(records[4].partnership.as_deref(), Some("stoke"));
     assert_eq!(records[5].body.as_deref(), Some(forbidden.as_str()));
+    // Kept under the caller's partnership, not the one the event names.
+    assert_eq!(records[5].partnership.as_deref(), Some("leek"));
     // Paging after a sequence number.
     let later: Vec<u64> = ledger
         .ledger
