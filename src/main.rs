@@ -104,6 +104,11 @@ struct DemoArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Append CloudEvents from a JSON Lines file; prints `accepted N, duplicate N, rejected N`.
+    #[command(
+        after_help = "Exit status: 0 when every event was committed or was already \
+        there; 2 when some were rejected (each named on standard error with its line and code, \
+        and kept: see `rejections`), the rest being committed; 1 when the import failed."
+    )]
     Import {
         #[command(flatten)]
         data: DataDir,
@@ -441,6 +446,11 @@ async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
     ledger.close();
     if summary.accepted + summary.duplicate + summary.rejected == 0 && size > 0 {
         bail!("{name} holds no events");
+    }
+    if summary.rejected > 0 {
+        // The rest is committed; the status tells a script that part of
+        // the file was refused.
+        std::process::exit(2);
     }
     Ok(())
 }
