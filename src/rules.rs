@@ -118,6 +118,19 @@ pub enum Entity {
     Rotation(Rotation),
 }
 
+impl Entity {
+    /// Whether the entity's creating event is in force: made and not
+    /// retracted.
+    pub fn exists(&self) -> bool {
+        match self {
+            Self::Partnership { registered } => *registered,
+            Self::Employer { enrolled } => *enrolled,
+            Self::Person(person) => person.role.is_some(),
+            Self::Rotation(rotation) => rotation.employer.is_some(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Person {
     /// `None` until registered, and again if the registration is retracted.
@@ -222,11 +235,14 @@ pub fn decide(
                 ),
             )));
         }
-        Some(_) if creates => {
+        Some(state) if creates && state.entity.exists() => {
             return Ok(Err(Violation::rule(format!(
                 "stream {subject} already exists"
             ))));
         }
+        // A stream whose creating event was retracted may be created
+        // again: a registration made by mistake and retracted does not
+        // lock the person out. The stream goes on, with its history.
         Some(state) => state,
     };
     if state.partnership != envelope.partnership {

@@ -1135,6 +1135,30 @@ async fn retracting_a_registration_leaves_the_person_unregistered() {
 }
 
 #[tokio::test]
+async fn a_retracted_registration_can_be_made_again() {
+    let registered = jobseeker_registered(21);
+    // Each event has an id of its own.
+    let again = jobseeker_registered(21);
+    let given = scheme_and(&[registered.clone(), retraction(&registered)]);
+    check(&given, again.clone(), "accepted").await;
+    // Registered again, the person is as any other; and still only once.
+    let given = scheme_and(&[registered.clone(), retraction(&registered), again]);
+    check(&given, assessed(21, true), "accepted").await;
+    check(&given, jobseeker_registered(21), "rule_violation").await;
+}
+
+#[tokio::test]
+async fn a_retracted_agreement_can_be_made_again() {
+    let agreed = rotation_agreed(101, 1);
+    let again = rotation_agreed(101, 1);
+    let given = scheme_and(&[agreed.clone(), retraction(&agreed)]);
+    check(&given, release_started(101, 201, 10), "rule_violation").await;
+    check(&given, again.clone(), "accepted").await;
+    let given = scheme_and(&[agreed.clone(), retraction(&agreed), again]);
+    check(&given, release_started(101, 201, 10), "accepted").await;
+}
+
+#[tokio::test]
 async fn version_one_substitution_is_upcast_and_checked() {
     // Version 1 of `substitution_started` named one release in `release_id`.
     let v1 = |release: u128| {
