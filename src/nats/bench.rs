@@ -138,7 +138,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
         .collect::<Result<_, _>>()?;
     let result = async {
         let mut baseline_took =
-            vec![baseline(&js, &names, "BASE0", &partnership, &payloads).await?];
+            vec![baseline(&js, &names, &baseline_name(0), &partnership, &payloads).await?];
         let mut took = Vec::with_capacity(ROUNDS);
         for (round, round_names) in rounds.iter().enumerate() {
             let (ledger, _) = through_ledger(
@@ -153,7 +153,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
             )
             .await?;
             took.push(ledger);
-            let base = format!("BASE{}", round + 1);
+            let base = baseline_name(round + 1);
             baseline_took.push(baseline(&js, &names, &base, &partnership, &payloads).await?);
         }
         let lag_events = &payloads[..payloads.len().min(LAG_EVENTS)];
@@ -192,10 +192,16 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
             delete_streams(&js, &ledger_streams(run)).await;
         }
         for round in 0..=ROUNDS {
-            delete_streams(&js, &[names.stream(&format!("BASE{round}"))]).await;
+            delete_streams(&js, &[names.stream(&baseline_name(round))]).await;
         }
     }
     result
+}
+
+/// The name of the baseline's run `round` (0 before the ledger's first),
+/// which names its stream.
+fn baseline_name(round: usize) -> String {
+    format!("BASE{round}")
 }
 
 /// The streams a ledger run under `names` makes.
