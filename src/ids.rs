@@ -17,7 +17,7 @@
 //! at the end of the log (a store written before runs existed) are rebuilt
 //! from the events first.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::hash::BuildHasher;
 
 use uuid::Uuid;
@@ -27,6 +27,9 @@ use crate::store::{Commit, IdRecord, Store, StoreError};
 
 /// Ids to positions, for the ledger's writer.
 pub struct IdIndex {
+    /// SipHash with a key of this process: publishers choose ids, and must
+    /// not be able to choose colliding ones. The maps below, keyed by its
+    /// output, use a fast hash.
     hasher: std::hash::RandomState,
     /// Keyed hash of an id to the position of the first event with that hash.
     positions: HashMap<u64, u64>,
@@ -52,8 +55,8 @@ impl IdIndex {
         let started = std::time::Instant::now();
         let mut index = Self {
             hasher: std::hash::RandomState::new(),
-            positions: HashMap::new(),
-            collisions: HashMap::new(),
+            positions: HashMap::default(),
+            collisions: HashMap::default(),
         };
         let mut covered = 0;
         for run in store.id_runs() {

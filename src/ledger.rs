@@ -11,7 +11,7 @@
 //! Readers see only what has been flushed: every read is bounded by the
 //! durable head that the writer publishes after each flush.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -282,7 +282,7 @@ impl Ledger {
             store: store.clone(),
             options,
             applied: durable,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             ids: None,
         };
         let recent = Arc::new(Recent::new(TAIL_BYTES));
