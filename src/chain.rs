@@ -55,9 +55,17 @@ fn written_canonically(value: &serde_json::Value) -> bool {
             |n| n <= SAFE,
         ),
         Value::Array(items) => items.iter().all(written_canonically),
-        Value::Object(map) => map
-            .iter()
-            .all(|(key, value)| key.is_ascii() && written_canonically(value)),
+        // Maps iterate in key order unless serde_json's `preserve_order`
+        // is on (a feature any dependency could turn on): the order is
+        // checked, not assumed.
+        Value::Object(map) => {
+            let mut previous: Option<&str> = None;
+            map.iter().all(|(key, value)| {
+                let in_order = previous.is_none_or(|p| p < key.as_str());
+                previous = Some(key);
+                in_order && key.is_ascii() && written_canonically(value)
+            })
+        }
     }
 }
 
@@ -399,6 +407,16 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    /// Keys come out sorted whatever order they were received in.
+    #[test]
+    fn canonical_data_sorts_keys_received_out_of_order() {
+        let data: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[true,null],"c":"x"}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&data),
+            br#"{"a":{"c":"x","d":[true,null]},"b":1}"#
+        );
     }
 
     proptest! {
