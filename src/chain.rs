@@ -29,8 +29,9 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// compact serde_json form already is the RFC 8785 form: serde_json's maps
 /// iterate in byte order (UTF-16 order, for ASCII keys), it escapes strings
 /// exactly as RFC 8785 does, and it writes such integers as ECMAScript
-/// does. Only data with floats, larger integers or non-ASCII keys goes
-/// through the JCS crate, which costs several times as much.
+/// does. Only data with floats, larger integers, non-ASCII keys or keys
+/// out of order goes through the JCS crate, which costs several times as
+/// much.
 pub fn canonical_data(envelope: &Envelope) -> Vec<u8> {
     canonical_json(&envelope.data)
 }
