@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,7 +202,7 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -223,7 +224,7 @@ fn main() -> Result<()> {
                 .filter_map(|e| e.downcast_ref::<std::io::Error>())
                 .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         other => other,
     }
@@ -268,7 +269,7 @@ fn open_existing_with(data: &DataDir, options: LedgerOptions) -> Result<Ledger> 
     open_with(data, options)
 }
 
-async fn run(command: Command) -> Result<()> {
+async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Import { data, file } => import(&data, &file).await,
         Command::Dump { data, after } => {
@@ -281,7 +282,7 @@ async fn run(command: Command) -> Result<()> {
                 out.write_all(b"\n")?;
             }
             out.flush()?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, json } => {
             let ledger = open_existing(&data)?;
@@ -300,10 +301,13 @@ async fn run(command: Command) -> Result<()> {
                     verdict.problem.as_deref().unwrap_or("unknown")
                 );
             }
-            if !verdict.ok {
-                std::process::exit(1);
-            }
-            Ok(())
+            // A broken chain is an answer, not a failure of the command,
+            // but scripts need to see it.
+            Ok(if verdict.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Rejections { data, json } => {
             let ledger = open_existing(&data)?;
@@ -321,7 +325,7 @@ async fn run(command: Command) -> Result<()> {
                 }
             }
             out.flush()?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stats { data } => {
             let ledger = open_existing(&data)?;
@@ -338,12 +342,14 @@ async fn run(command: Command) -> Result<()> {
             println!("head hash   {}", head.hash);
             println!("recorded    {}", head.recordedtime);
             println!("disk bytes  {}", ledger.store().size_on_disk()?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(*args).await,
-        Command::Demo(args) => demo(*args).await,
-        Command::Rebuild { data } => rebuild(&data).await,
-        Command::Bench(args) => rotation_ledger::bench::run(args).await,
+        Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Rebuild { data } => rebuild(&data).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => rotation_ledger::bench::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Simulate {
             partnerships,
             jobseekers,
@@ -378,7 +384,7 @@ async fn run(command: Command) -> Result<()> {
                 sink.write_all(b"\n")?;
             }
             sink.flush()?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Export {
             data,
@@ -417,12 +423,14 @@ async fn run(command: Command) -> Result<()> {
                 summary.rows.get("substitutions").unwrap_or(&0),
             );
             ledger.close();
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
+/// Exits 0 when everything was committed (or already there), 2 when some
+/// of the file was rejected and the rest committed.
+async fn import(data: &DataDir, file: &PathBuf) -> Result<ExitCode> {
     let ledger = open(data)?;
     let name = file.display().to_string();
     let (input, size): (Box<dyn std::io::BufRead + Send>, u64) = if name == "-" {
@@ -447,12 +455,13 @@ async fn import(data: &DataDir, file: &PathBuf) -> Result<()> {
     if summary.accepted + summary.duplicate + summary.rejected == 0 && size > 0 {
         bail!("{name} holds no events");
     }
-    if summary.rejected > 0 {
-        // The rest is committed; the status tells a script that part of
-        // the file was refused.
-        std::process::exit(2);
-    }
-    Ok(())
+    // The rest is committed; the status tells a script that part of the
+    // file was refused.
+    Ok(if summary.rejected > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load_config(path: Option<&Path>) -> Result<Option<Config>> {
