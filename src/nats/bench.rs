@@ -8,8 +8,9 @@
 //!   floor covers the last message and the ledger's head holds every event.
 //! - **Baseline**: the same messages published the same way to a stream of
 //!   the same configuration, and a durable pull consumer with the same
-//!   batches that only acknowledges them. Timed from the first publish until
-//!   its ack floor covers the last message.
+//!   batches and acks that only acknowledges them (with the ledger's ack
+//!   policy: one ack for each batch taken). Timed from the first publish
+//!   until its ack floor covers the last message.
 //! - **Rounds.** The two alternate, baseline first and last ([`ROUNDS`]
 //!   ledger runs between [`ROUNDS`] + 1 baseline runs), each run on
 //!   streams (and a ledger) of its own, and each side's figure is its
@@ -284,8 +285,10 @@ async fn baseline(
     let mut config = names.in_config();
     config.name = stream_name.clone();
     config.subjects = vec![format!("{subjects}.>")];
+    let retention = config.retention;
     let stream = js.create_stream(config).await?;
-    let mut consumer_config = ingest::consumer_config(names);
+    let mut consumer_config = ingest::consumer_config(names, retention);
+    let each_message = consumer_config.ack_policy != consumer::AckPolicy::All;
     consumer_config.filter_subject = format!("{subjects}.>");
     let consumer: consumer::PullConsumer = stream.create_consumer(consumer_config).await?;
     let count = payloads.len() as u64;
@@ -296,17 +299,24 @@ async fn baseline(
                 .stream()
                 .max_messages_per_batch(ingest::BATCH)
                 .messages()
-                .await?;
-            let mut acked = 0u64;
-            while acked < count {
-                let Some(message) = messages.next().await else {
+                .await?
+                .ready_chunks(ingest::BATCH);
+            let mut taken = 0u64;
+            while taken < count {
+                let Some(chunk) = messages.next().await else {
                     break;
                 };
-                message?
-                    .ack()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot ack: {e}"))?;
-                acked += 1;
+                let last = chunk.len() - 1;
+                for (index, message) in chunk.into_iter().enumerate() {
+                    let message = message?;
+                    taken += 1;
+                    if each_message || index == last {
+                        message
+                            .ack()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("cannot ack: {e}"))?;
+                    }
+                }
             }
             Ok::<_, anyhow::Error>(())
         })

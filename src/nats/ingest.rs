@@ -11,6 +11,16 @@
 //! overlaps flushing the one before; they enter the ledger in the order
 //! they were read, which keeps a publisher's events in order.
 //!
+//! A lot is acknowledged with one ack, of its last message: the consumer
+//! acks all (`AckPolicy::All`), and lots are answered in the order read, so
+//! that ack covers the lot and every one before it. An ack a message would
+//! cost JetStream more than storing the message. Since `ROTATION_IN` keeps
+//! its messages (limits retention), the ledger purges from it, about once
+//! a second, everything up to the last message it has answered. A
+//! work-queue `ROTATION_IN`, made by an operator or by an earlier version,
+//! is used as it is: a work queue admits only explicit acks, so then every
+//! message is acked, and JetStream removes it itself.
+//!
 //! A message is never acknowledged before the ledger answered it. When the
 //! ledger cannot store (its writer stopped after a storage failure), the
 //! messages are negatively acknowledged with a delay, so JetStream
@@ -64,6 +74,10 @@ const MAX_ACK_PENDING: i64 = 20_000;
 /// what was unanswered at once (see [`in_order`]).
 const ACK_WAIT: Duration = Duration::from_secs(15);
 
+/// How often the ledger purges answered messages from `ROTATION_IN` at
+/// most.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a message refused for a storage failure waits before JetStream
 /// offers it again.
 const NAK_DELAY: Duration = Duration::from_secs(5);
@@ -96,6 +110,26 @@ enum IngestError {
 struct Lot {
     submissions: Vec<Submission>,
     inbound: Vec<Inbound>,
+    /// The stream sequence of the lot's last message.
+    last_sequence: Option<u64>,
+}
+
+/// How the consumer acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acking {
+    /// One ack, of each lot's last message (`AckPolicy::All`).
+    LastOfLot,
+    /// Every message (`AckPolicy::Explicit`, as a work queue demands).
+    EachMessage,
+}
+
+impl Acking {
+    fn of(policy: consumer::AckPolicy) -> Self {
+        match policy {
+            consumer::AckPolicy::All => Self::LastOfLot,
+            _ => Self::EachMessage,
+        }
+    }
 }
 
 struct Inbound {
@@ -139,13 +173,25 @@ pub(super) async fn consume(
     }
 }
 
-/// The durable pull consumer's configuration.
-pub(crate) fn consumer_config(names: &Names) -> pull::Config {
+/// The ack policy the consumer gets on a stream of `retention`: acks of
+/// whole lots, unless a work queue demands an ack of every message.
+pub(crate) fn ack_policy(retention: jetstream::stream::RetentionPolicy) -> consumer::AckPolicy {
+    match retention {
+        jetstream::stream::RetentionPolicy::WorkQueue => consumer::AckPolicy::Explicit,
+        _ => consumer::AckPolicy::All,
+    }
+}
+
+/// The durable pull consumer's configuration, on a stream of `retention`.
+pub(crate) fn consumer_config(
+    names: &Names,
+    retention: jetstream::stream::RetentionPolicy,
+) -> pull::Config {
     pull::Config {
         durable_name: Some(DURABLE.to_owned()),
         description: Some("The rotation ledger's ingest".into()),
         filter_subject: names.in_subjects(),
-        ack_policy: consumer::AckPolicy::Explicit,
+        ack_policy: ack_policy(retention),
         ack_wait: ACK_WAIT,
         max_ack_pending: MAX_ACK_PENDING,
         deliver_policy: consumer::DeliverPolicy::All,
@@ -168,7 +214,7 @@ async fn in_order(
     names: &Names,
     client: async_nats::Client,
 ) -> Result<consumer::PullConsumer, Box<dyn std::error::Error + Send + Sync>> {
-    let config = consumer_config(names);
+    let config = consumer_config(names, stream.cached_info().config.retention);
     let Ok(existing) = stream.get_consumer::<pull::Config>(DURABLE).await else {
         return Ok(stream.get_or_create_consumer(DURABLE, config).await?);
     };
@@ -213,6 +259,11 @@ async fn consume_session(
     let consumer = in_order(&stream, names, js.client())
         .await
         .map_err(|e| setup("the durable consumer")(&e))?;
+    // An existing consumer acks as it was made to, whatever this version
+    // would make.
+    let acking = Acking::of(consumer.cached_info().config.ack_policy);
+    let purges =
+        stream.cached_info().config.retention == jetstream::stream::RetentionPolicy::Limits;
     // A pull must be able to carry the largest message the server admits,
     // or such a message would stall the consumer for ever.
     let max_bytes = (16 << 20).max(2 * js.client().server_info().max_payload);
@@ -228,11 +279,53 @@ async fn consume_session(
     backoff.reset();
 
     let (lots, queued) = mpsc::channel::<Lot>(PIPELINE);
+    let (answered, answered_through) = watch::channel(0);
     let reader = read(messages, lots, Arc::clone(names), interrupted, shutdown);
-    let committer = commit(ledger, js.client(), queued);
-    let (read, commit) = tokio::join!(reader, committer);
+    let committer = commit(ledger, js.client(), queued, acking, answered);
+    // The purger never ends the session: it stops with the other two.
+    let purger = async {
+        if purges {
+            purge(&stream, names, answered_through).await;
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let (read, commit) = tokio::select! {
+        both = async { tokio::join!(reader, committer) } => both,
+        never = purger => match never {},
+    };
     commit?;
     read
+}
+
+/// Purges `ROTATION_IN` of the messages the ledger has answered, at most
+/// every [`PURGE_INTERVAL`], until the committer stops. Everything up to
+/// the last answered message is committed or durably rejected, whether or
+/// not its ack reached JetStream; the purge is filtered to the consumer's
+/// subjects, so an operator's other subjects on the stream stay. A purge
+/// that fails is tried again with the next. Returns when the committer
+/// has stopped.
+async fn purge(
+    stream: &jetstream::stream::Stream,
+    names: &Names,
+    mut answered_through: watch::Receiver<u64>,
+) {
+    let mut purged = 0;
+    while answered_through.changed().await.is_ok() {
+        let through = *answered_through.borrow_and_update();
+        if through <= purged {
+            continue;
+        }
+        match stream
+            .purge()
+            .filter(names.in_subjects())
+            .sequence(through + 1)
+            .await
+        {
+            Ok(_) => purged = through,
+            Err(error) => tracing::debug!(%error, "NATS: cannot purge answered messages"),
+        }
+        tokio::time::sleep(PURGE_INTERVAL).await;
+    }
 }
 
 /// The first stage: fetch, parse, queue. Stops fetching at shutdown.
@@ -306,6 +399,10 @@ impl Publisher {
 fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     let mut submissions = Vec::with_capacity(messages.len());
     let mut inbound = Vec::with_capacity(messages.len());
+    let last_sequence = messages
+        .last()
+        .and_then(|message| message.info().ok())
+        .map(|info| info.stream_sequence);
     // A lot usually comes from one subject: what it implies is made once.
     let mut last: Option<Publisher> = None;
     for message in messages {
@@ -327,17 +424,25 @@ fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     Lot {
         submissions,
         inbound,
+        last_sequence,
     }
 }
 
-type Pending = (JoinHandle<Result<Vec<Outcome>, LedgerError>>, Vec<Inbound>);
+type Pending = (
+    JoinHandle<Result<Vec<Outcome>, LedgerError>>,
+    Vec<Inbound>,
+    Option<u64>,
+);
 
 /// The second stage: submit lots in order, with up to [`PIPELINE`] inside
-/// the ledger, and answer each when the ledger has.
+/// the ledger, and answer each when the ledger has. `answered` follows the
+/// stream sequence of the last message answered.
 async fn commit(
     ledger: &Ledger,
     client: async_nats::Client,
     mut lots: mpsc::Receiver<Lot>,
+    acking: Acking,
+    answered: watch::Sender<u64>,
 ) -> Result<(), IngestError> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut open = true;
@@ -350,14 +455,19 @@ async fn commit(
             biased;
             done = async {
                 match pending.front_mut() {
-                    Some((task, _)) => task.await,
+                    Some((task, _, _)) => task.await,
                     None => std::future::pending().await,
                 }
             }, if !pending.is_empty() => {
-                let Some((_, inbound)) = pending.pop_front() else { continue };
+                let Some((_, inbound, last_sequence)) = pending.pop_front() else { continue };
                 let result = done.map_err(IngestError::from).and_then(|r| r.map_err(IngestError::from));
                 match result {
-                    Ok(outcomes) => answer(&client, inbound, outcomes).await,
+                    Ok(outcomes) => {
+                        answer(&client, inbound, outcomes, acking).await;
+                        if let Some(sequence) = last_sequence {
+                            answered.send_replace(sequence);
+                        }
+                    }
                     Err(error) => {
                         // The ledger stops at its first storage failure, so
                         // no lot behind this one commits either: giving
@@ -375,7 +485,11 @@ async fn commit(
             lot = lots.recv(), if open && pending.len() < PIPELINE => match lot {
                 // After a failure, lots still queued go back unsubmitted.
                 Some(lot) if failure.is_some() => refuse(lot.inbound).await,
-                Some(lot) => pending.push_back((start(ledger, lot.submissions).await, lot.inbound)),
+                Some(lot) => pending.push_back((
+                    start(ledger, lot.submissions).await,
+                    lot.inbound,
+                    lot.last_sequence,
+                )),
                 None => open = false,
             },
         }
@@ -406,10 +520,20 @@ async fn start(
     }
 }
 
-/// Publishes the receipts of a lot the ledger answered, then acks it.
-async fn answer(client: &async_nats::Client, inbound: Vec<Inbound>, outcomes: Vec<Outcome>) {
-    for (inbound, outcome) in inbound.into_iter().zip(outcomes) {
+/// Publishes the receipts of a lot the ledger answered, then acks it: its
+/// last message, or each, as `acking` says.
+async fn answer(
+    client: &async_nats::Client,
+    inbound: Vec<Inbound>,
+    outcomes: Vec<Outcome>,
+    acking: Acking,
+) {
+    let last = inbound.len().saturating_sub(1);
+    for (index, (inbound, outcome)) in inbound.into_iter().zip(outcomes).enumerate() {
         publish_receipts(client, &inbound.receipts, &outcome.receipts).await;
+        if acking == Acking::LastOfLot && index != last {
+            continue;
+        }
         if let Err(error) = inbound.acker.ack().await {
             // Redelivery follows, answered `duplicate`: nothing is lost.
             tracing::warn!(%error, "NATS: cannot ack a committed message");

@@ -230,15 +230,17 @@ impl Names {
         )
     }
 
-    /// The inbound stream: a work queue, so that a message leaves it once
-    /// the ledger has acknowledged it, and stays (without age limit) while
-    /// the ledger is away.
+    /// The inbound stream: kept without age limit while the ledger is
+    /// away, and purged by the ledger of what it has answered (see
+    /// `ingest`). Limits retention, not a work queue: a work queue admits
+    /// only a consumer that acks each message, and an ack a message costs
+    /// JetStream a fifth of its work on the ledger's behalf.
     pub(crate) fn in_config(&self) -> stream::Config {
         stream::Config {
             name: self.in_stream(),
             description: Some("CloudEvents published to the rotation ledger".into()),
             subjects: vec![self.in_subjects()],
-            retention: stream::RetentionPolicy::WorkQueue,
+            retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             ..Default::default()

@@ -515,6 +515,22 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
         },
     )
     .await;
+    // One ack a lot; what was answered is purged from ROTATION_IN.
+    let mut stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
+    let mut consumer = stream
+        .get_consumer::<consumer::pull::Config>("rotation-ledger")
+        .await
+        .expect("the durable consumer");
+    let config = &consumer.info().await.expect("consumer info").config;
+    assert_eq!(config.ack_policy, consumer::AckPolicy::All);
+    let retention = stream.info().await.expect("stream info").config.retention;
+    assert_eq!(retention, jetstream::stream::RetentionPolicy::Limits);
+    eventually(
+        "ROTATION_IN purged of the answered messages",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_IN").await == 0 },
+    )
+    .await;
     eventually(
         "the log on ROTATION_LEDGER",
         Duration::from_secs(30),
@@ -565,6 +581,54 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
             .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()[..]
     );
+}
+
+/// A `ROTATION_IN` made as a work queue (by an operator, or by an earlier
+/// version) stays one: the consumer acks every message, and JetStream
+/// removes each once acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
+    let one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let harness = Harness {
+        _one_at_a_time: one_at_a_time,
+        nats: NatsServer::start(),
+        data: tempfile::tempdir().expect("a temporary directory"),
+    };
+    let (_client, js) = connect(&harness.nats.url()).await;
+    js.create_stream(jetstream::stream::Config {
+        name: "ROTATION_IN".into(),
+        subjects: vec!["rotation.in.>".into()],
+        retention: jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .expect("a work-queue ROTATION_IN");
+    let mut serve = Serve::start(&harness.dir(), &harness.nats.url());
+    streams_created(&js).await;
+
+    let events = volume(200);
+    publish(&js, "stoke", &events).await;
+    eventually(
+        "the events on ROTATION_LEDGER",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
+    )
+    .await;
+    let stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
+    let mut consumer = stream
+        .get_consumer::<consumer::pull::Config>("rotation-ledger")
+        .await
+        .expect("the durable consumer");
+    let config = &consumer.info().await.expect("consumer info").config;
+    assert_eq!(config.ack_policy, consumer::AckPolicy::Explicit);
+    eventually(
+        "every message acked and removed",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_IN").await == 0 },
+    )
+    .await;
+    serve.terminate();
+    assert_log_holds_exactly(&serve.dump(), &events);
 }
 
 /// Also the regression test of redelivery out of order: messages the dead
