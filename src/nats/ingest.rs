@@ -300,27 +300,30 @@ async fn consume_session(
 /// Purges `ROTATION_IN` of the messages the ledger has answered, at most
 /// every [`PURGE_INTERVAL`], until the committer stops. Everything up to
 /// the last answered message is committed or durably rejected, whether or
-/// not its ack reached JetStream; the purge is filtered to the consumer's
-/// subjects, so an operator's other subjects on the stream stay. A purge
-/// that fails is tried again with the next. Returns when the committer
-/// has stopped.
+/// not its ack reached JetStream. When an operator gave the stream other
+/// subjects too, the purge is filtered to the consumer's, so theirs stay;
+/// otherwise it is not, as JetStream then drops whole blocks instead of
+/// looking at each message. A purge that fails is tried again with the
+/// next. Returns when the committer has stopped.
 async fn purge(
     stream: &jetstream::stream::Stream,
     names: &Names,
     mut answered_through: watch::Receiver<u64>,
 ) {
+    let ours = names.in_subjects();
+    let filter = (stream.cached_info().config.subjects != [ours.as_str()]).then_some(ours);
     let mut purged = 0;
     while answered_through.changed().await.is_ok() {
         let through = *answered_through.borrow_and_update();
         if through <= purged {
             continue;
         }
-        match stream
-            .purge()
-            .filter(names.in_subjects())
-            .sequence(through + 1)
-            .await
-        {
+        let request = stream.purge().sequence(through + 1);
+        let request = match &filter {
+            Some(filter) => request.filter(filter),
+            None => request,
+        };
+        match request.await {
             Ok(_) => purged = through,
             Err(error) => tracing::debug!(%error, "NATS: cannot purge answered messages"),
         }

@@ -631,6 +631,54 @@ async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
     assert_log_holds_exactly(&serve.dump(), &events);
 }
 
+/// The purge of answered messages spares subjects an operator added to
+/// `ROTATION_IN` for other uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_rotation_in_spares_an_operators_other_subjects() {
+    let one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let harness = Harness {
+        _one_at_a_time: one_at_a_time,
+        nats: NatsServer::start(),
+        data: tempfile::tempdir().expect("a temporary directory"),
+    };
+    let (_client, js) = connect(&harness.nats.url()).await;
+    js.create_stream(jetstream::stream::Config {
+        name: "ROTATION_IN".into(),
+        subjects: vec!["rotation.in.>".into(), "partners.audit.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("an operator's ROTATION_IN");
+    js.publish("partners.audit.stoke", "kept".into())
+        .await
+        .expect("a publish")
+        .await
+        .expect("stored");
+    let mut serve = Serve::start(&harness.dir(), &harness.nats.url());
+    streams_created(&js).await;
+
+    let events = volume(200);
+    publish(&js, "stoke", &events).await;
+    eventually(
+        "the events on ROTATION_LEDGER",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
+    )
+    .await;
+    eventually(
+        "ROTATION_IN purged of the answered messages",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_IN").await == 1 },
+    )
+    .await;
+    let left = read_stream(&js, "ROTATION_IN").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1.subject.as_str(), "partners.audit.stoke");
+    assert_eq!(left[0].1.payload.as_ref(), b"kept");
+    serve.terminate();
+    assert_log_holds_exactly(&serve.dump(), &events);
+}
+
 /// Also the regression test of redelivery out of order: messages the dead
 /// ledger had fetched used to come back only after the ack wait, behind
 /// newer ones, and a mentoring session was rejected for arriving before its
