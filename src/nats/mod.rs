@@ -233,8 +233,8 @@ impl Names {
     /// The inbound stream: kept without age limit while the ledger is
     /// away, and purged by the ledger of what it has answered (see
     /// `ingest`). Limits retention, not a work queue: a work queue admits
-    /// only a consumer that acks each message, and an ack a message costs
-    /// JetStream a fifth of its work on the ledger's behalf.
+    /// only a consumer that acks each message, and an ack for every message
+    /// cost JetStream about a quarter of its work for the ledger.
     pub(crate) fn in_config(&self) -> stream::Config {
         stream::Config {
             name: self.in_stream(),
