@@ -279,6 +279,16 @@ where
     }
 }
 
+/// The ledger's durable consumer on `ROTATION_IN`.
+async fn ingest_consumer(js: &jetstream::Context) -> consumer::PullConsumer {
+    js.get_stream("ROTATION_IN")
+        .await
+        .expect("ROTATION_IN")
+        .get_consumer("rotation-ledger")
+        .await
+        .expect("the durable consumer")
+}
+
 /// How many messages a stream holds, 0 when it does not exist (yet).
 async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
     match js.get_stream(name).await {
@@ -516,13 +526,10 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
     )
     .await;
     // One ack a lot; what was answered is purged from ROTATION_IN.
-    let mut stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
-    let mut consumer = stream
-        .get_consumer::<consumer::pull::Config>("rotation-ledger")
-        .await
-        .expect("the durable consumer");
+    let mut consumer = ingest_consumer(&js).await;
     let config = &consumer.info().await.expect("consumer info").config;
     assert_eq!(config.ack_policy, consumer::AckPolicy::All);
+    let mut stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
     let retention = stream.info().await.expect("stream info").config.retention;
     assert_eq!(retention, jetstream::stream::RetentionPolicy::Limits);
     eventually(
@@ -583,11 +590,11 @@ async fn ingest_commits_acks_publishes_receipts_and_the_log_in_order() {
     );
 }
 
-/// A `ROTATION_IN` made as a work queue (by an operator, or by an earlier
-/// version) stays one: the consumer acks every message, and JetStream
-/// removes each once acked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
+/// Starts a nats-server with `ROTATION_IN` made beforehand as an operator
+/// would, and a `serve` on it that publishes 200 events through it.
+async fn ingest_through_an_existing_rotation_in(
+    config: jetstream::stream::Config,
+) -> (Harness, Serve, jetstream::Context, Vec<Value>) {
     let one_at_a_time = ONE_AT_A_TIME.lock().await;
     let harness = Harness {
         _one_at_a_time: one_at_a_time,
@@ -595,17 +602,11 @@ async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
         data: tempfile::tempdir().expect("a temporary directory"),
     };
     let (_client, js) = connect(&harness.nats.url()).await;
-    js.create_stream(jetstream::stream::Config {
-        name: "ROTATION_IN".into(),
-        subjects: vec!["rotation.in.>".into()],
-        retention: jetstream::stream::RetentionPolicy::WorkQueue,
-        ..Default::default()
-    })
-    .await
-    .expect("a work-queue ROTATION_IN");
-    let mut serve = Serve::start(&harness.dir(), &harness.nats.url());
+    js.create_stream(config)
+        .await
+        .expect("an operator's ROTATION_IN");
+    let serve = Serve::start(&harness.dir(), &harness.nats.url());
     streams_created(&js).await;
-
     let events = volume(200);
     publish(&js, "stoke", &events).await;
     eventually(
@@ -614,11 +615,23 @@ async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
         || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
     )
     .await;
-    let stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
-    let mut consumer = stream
-        .get_consumer::<consumer::pull::Config>("rotation-ledger")
-        .await
-        .expect("the durable consumer");
+    (harness, serve, js, events)
+}
+
+/// A `ROTATION_IN` made as a work queue (by an operator, or by an earlier
+/// version) stays one: the consumer acks every message, and JetStream
+/// removes each once acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
+    let (_harness, mut serve, js, events) =
+        ingest_through_an_existing_rotation_in(jetstream::stream::Config {
+            name: "ROTATION_IN".into(),
+            subjects: vec!["rotation.in.>".into()],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await;
+    let mut consumer = ingest_consumer(&js).await;
     let config = &consumer.info().await.expect("consumer info").config;
     assert_eq!(config.ack_policy, consumer::AckPolicy::Explicit);
     eventually(
@@ -635,36 +648,20 @@ async fn a_work_queue_rotation_in_is_used_with_an_ack_for_every_message() {
 /// `ROTATION_IN` for other uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purging_rotation_in_spares_an_operators_other_subjects() {
-    let one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let harness = Harness {
-        _one_at_a_time: one_at_a_time,
-        nats: NatsServer::start(),
-        data: tempfile::tempdir().expect("a temporary directory"),
-    };
-    let (_client, js) = connect(&harness.nats.url()).await;
-    js.create_stream(jetstream::stream::Config {
-        name: "ROTATION_IN".into(),
-        subjects: vec!["rotation.in.>".into(), "partners.audit.>".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("an operator's ROTATION_IN");
+    let (_harness, mut serve, js, events) =
+        ingest_through_an_existing_rotation_in(jetstream::stream::Config {
+            name: "ROTATION_IN".into(),
+            subjects: vec!["rotation.in.>".into(), "partners.audit.>".into()],
+            ..Default::default()
+        })
+        .await;
     js.publish("partners.audit.stoke", "kept".into())
         .await
         .expect("a publish")
         .await
         .expect("stored");
-    let mut serve = Serve::start(&harness.dir(), &harness.nats.url());
-    streams_created(&js).await;
-
-    let events = volume(200);
-    publish(&js, "stoke", &events).await;
-    eventually(
-        "the events on ROTATION_LEDGER",
-        Duration::from_secs(30),
-        || async { stream_len(&js, "ROTATION_LEDGER").await == events.len() as u64 },
-    )
-    .await;
+    let more = volume(250).split_off(events.len());
+    publish(&js, "stoke", &more).await;
     eventually(
         "ROTATION_IN purged of the answered messages",
         Duration::from_secs(30),
@@ -676,7 +673,7 @@ async fn purging_rotation_in_spares_an_operators_other_subjects() {
     assert_eq!(left[0].1.subject.as_str(), "partners.audit.stoke");
     assert_eq!(left[0].1.payload.as_ref(), b"kept");
     serve.terminate();
-    assert_log_holds_exactly(&serve.dump(), &events);
+    assert_log_holds_exactly(&serve.dump(), &[events, more].concat());
 }
 
 /// Also the regression test of redelivery out of order: messages the dead
@@ -827,11 +824,7 @@ async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
         );
     }
     // Nothing is left unacknowledged: poison does not block the consumer.
-    let stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
-    let consumer = stream
-        .get_consumer::<consumer::pull::Config>("rotation-ledger")
-        .await
-        .expect("the durable consumer");
+    let consumer = ingest_consumer(&js).await;
     eventually("every message acked", Duration::from_secs(30), || async {
         consumer
             .get_info()
