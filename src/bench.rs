@@ -105,6 +105,12 @@ pub struct Figure {
     /// answered (the writer loads the id index first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_write_s: Option<f64>,
+    /// The share of the machine's CPU time a hypervisor took while the
+    /// figure and its baseline were measured (steal), in %: figures from a
+    /// shared virtual machine are comparable only at similar steal. None
+    /// where the system does not say (`/proc/stat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal_pct: Option<f64>,
     /// What was counted, for the table.
     #[serde(skip)]
     pub unit: &'static str,
@@ -130,9 +136,70 @@ impl Figure {
             peak_mib: None,
             linearity: None,
             first_write_s: None,
+            steal_pct: None,
             unit: "events/s",
         }
     }
+
+    /// This figure, with the steal `meter` saw since it started.
+    fn stolen(mut self, meter: &StealMeter) -> Self {
+        self.steal_pct = meter.percent();
+        self
+    }
+}
+
+/// Measures the share of the machine's CPU time stolen by a hypervisor
+/// from its start on, read from `/proc/stat`.
+struct StealMeter {
+    start: Option<CpuTicks>,
+}
+
+/// The machine's CPU time since boot, in clock ticks, over all CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CpuTicks {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTicks {
+    fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// From the `cpu` line of `/proc/stat`: user, nice, system, idle,
+    /// iowait, irq, softirq, steal (guest time is already in user and
+    /// nice, so it is not added again).
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let ticks = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|tick| tick.parse::<u64>().ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            steal: *ticks.get(7)?,
+            total: ticks.iter().sum(),
+        })
+    }
+}
+
+impl StealMeter {
+    fn start() -> Self {
+        Self {
+            start: CpuTicks::now(),
+        }
+    }
+
+    fn percent(&self) -> Option<f64> {
+        steal_percent(self.start?, CpuTicks::now()?)
+    }
+}
+
+fn steal_percent(start: CpuTicks, end: CpuTicks) -> Option<f64> {
+    let total = end.total.checked_sub(start.total).filter(|&t| t > 0)?;
+    let steal = end.steal.checked_sub(start.steal)?;
+    Some(100.0 * steal as f64 / total as f64)
 }
 
 const BATCH: usize = 1_000;
@@ -153,6 +220,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&raw_dir);
     let ledger = Ledger::open(&ledger_dir, LedgerOptions::default())?;
 
+    let meter = StealMeter::start();
     progress(
         &args,
         &format!(
@@ -171,11 +239,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await??;
         figures.push((
             "append_batched",
-            Figure::new(args.events, ours, args.events, raw),
+            Figure::new(args.events, ours, args.events, raw).stolen(&meter),
         ));
     }
 
     if args.wants("append_single") {
+        let meter = StealMeter::start();
         progress(
             &args,
             &format!(
@@ -185,31 +254,37 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         );
         figures.push((
             "append_single",
-            append_single(&args, &ledger, &raw_dir).await?,
+            append_single(&args, &ledger, &raw_dir)
+                .await?
+                .stolen(&meter),
         ));
     }
 
     let mut replay_per_s = None;
     if args.wants("replay") || args.wants("projection_catchup") || args.wants("export") {
         progress(&args, "replay: the whole log");
-        let replay = replay(&ledger, &raw_dir).await?;
+        let meter = StealMeter::start();
+        let replay = replay(&ledger, &raw_dir).await?.stolen(&meter);
         replay_per_s = Some(replay.per_s);
         figures.push(("replay", replay));
     }
 
     if args.wants("projection_catchup") || args.wants("dashboard_read") {
         progress(&args, "projection_catchup: the dashboards from position 0");
+        let meter = StealMeter::start();
         let (catchup, read) = dashboards(&ledger, replay_per_s.unwrap_or(f64::NAN)).await?;
-        figures.push(("projection_catchup", catchup));
+        figures.push(("projection_catchup", catchup.stolen(&meter)));
         progress(&args, "dashboard_read: the dashboard read path");
-        figures.push(("dashboard_read", read));
+        figures.push(("dashboard_read", read.stolen(&meter)));
     }
 
     ledger.close();
 
     if args.wants("startup") {
         progress(&args, "startup: reopening the ledger on that log");
-        figures.push(("startup", startup(&ledger_dir, &raw_dir).await?));
+        let meter = StealMeter::start();
+        let startup = startup(&ledger_dir, &raw_dir).await?.stolen(&meter);
+        figures.push(("startup", startup));
     }
 
     if args.wants("import") || args.wants("export") {
@@ -222,15 +297,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 args.export_jobseekers
             ),
         );
+        let meter = StealMeter::start();
         let (import, events) = import_history(&root, args.export_jobseekers, batched).await?;
-        figures.push(("import", import));
+        figures.push(("import", import.stolen(&meter)));
         if args.wants("export") {
             progress(
                 &args,
                 &format!("export: the evaluation dataset of {events} events"),
             );
             let replay = replay_per_s.unwrap_or(f64::NAN);
-            figures.push(("export", export_dataset(&root, events, replay)?));
+            let meter = StealMeter::start();
+            let export = export_dataset(&root, events, replay)?.stolen(&meter);
+            figures.push(("export", export));
         }
     }
 
@@ -240,6 +318,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             &args,
             &format!("nats_ingest: {events} events through {url}"),
         );
+        let meter = StealMeter::start();
         let measured = crate::nats::bench::ingest(url, events, &root).await?;
         let rates = |runs: &[Duration]| {
             runs.iter()
@@ -261,7 +340,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 rates(&measured.baseline_took),
             ),
         );
-        let mut figure = Figure::rates(measured.per_s(), measured.baseline_per_s());
+        let mut figure = Figure::rates(measured.per_s(), measured.baseline_per_s()).stolen(&meter);
         figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
@@ -556,6 +635,7 @@ fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
                         .map(|l| format!(", half/whole per event {l:.2}")),
                     f.first_write_s
                         .map(|s| format!(", first write answered after {s:.3} s")),
+                    f.steal_pct.map(|p| format!("; CPU steal {p:.0} %")),
                 ]
                 .into_iter()
                 .flatten()
@@ -818,4 +898,45 @@ async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Figure, Figur
     drop(projector);
     task.join().await?;
     Ok((catchup, read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_read_the_machine_line_of_proc_stat() {
+        let stat = "cpu  100 5 50 800 10 1 2 32 7 0\ncpu0 50 2 25 400 5 0 1 16 3 0\nintr 1\n";
+        let ticks = CpuTicks::parse(stat).expect("a cpu line");
+        assert_eq!(ticks.steal, 32);
+        // Guest time (7) is already counted in user time.
+        assert_eq!(ticks.total, 100 + 5 + 50 + 800 + 10 + 1 + 2 + 32);
+        assert_eq!(CpuTicks::parse("intr 1\n"), None);
+        assert_eq!(
+            CpuTicks::parse("cpu  1 2 3\n"),
+            None,
+            "a line without steal"
+        );
+    }
+
+    #[test]
+    fn steal_is_the_share_of_cpu_time_in_between() {
+        let start = CpuTicks {
+            steal: 10,
+            total: 1_000,
+        };
+        let end = CpuTicks {
+            steal: 60,
+            total: 1_200,
+        };
+        assert_eq!(steal_percent(start, end), Some(25.0));
+        assert_eq!(steal_percent(start, start), None, "no time passed");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_machine_reports_its_cpu_time() {
+        let ticks = CpuTicks::now().expect("/proc/stat on Linux");
+        assert!(ticks.total > 0 && ticks.steal <= ticks.total);
+    }
 }
