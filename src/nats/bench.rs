@@ -288,7 +288,7 @@ async fn baseline(
     let retention = config.retention;
     let stream = js.create_stream(config).await?;
     let mut consumer_config = ingest::consumer_config(names, retention);
-    let each_message = consumer_config.ack_policy != consumer::AckPolicy::All;
+    let acking = ingest::Acking::of(consumer_config.ack_policy);
     consumer_config.filter_subject = format!("{subjects}.>");
     let consumer: consumer::PullConsumer = stream.create_consumer(consumer_config).await?;
     let count = payloads.len() as u64;
@@ -306,11 +306,11 @@ async fn baseline(
                 let Some(chunk) = messages.next().await else {
                     break;
                 };
-                let last = chunk.len() - 1;
+                let len = chunk.len();
                 for (index, message) in chunk.into_iter().enumerate() {
                     let message = message?;
                     taken += 1;
-                    if each_message || index == last {
+                    if acking.acks(index, len) {
                         message
                             .ack()
                             .await

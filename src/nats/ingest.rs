@@ -117,7 +117,7 @@ struct Lot {
 
 /// How the consumer acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Acking {
+pub(crate) enum Acking {
     /// One ack, of each lot's last message (`AckPolicy::All`).
     LastOfLot,
     /// Every message (`AckPolicy::Explicit`, as a work queue demands).
@@ -125,11 +125,17 @@ enum Acking {
 }
 
 impl Acking {
-    fn of(policy: consumer::AckPolicy) -> Self {
+    /// How a consumer of `policy` acknowledges.
+    pub(crate) fn of(policy: consumer::AckPolicy) -> Self {
         match policy {
             consumer::AckPolicy::All => Self::LastOfLot,
             _ => Self::EachMessage,
         }
+    }
+
+    /// Whether message `index` of a lot of `len` messages is acked.
+    pub(crate) fn acks(self, index: usize, len: usize) -> bool {
+        self == Self::EachMessage || index + 1 == len
     }
 }
 
@@ -176,7 +182,7 @@ pub(super) async fn consume(
 
 /// The ack policy the consumer gets on a stream of `retention`: acks of
 /// whole lots, unless a work queue demands an ack of every message.
-pub(crate) fn ack_policy(retention: jetstream::stream::RetentionPolicy) -> consumer::AckPolicy {
+fn ack_policy(retention: jetstream::stream::RetentionPolicy) -> consumer::AckPolicy {
     match retention {
         jetstream::stream::RetentionPolicy::WorkQueue => consumer::AckPolicy::Explicit,
         _ => consumer::AckPolicy::All,
@@ -432,11 +438,13 @@ fn prepare(names: &Names, messages: Vec<jetstream::Message>) -> Lot {
     }
 }
 
-type Pending = (
-    JoinHandle<Result<Vec<Outcome>, LedgerError>>,
-    Vec<Inbound>,
-    Option<u64>,
-);
+/// A lot inside the ledger, waiting for its answer.
+struct Pending {
+    task: JoinHandle<Result<Vec<Outcome>, LedgerError>>,
+    inbound: Vec<Inbound>,
+    /// The stream sequence of the lot's last message.
+    last_sequence: Option<u64>,
+}
 
 /// The second stage: submit lots in order, with up to [`PIPELINE`] inside
 /// the ledger, and answer each when the ledger has. `answered` follows the
@@ -459,11 +467,11 @@ async fn commit(
             biased;
             done = async {
                 match pending.front_mut() {
-                    Some((task, _, _)) => task.await,
+                    Some(lot) => (&mut lot.task).await,
                     None => std::future::pending().await,
                 }
             }, if !pending.is_empty() => {
-                let Some((_, inbound, last_sequence)) = pending.pop_front() else { continue };
+                let Some(Pending { inbound, last_sequence, .. }) = pending.pop_front() else { continue };
                 let result = done.map_err(IngestError::from).and_then(|r| r.map_err(IngestError::from));
                 match result {
                     Ok(outcomes) => {
@@ -489,11 +497,11 @@ async fn commit(
             lot = lots.recv(), if open && pending.len() < PIPELINE => match lot {
                 // After a failure, lots still queued go back unsubmitted.
                 Some(lot) if failure.is_some() => refuse(lot.inbound).await,
-                Some(lot) => pending.push_back((
-                    start(ledger, lot.submissions).await,
-                    lot.inbound,
-                    lot.last_sequence,
-                )),
+                Some(lot) => pending.push_back(Pending {
+                    task: start(ledger, lot.submissions).await,
+                    inbound: lot.inbound,
+                    last_sequence: lot.last_sequence,
+                }),
                 None => open = false,
             },
         }
@@ -532,10 +540,10 @@ async fn answer(
     outcomes: Vec<Outcome>,
     acking: Acking,
 ) {
-    let last = inbound.len().saturating_sub(1);
+    let len = inbound.len();
     for (index, (inbound, outcome)) in inbound.into_iter().zip(outcomes).enumerate() {
         publish_receipts(client, &inbound.receipts, &outcome.receipts).await;
-        if acking == Acking::LastOfLot && index != last {
+        if !acking.acks(index, len) {
             continue;
         }
         if let Err(error) = inbound.acker.ack().await {
