@@ -666,7 +666,7 @@ fn raw_batched(ledger: &Ledger, dir: &std::path::Path) -> Result<Duration> {
         let started = Instant::now();
         let mut batch = sled::Batch::default();
         for (p, json) in rows {
-            batch.insert(&p.to_be_bytes(), json);
+            batch.insert(&p.to_be_bytes(), &*json);
         }
         db.apply_batch(batch)?;
         let applied = started.elapsed();

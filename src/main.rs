@@ -274,9 +274,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Import { data, file } => import(&data, &file).await,
         Command::Dump { data, after } => {
             let ledger = open_existing_with(&data, LedgerOptions::one_pass())?;
-            let head = ledger.head().position;
             let mut out = BufWriter::new(std::io::stdout().lock());
-            for item in ledger.store().events_json(after, head) {
+            for item in ledger.events_json(after) {
                 let (_, json) = item?;
                 out.write_all(&json)?;
                 out.write_all(b"\n")?;
@@ -330,18 +329,14 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Stats { data } => {
             let ledger = open_existing(&data)?;
             let head = ledger.head();
-            let streams = ledger
-                .store()
-                .states::<serde_json::Value>()
-                .filter(Result::is_ok)
-                .count();
+            let streams = ledger.stream_count();
             let rejections = ledger.rejections(0).count();
             println!("events      {}", head.position);
             println!("streams     {streams}");
             println!("rejections  {rejections}");
             println!("head hash   {}", head.hash);
             println!("recorded    {}", head.recordedtime);
-            println!("disk bytes  {}", ledger.store().size_on_disk()?);
+            println!("disk bytes  {}", ledger.size_on_disk()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),

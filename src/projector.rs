@@ -8,7 +8,7 @@
 //! One task follows the ledger's durable head ([`Ledger::subscribe`]). When
 //! the head moves it reads the new events, up to that durable head, on a
 //! blocking thread (a long catch-up decodes on other threads meanwhile,
-//! through [`crate::store::Store::replay`]) and applies them in chunks of
+//! through the ledger's reader, [`Ledger::read_typed_after`]) and applies them in chunks of
 //! [`CHUNK`] under the write lock of the served state, so that a reader
 //! waits at most for one chunk, never for a whole catch-up. Only this task
 //! writes the state.
@@ -61,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::store::{Commit, StoreError};
+use crate::ledger::StoreError;
 
 /// The name of the dashboards' checkpoint in the store.
 pub const CHECKPOINT: &str = "dashboards";
@@ -69,10 +69,6 @@ pub const CHECKPOINT: &str = "dashboards";
 /// Events applied under one hold of the write lock: small enough that a
 /// reader never waits long, large enough that the lock is not the cost.
 pub const CHUNK: usize = 512;
-
-/// From how many events behind the head a catch-up decodes on other
-/// threads; below it, starting threads costs more than it saves.
-const READ_AHEAD_FROM: u64 = 4 * CHUNK as u64;
 
 /// Tunables of the projector.
 #[derive(Debug, Clone)]
@@ -359,7 +355,7 @@ fn load(ledger: &Ledger) -> Result<Loaded, ProjectorError> {
         aside: None,
         resumed_from: 0,
     };
-    let Some(bytes) = ledger.store().checkpoint(CHECKPOINT)? else {
+    let Some(bytes) = ledger.checkpoint(CHECKPOINT)? else {
         return Ok(fresh);
     };
     let Some((version, position, json)) = decode_header(&bytes) else {
@@ -421,11 +417,7 @@ fn decode_header(bytes: &[u8]) -> Option<(u32, u64, &[u8])> {
 
 /// Writes a checkpoint of `dashboards` and makes it durable. Blocking.
 fn write_checkpoint(ledger: &Ledger, dashboards: &Dashboards) -> Result<(), StoreError> {
-    let bytes = encode_checkpoint(dashboards);
-    let mut commit = Commit::default();
-    commit.checkpoint(CHECKPOINT, &bytes);
-    ledger.store().apply(commit)?;
-    ledger.store().flush()
+    ledger.save_checkpoint(CHECKPOINT, &encode_checkpoint(dashboards), true)
 }
 
 /// Folds the whole log into fresh dashboards, telling `on_progress` the
@@ -463,28 +455,16 @@ fn read_chunk(
 
 /// Hands the durable events after `after` to `apply` in chunks, in
 /// position order, until the head as it is now or until `apply` answers
-/// `false`. A long read goes through [`Store::replay`], which decodes on
-/// other threads while `apply` folds, so that catching up costs about the
-/// larger of decoding and folding rather than their sum. Blocking.
-///
-/// [`Store::replay`]: crate::store::Store::replay
+/// `false`. The ledger's reader decides where the events come from; a long
+/// read decodes on other threads while `apply` folds, so that catching up
+/// costs about the larger of decoding and folding rather than their sum.
+/// Blocking.
 fn for_each_chunk<E: From<StoreError>>(
     ledger: &Ledger,
     after: u64,
     mut apply: impl FnMut(Vec<TypedEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
-    let head = ledger.head().position;
-    let mut events: Box<dyn Iterator<Item = Result<TypedEvent, StoreError>>> =
-        if head.saturating_sub(after) < READ_AHEAD_FROM {
-            Box::new(
-                ledger
-                    .store()
-                    .events(after, head)
-                    .map(|event| event.map(TypedEvent::new)),
-            )
-        } else {
-            Box::new(ledger.store().replay_typed(after, head))
-        };
+    let mut events = ledger.read_typed_after(after);
     loop {
         let chunk = read_chunk(&mut events)?;
         if chunk.is_empty() || !apply(chunk)? {

@@ -21,7 +21,7 @@
 //! Ids are not keys: a key per event would cost as much as the event
 //! itself. The id runs hold what idempotency needs in position order, and
 //! the ledger keeps an in-memory map from ids to positions, loaded from the
-//! runs (see `crate::ids`).
+//! runs (see `crate::ledger`).
 //!
 //! Nothing written here is durable until [`Store::flush`] returns; callers
 //! acknowledge nothing before it.
@@ -75,6 +75,25 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("storage holds an undecodable record at {key}: {message}")]
     Corrupt { key: String, message: String },
+}
+
+/// An event's JSON as the store holds it (RFC 8785), shared with the
+/// store's page rather than copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredJson(sled::IVec);
+
+impl std::ops::Deref for StoredJson {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for StoredJson {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The head of the log: the last committed position and its hash.
@@ -213,10 +232,6 @@ impl Commit {
     pub fn checkpoint(&mut self, name: &str, value: &[u8]) {
         self.writes += 1;
         self.batch.insert(checkpoint_key(name), value);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.writes == 0
     }
 }
 
@@ -411,7 +426,7 @@ impl Store {
     }
 
     /// The raw JSON of the event at `position`.
-    pub fn event_json(&self, position: u64) -> Result<Option<sled::IVec>, StoreError> {
+    pub fn event_json(&self, position: u64) -> Result<Option<StoredJson>, StoreError> {
         if position == 0 {
             return Ok(None);
         }
@@ -424,7 +439,7 @@ impl Store {
         let first = decode_u64(&key[1..], "event key")?;
         Ok(lines(&chunk)
             .nth((position - first) as usize)
-            .map(|(offset, len)| chunk.subslice(offset, len)))
+            .map(|(offset, len)| StoredJson(chunk.subslice(offset, len))))
     }
 
     pub fn event(&self, position: u64) -> Result<Option<CommittedEvent>, StoreError> {
@@ -439,7 +454,7 @@ impl Store {
         &self,
         after: u64,
         until: u64,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + use<> {
+    ) -> impl Iterator<Item = Result<(u64, StoredJson), StoreError>> + use<> {
         let start = after.saturating_add(1);
         // The chunk holding `start` begins at or before it.
         let first_key = match self.db.get_lt(event_key(start.saturating_add(1))) {
@@ -451,7 +466,7 @@ impl Store {
             .range(first_key..=event_key(until).to_vec())
             .take_while(move |_| !empty)
             .flat_map(move |item| {
-                let rows: Vec<Result<(u64, sled::IVec), StoreError>> = match item {
+                let rows: Vec<Result<(u64, StoredJson), StoreError>> = match item {
                     Err(e) => vec![Err(e.into())],
                     Ok((key, chunk)) => match decode_u64(&key[1..], "event key") {
                         Err(e) => vec![Err(e)],
@@ -459,7 +474,9 @@ impl Store {
                             .enumerate()
                             .map(|(i, (offset, len))| (first + i as u64, offset, len))
                             .filter(|(p, _, _)| (start..=until).contains(p))
-                            .map(|(p, offset, len)| Ok((p, chunk.subslice(offset, len))))
+                            .map(|(p, offset, len)| {
+                                Ok((p, StoredJson(chunk.subslice(offset, len))))
+                            })
                             .collect(),
                     },
                 };
@@ -505,7 +522,7 @@ impl Store {
         T: Send + 'static,
         F: Fn(u64, &[u8]) -> Result<T, StoreError> + Send + Clone + 'static,
     {
-        type Raw = Vec<Result<(u64, sled::IVec), StoreError>>;
+        type Raw = Vec<Result<(u64, StoredJson), StoreError>>;
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
         for _ in 0..DECODERS {
@@ -579,7 +596,7 @@ impl Store {
 
     /// Overwrites the stored bytes of one event, bypassing every check. Only
     /// for tests of `verify` that simulate tampering with the disk.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn tamper(&self, position: u64, json: &[u8]) -> Result<(), StoreError> {
         let Some((key, chunk)) = self.db.get_lt(event_key(position + 1))? else {
             return Ok(());
@@ -601,7 +618,7 @@ impl Store {
 
     /// Removes every id run, as in a store written before they existed.
     /// Only for tests of their rebuild. Returns how many were removed.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn forget_id_runs(&self) -> Result<u64, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;

@@ -139,8 +139,8 @@ impl From<LedgerError> for AppError {
     }
 }
 
-impl From<crate::store::StoreError> for AppError {
-    fn from(error: crate::store::StoreError) -> Self {
+impl From<crate::ledger::StoreError> for AppError {
+    fn from(error: crate::ledger::StoreError) -> Self {
         Self::internal(error)
     }
 }

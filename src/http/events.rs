@@ -22,8 +22,8 @@ use super::access::{Auth, require_partnership, require_role};
 use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery, JsonBody};
 use crate::auth::{Role, Scope};
+use crate::ledger::StoreError;
 use crate::ledger::{Durable, Ledger, Submission};
-use crate::store::StoreError;
 
 /// Events (or rejections) per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -95,7 +95,7 @@ fn read_page(
     body.extend_from_slice(b"{\"events\":[");
     let mut next_after = after;
     let mut count = 0;
-    for (scanned, item) in ledger.store().events_json(after, head).enumerate() {
+    for (scanned, item) in ledger.events_json(after).enumerate() {
         let (position, json) = item?;
         next_after = position;
         if in_scope(scope, &json) {
@@ -242,11 +242,12 @@ impl Tail {
                 let ledger = self.ledger.clone();
                 let after = self.after;
                 let chunk = tokio::task::spawn_blocking(move || {
-                    ledger
-                        .store()
-                        .events_json(after, head)
-                        .take(LIVE_CHUNK)
-                        .collect::<Result<Vec<_>, _>>()
+                    ledger.read_after(after, LIVE_CHUNK).map(|events| {
+                        events
+                            .into_iter()
+                            .map(|event| (event.position, event.json))
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .await;
                 let rows = match chunk {

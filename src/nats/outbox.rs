@@ -4,7 +4,7 @@
 //! An outbox reads what the ledger has made durable after its cursor, up to
 //! [`READ_CHUNK`] items at a time, and publishes them with up to [`WINDOW`]
 //! unconfirmed at once. Events it follows closely come from the ledger's
-//! recent tail in memory ([`Ledger::recent_events`]), as the writer made
+//! recent tail in memory ([`Ledger::read_after`]), as the writer made
 //! them; only an outbox further behind (after an outage or a restart)
 //! reads them back from the store. The outboxes publish on a connection
 //! of their own, beside the ingest's. Only the last message of each read
@@ -71,7 +71,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Names, SHUTDOWN_GRACE};
 use crate::ledger::Ledger;
-use crate::store::{Commit, StoreError};
+use crate::ledger::StoreError;
 
 /// The most publishes one outbox keeps in flight.
 pub(super) const WINDOW: usize = 2048;
@@ -131,16 +131,12 @@ struct Item {
     payload: Bytes,
 }
 
-/// The attributes of a committed event the outbox routes by; the rest of
-/// the JSON is published as stored, untouched.
+/// What the outbox reads of a message in the stream to tell whether it is
+/// the ledger's event at that position.
 #[derive(Deserialize)]
 struct Routing<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
-    #[serde(borrow)]
-    partnership: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    event_type: Cow<'a, str>,
     position: u64,
 }
 
@@ -177,30 +173,19 @@ impl Feed {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         match self {
-            Self::Events => {
-                let until = ledger.head().position.min(after + limit as u64);
-                // Recent events come from memory, as the writer made them.
-                if let Some(events) = ledger.recent_events(after, until) {
-                    return Ok(events
-                        .into_iter()
-                        .map(|event| {
-                            let subject = names
-                                .ledger_subject(&event.partnership, event.event_type.noun_verb());
-                            let mut id = uuid::Uuid::encode_buffer();
-                            let id = event.id.hyphenated().encode_lower(&mut id);
-                            message(event.position, subject, id, event.json)
-                        })
-                        .collect());
-                }
-                ledger
-                    .store()
-                    .events_json(after, until)
-                    .map(|row| {
-                        let (position, json) = row?;
-                        event_item(names, position, &json)
-                    })
-                    .collect()
-            }
+            // The ledger's reader decides between the recent tail in
+            // memory and the store.
+            Self::Events => Ok(ledger
+                .read_after(after, limit)?
+                .into_iter()
+                .map(|event| {
+                    let subject =
+                        names.ledger_subject(&event.partnership, event.event_type.noun_verb());
+                    let mut id = uuid::Uuid::encode_buffer();
+                    let id = event.id.hyphenated().encode_lower(&mut id);
+                    message(event.position, subject, id, event.json)
+                })
+                .collect()),
             Self::Rejections => ledger
                 .rejections(after)
                 .take(limit)
@@ -227,7 +212,7 @@ impl Feed {
                 if routing.id != msg_id || routing.position > ledger.head().position {
                     return None;
                 }
-                let ours = ledger.store().event_json(routing.position).ok()??;
+                let ours = ledger.event_json(routing.position).ok()??;
                 let ours: Routing<'_> = serde_json::from_slice(&ours).ok()?;
                 (ours.id == msg_id).then_some(routing.position)
             }
@@ -237,24 +222,6 @@ impl Feed {
             }
         }
     }
-}
-
-/// A committed event as a message: its JSON as stored, routed by
-/// partnership and type.
-fn event_item(names: &Names, position: u64, json: &[u8]) -> Result<Item, StoreError> {
-    let routing: Routing<'_> = serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
-        key: format!("event {position}"),
-        message: e.to_string(),
-    })?;
-    let noun_verb = rotation_events::EventType::parse(&routing.event_type)
-        .map_or("_unknown", rotation_events::EventType::noun_verb);
-    let subject = names.ledger_subject(&routing.partnership, noun_verb);
-    Ok(message(
-        position,
-        subject,
-        &routing.id,
-        Bytes::copy_from_slice(json),
-    ))
 }
 
 /// A committed event's message, deduplicated by its id.
@@ -361,8 +328,8 @@ pub(super) async fn run(
             break;
         }
     }
-    let store = ledger.store().clone();
-    match tokio::task::spawn_blocking(move || store.flush()).await {
+    let flushing = ledger.clone();
+    match tokio::task::spawn_blocking(move || flushing.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "cannot flush the outbox cursor"),
         Err(error) => tracing::error!(%error, "cannot flush the outbox cursor"),
@@ -405,7 +372,7 @@ struct Cursor {
 
 impl Cursor {
     fn load(ledger: &Ledger, name: &'static str) -> Self {
-        let position = match ledger.store().checkpoint(name) {
+        let position = match ledger.checkpoint(name) {
             Ok(Some(bytes)) => match <[u8; 8]>::try_from(bytes.as_ref()) {
                 Ok(bytes) => u64::from_be_bytes(bytes),
                 Err(_) => {
@@ -438,9 +405,7 @@ impl Cursor {
         if self.position == self.persisted {
             return;
         }
-        let mut commit = Commit::default();
-        commit.checkpoint(self.name, &self.position.to_be_bytes());
-        match ledger.store().apply(commit) {
+        match ledger.save_checkpoint(self.name, &self.position.to_be_bytes(), false) {
             Ok(()) => self.persisted = self.position,
             Err(error) => {
                 tracing::error!(name = self.name, %error, "cannot write the outbox cursor")

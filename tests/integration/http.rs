@@ -985,7 +985,6 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
 
     let ledger = rotation_ledger::ledger::Ledger::open(dir.path(), Default::default()).unwrap();
     let checkpoint = ledger
-        .store()
         .checkpoint(rotation_ledger::projector::CHECKPOINT)
         .unwrap()
         .expect("a checkpoint at shutdown");

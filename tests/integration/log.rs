@@ -378,17 +378,17 @@ fn check_log(
         .collect::<Result<_, _>>()
         .expect("the log reads back");
     let head = ledger.ledger.head();
-    // The recent tail (all of a log this small) holds what the store
-    // holds, byte for byte, with the attributes the outbox routes by.
+    // What a follower of the head reads (from the recent tail, all of a
+    // log this small) is what the store holds, byte for byte, with the
+    // attributes the outbox routes by.
     if head.position > 0 {
         let recent = ledger
             .ledger
-            .recent_events(0, head.position)
-            .expect("a small log is all in the recent tail");
+            .read_after(0, usize::MAX)
+            .expect("the follower reads");
         let stored: Vec<_> = ledger
             .ledger
-            .store()
-            .events_json(0, head.position)
+            .events_json(0)
             .collect::<Result<_, _>>()
             .expect("the log reads back");
         assert_eq!(recent.len(), stored.len());
@@ -689,13 +689,9 @@ async fn missing_id_runs_are_rebuilt_from_the_log() {
         .events_iter(0)
         .collect::<Result<_, _>>()
         .expect("log");
-    let removed = ledger
-        .ledger
-        .store()
-        .forget_id_runs()
-        .expect("runs removed");
+    let removed = ledger.ledger.forget_id_runs().expect("runs removed");
     assert!(removed > 0, "the log had no id runs");
-    assert_eq!(ledger.ledger.store().id_record(1).expect("read"), None);
+    assert_eq!(ledger.ledger.id_entry(1).expect("read"), None);
 
     let reopened = ledger.reopen();
     for event in &log {
@@ -713,14 +709,13 @@ async fn missing_id_runs_are_rebuilt_from_the_log() {
     altered["source"] = json!("urn:service:someone-else");
     assert_eq!(reopened.code(&altered).await, "duplicate_id_conflict");
     for event in &log {
-        let (id, record) = reopened
+        let entry = reopened
             .ledger
-            .store()
-            .id_record(event.ledger.position)
+            .id_entry(event.ledger.position)
             .expect("read")
             .expect("the run was rebuilt");
-        assert_eq!(id, event.envelope.id);
-        assert_eq!(record.streamversion, event.ledger.streamversion);
+        assert_eq!(entry.id, event.envelope.id);
+        assert_eq!(entry.streamversion, event.ledger.streamversion);
     }
     assert_eq!(reopened.ledger.head().position, log.len() as u64);
 }
@@ -758,8 +753,11 @@ async fn verify_finds_the_tampered_position() {
 
         // Change one value inside `data`, keeping the record valid JSON
         // and a valid committed event.
-        let store = ledger.ledger.store();
-        let stored = store.event_json(position).expect("read").expect("stored");
+        let stored = ledger
+            .ledger
+            .event_json(position)
+            .expect("read")
+            .expect("stored");
         let mut event: Value = serde_json::from_slice(&stored).expect("JSON");
         let data = event["data"].as_object_mut().expect("data");
         let (key, value) = data.iter_mut().next().expect("a data field");
@@ -768,7 +766,8 @@ async fn verify_finds_the_tampered_position() {
             _ => json!("altered"),
         };
         let key = key.clone();
-        store
+        ledger
+            .ledger
             .tamper(position, &serde_json::to_vec(&event).expect("JSON"))
             .expect("tamper");
         let verdict = ledger.ledger.verify().expect("verify runs");
@@ -801,8 +800,7 @@ async fn verify_checks_content_not_bytes() {
     // The chain covers the canonical form, so a record rewritten with its
     // keys in another order and other spacing still verifies.
     let ledger = small_log().await;
-    let store = ledger.ledger.store();
-    let stored = store.event_json(5).expect("read").expect("stored");
+    let stored = ledger.ledger.event_json(5).expect("read").expect("stored");
     let event: serde_json::Map<String, Value> = serde_json::from_slice(&stored).expect("JSON");
     let members: Vec<String> = event
         .iter()
@@ -811,13 +809,17 @@ async fn verify_checks_content_not_bytes() {
         .collect();
     let rewritten = format!("{{ {} }}", members.join(", "));
     assert_ne!(rewritten.as_bytes(), &stored[..]);
-    store.tamper(5, rewritten.as_bytes()).expect("tamper");
+    ledger
+        .ledger
+        .tamper(5, rewritten.as_bytes())
+        .expect("tamper");
     let verdict = ledger.ledger.verify().expect("verify runs");
     assert!(verdict.ok, "{verdict:?}");
     // But a changed hash is a changed event.
     let mut event: Value = serde_json::from_slice(&stored).expect("JSON");
     event["hash"] = json!("0".repeat(64));
-    store
+    ledger
+        .ledger
         .tamper(5, &serde_json::to_vec(&event).expect("JSON"))
         .expect("tamper");
     assert_eq!(

@@ -13,7 +13,6 @@ use rotation_ledger::projector::{
     self, CHECKPOINT, DashboardRead, DashboardView, Projector, ProjectorOptions, ProjectorTask,
 };
 use rotation_ledger::simulate::{Scenario, simulate};
-use rotation_ledger::store::Commit;
 use rotation_projections::dashboard::{Dashboards, SchemeLimits};
 use tokio_util::sync::CancellationToken;
 
@@ -83,10 +82,7 @@ fn config() -> Arc<Config> {
 
 /// The version and position of the stored checkpoint.
 fn checkpoint(ledger: &Ledger) -> Option<(u32, u64)> {
-    let bytes = ledger
-        .store()
-        .checkpoint(CHECKPOINT)
-        .expect("the store reads")?;
+    let bytes = ledger.checkpoint(CHECKPOINT).expect("the store reads")?;
     Some((
         u32::from_be_bytes(bytes[..4].try_into().unwrap()),
         u64::from_be_bytes(bytes[4..12].try_into().unwrap()),
@@ -94,10 +90,7 @@ fn checkpoint(ledger: &Ledger) -> Option<(u32, u64)> {
 }
 
 fn store_checkpoint(ledger: &Ledger, bytes: &[u8]) {
-    let mut commit = Commit::default();
-    commit.checkpoint(CHECKPOINT, bytes);
-    ledger.store().apply(commit).unwrap();
-    ledger.store().flush().unwrap();
+    ledger.save_checkpoint(CHECKPOINT, bytes, true).unwrap();
 }
 
 /// Asserts that the projector serves exactly what a fold from position 1 gives.

@@ -283,11 +283,7 @@ impl TempLedger {
 
 /// Every stream's rule state, in subject order.
 pub fn states(ledger: &Ledger) -> Vec<(String, rotation_ledger::rules::StreamState)> {
-    ledger
-        .store()
-        .states::<rotation_ledger::rules::StreamState>()
-        .collect::<Result<_, _>>()
-        .expect("rule states decode")
+    ledger.stream_states().expect("rule states decode")
 }
 
 /// A fresh ledger given `log`'s events, in order, as one group: each must

@@ -1,0 +1,51 @@
+//! What the integration tests need to damage or inspect a store, as an
+//! operator's disk or an older version of the ledger would leave it.
+//! Compiled only with the `test-hooks` feature, which release builds leave
+//! off.
+
+use uuid::Uuid;
+
+use super::Ledger;
+use crate::rules::StreamState;
+use crate::store::StoreError;
+
+/// What the id index keeps of one committed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdEntry {
+    pub id: Uuid,
+    pub position: u64,
+    pub streamversion: u64,
+    pub digest: [u8; 32],
+}
+
+impl Ledger {
+    /// Overwrites the stored bytes of one event, bypassing every check, as
+    /// a damaged disk would.
+    pub fn tamper(&self, position: u64, json: &[u8]) -> Result<(), StoreError> {
+        self.store().tamper(position, json)
+    }
+
+    /// Removes every id run, as in a store written before they existed.
+    /// Returns how many were removed.
+    pub fn forget_id_runs(&self) -> Result<u64, StoreError> {
+        self.store().forget_id_runs()
+    }
+
+    /// The id run entry of the event at `position`.
+    pub fn id_entry(&self, position: u64) -> Result<Option<IdEntry>, StoreError> {
+        Ok(self
+            .store()
+            .id_record(position)?
+            .map(|(id, record)| IdEntry {
+                id,
+                position: record.position,
+                streamversion: record.streamversion,
+                digest: record.digest,
+            }))
+    }
+
+    /// Every stream's rule state, in subject order.
+    pub fn stream_states(&self) -> Result<Vec<(String, StreamState)>, StoreError> {
+        self.store().states::<StreamState>().collect()
+    }
+}

@@ -1,0 +1,264 @@
+//! The append path: the one way anything enters the log, and the reads
+//! bounded by what is durable.
+//!
+//! HTTP, NATS, `import`, the demo and the benchmarks all hand
+//! [`Submission`]s to [`Ledger::submit`]. A single writer thread owns every
+//! write: it takes all submissions waiting, checks each (shape, time,
+//! permission, idempotency, then the domain rules), stages the accepted
+//! events and the rejections in one sled batch, and hands the batch to the
+//! flusher thread, which flushes once and only then answers. Concurrent
+//! writers therefore share flushes (group commit), and nothing is
+//! acknowledged before it is durable.
+//!
+//! Readers see only what has been flushed: every read is bounded by the
+//! durable head that the flusher publishes after each flush.
+//!
+//! The files, in the order an event meets them:
+//! - `submission`: what a publisher handed in, parsed and framed on the
+//!   caller's thread;
+//! - `writer`: the single writer thread: idempotency, rules, the sled batch;
+//! - `ids`: the in-memory id index behind idempotency;
+//! - `flusher`: the flusher thread: one flush for every group waiting, then
+//!   the answers and the new durable head;
+//! - `receipt`: the answers (receipts, outcomes) and the kept rejections;
+//! - `recent`: the last events made durable, in memory;
+//! - `reader`: every read, and the one [`Follower`] of the durable head.
+//!
+//! The store stays behind this front door: nothing outside the ledger
+//! writes to it, and other modules keep their checkpoints through
+//! [`Ledger::checkpoint`] and [`Ledger::save_checkpoint`].
+
+mod flusher;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+mod ids;
+mod reader;
+mod receipt;
+mod recent;
+mod submission;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::AppendMetrics;
+use crate::store::Store;
+
+pub use crate::store::{Head, StoreError};
+#[cfg(feature = "test-hooks")]
+pub use hooks::IdEntry;
+pub use reader::{FollowedEvent, Follower};
+pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
+pub use submission::Submission;
+
+use recent::{Recent, TAIL_BYTES};
+use writer::Writer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("the ledger's writer has stopped after a storage failure")]
+    WriterStopped,
+    #[error("the ledger is shutting down")]
+    Closed,
+}
+
+/// What the writer has made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durable {
+    pub head: Head,
+    /// The next rejection sequence number: every one below it is durable.
+    pub next_rejection: u64,
+}
+
+/// Tunables of the append path.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// The most events one group commit takes before it flushes.
+    pub max_group_events: usize,
+    /// sled's page cache. The working set of a serving ledger (rule state,
+    /// recent events) fits well within the default; a one-pass reader such
+    /// as `export` gains nothing from a large one.
+    pub cache_bytes: u64,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        Self {
+            max_group_events: 20_000,
+            cache_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl LedgerOptions {
+    /// For tools that read the log once from end to end.
+    pub fn one_pass() -> Self {
+        Self {
+            cache_bytes: 32 * 1024 * 1024,
+            ..Self::default()
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<Outcome>, LedgerError>>;
+
+/// Submissions on their way to the writer, with where to answer.
+struct Request {
+    submissions: Vec<Submission>,
+    reply: Reply,
+}
+
+/// A handle on an open ledger; clones share it.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    requests: mpsc::Sender<Request>,
+    durable: watch::Receiver<Durable>,
+    /// The last events made durable, for readers that follow the head.
+    recent: Arc<Recent>,
+    /// Counts every answer of [`Ledger::submit`], whichever transport asked.
+    metrics: AppendMetrics,
+    /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
+    /// taken once, never across an await.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir` and starts its writer. Start-up reads the
+    /// head and nothing else, whatever the log's length.
+    pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
+        let store = Store::open(dir, options.cache_bytes)?;
+        let durable = Durable {
+            head: store.head()?,
+            next_rejection: store.next_rejection()?,
+        };
+        let (durable_tx, durable_rx) = watch::channel(durable.clone());
+        let (requests, rx) = mpsc::channel(1024);
+        let writer = Writer::new(store.clone(), options, durable);
+        let recent = Arc::new(Recent::new(TAIL_BYTES));
+        let tail = Arc::clone(&recent);
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run(rx, durable_tx, tail))
+            .map_err(|e| StoreError::Corrupt {
+                key: "writer".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                requests,
+                durable: durable_rx,
+                recent,
+                metrics: AppendMetrics::default(),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Appends submissions, each all-or-nothing, and answers once they are
+    /// durable (committed or durably rejected).
+    pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, LedgerError> {
+        let started = std::time::Instant::now();
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .requests
+            .send(Request { submissions, reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
+        self.shared.metrics.record(&outcomes, started.elapsed());
+        Ok(outcomes)
+    }
+
+    pub async fn submit_one(&self, submission: Submission) -> Result<Outcome, LedgerError> {
+        let mut outcomes = self.submit(vec![submission]).await?;
+        outcomes.pop().ok_or(LedgerError::Closed)
+    }
+
+    /// The append path's counters, for `GET /metrics`.
+    pub fn metrics(&self) -> &AppendMetrics {
+        &self.shared.metrics
+    }
+
+    /// The durable head.
+    pub fn head(&self) -> Head {
+        self.shared.durable.borrow().head.clone()
+    }
+
+    /// Watches the durable state; changes after every flush.
+    pub fn subscribe(&self) -> watch::Receiver<Durable> {
+        self.shared.durable.clone()
+    }
+
+    /// The store, for the crate's own readers and the benchmarks; nothing
+    /// outside the crate reaches it.
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// A checkpoint that another module keeps with the log (the
+    /// dashboards', the outbox's cursor), by name.
+    pub fn checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .shared
+            .store
+            .checkpoint(name)?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    /// Writes a checkpoint by name. With `durable`, it returns only once
+    /// the checkpoint is flushed (blocking); without, the next flush of
+    /// the log (or sled's own, within half a second) makes it durable.
+    /// Checkpoints are never part of the log: they only save work.
+    pub fn save_checkpoint(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let mut commit = crate::store::Commit::default();
+        commit.checkpoint(name, bytes);
+        self.shared.store.apply(commit)?;
+        if durable {
+            self.shared.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, checkpoints included.
+    /// Blocking.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.store.flush()
+    }
+
+    /// The bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.shared.store.size_on_disk()
+    }
+
+    /// Stops accepting submissions, lets the writer finish what it holds,
+    /// and waits for it when this is the last handle; otherwise the writer
+    /// lives on for the other handles.
+    pub fn close(self) {
+        if let Ok(shared) = Arc::try_unwrap(self.shared) {
+            let Shared {
+                requests, writer, ..
+            } = shared;
+            drop(requests);
+            if let Some(handle) = writer.into_inner().ok().flatten() {
+                let _ = handle.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! What a publisher handed in: one event or an all-or-nothing batch,
+//! parsed, framed (RFC 8785) and digested on the caller's thread, so that
+//! the single writer spends its time only on what must be serial.
+
+use rotation_events::{Envelope, EventData};
+
+use crate::auth::Caller;
+use crate::chain;
+use crate::rules::{ErrorCode, Violation};
+
+/// What a publisher handed in, with where it came from: one event or an
+/// all-or-nothing batch.
+///
+/// It is parsed when it is made, on the caller's thread, so that the single
+/// writer spends its time only on what must be serial.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The bytes as received; `None` for events made in-process.
+    pub(super) body: Option<Vec<u8>>,
+    /// The envelopes' attributes; their `data` is in `framed` and `typed`.
+    pub(super) envelopes: Vec<Envelope>,
+    /// The RFC 8785 form of each envelope, made once here so that the
+    /// writer only adds its own attributes.
+    pub(super) framed: Vec<chain::Framed>,
+    /// Each envelope's typed data, upcast: read here rather than by the writer.
+    pub(super) typed: Vec<EventData>,
+    /// SHA-256 of each envelope's canonical JSON, for idempotency.
+    pub(super) digests: Vec<[u8; 32]>,
+    /// Why the bytes are not a well-formed event or batch.
+    pub(super) parse_error: Option<Violation>,
+    /// Where it came from, for the rejection log: `http`, `nats:<subject>`,
+    /// `import:<file>:<line>`.
+    pub origin: String,
+    pub caller: Caller,
+    /// The partnership the transport names (NATS subjects do), used for
+    /// rejections that cannot be parsed far enough to name one.
+    pub partnership_hint: Option<String>,
+}
+
+impl Submission {
+    /// Bytes as received: one CloudEvent or a JSON array of them.
+    pub fn from_json(body: Vec<u8>, origin: impl Into<String>, caller: Caller) -> Self {
+        let (parsed, parse_error) = parse_body(&body);
+        let (envelopes, typed) = parsed.into_iter().unzip();
+        Self::new(
+            Some(body),
+            envelopes,
+            typed,
+            parse_error,
+            origin.into(),
+            caller,
+        )
+    }
+
+    /// Events already parsed in-process (the simulator, the benchmarks).
+    pub fn from_events(
+        envelopes: Vec<Envelope>,
+        origin: impl Into<String>,
+        caller: Caller,
+    ) -> Self {
+        let mut typed = Vec::with_capacity(envelopes.len());
+        let mut parse_error = None;
+        for envelope in &envelopes {
+            match envelope.data() {
+                Ok(data) => typed.push(data),
+                Err(e) => {
+                    parse_error.get_or_insert(Violation::new(ErrorCode::InvalidEvent, e.0));
+                }
+            }
+        }
+        Self::new(None, envelopes, typed, parse_error, origin.into(), caller)
+    }
+
+    /// `typed`: each envelope's typed data, as far as it reads; a
+    /// submission whose data does not read all carries a `parse_error`.
+    fn new(
+        body: Option<Vec<u8>>,
+        mut envelopes: Vec<Envelope>,
+        typed: Vec<EventData>,
+        parse_error: Option<Violation>,
+        origin: String,
+        caller: Caller,
+    ) -> Self {
+        let framed: Vec<chain::Framed> = envelopes
+            .iter()
+            .map(|e| chain::Framed::new(e, &chain::canonical_data(e)))
+            .collect();
+        let digests = framed.iter().map(chain::Framed::digest).collect();
+        // `data` lives on in `framed` and `typed`; its tree is freed here,
+        // on the thread that made it, rather than by the writer.
+        for envelope in &mut envelopes {
+            envelope.data = serde_json::Value::Null;
+        }
+        Self {
+            body,
+            envelopes,
+            framed,
+            typed,
+            digests,
+            parse_error,
+            origin,
+            caller,
+            partnership_hint: None,
+        }
+    }
+
+    pub fn with_partnership_hint(mut self, partnership: impl Into<String>) -> Self {
+        self.partnership_hint = Some(partnership.into());
+        self
+    }
+}
+
+/// Parses a body into envelopes with their typed data. An unparseable
+/// event rejects the whole submission; the envelopes that did parse are
+/// still returned so that their receipts can name them.
+fn parse_body(bytes: &[u8]) -> (Vec<(Envelope, EventData)>, Option<Violation>) {
+    let invalid = |message: String| Some(Violation::new(ErrorCode::InvalidEvent, message));
+    if bytes.trim_ascii_start().first() != Some(&b'[') {
+        return match Envelope::from_json_typed(bytes) {
+            Ok(parsed) => (vec![parsed], None),
+            Err(e) => (Vec::new(), invalid(e.0)),
+        };
+    }
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(bytes) {
+        Ok(items) => items,
+        Err(e) => return (Vec::new(), invalid(format!("not JSON: {e}"))),
+    };
+    if items.is_empty() {
+        return (Vec::new(), invalid("an empty batch holds no events".into()));
+    }
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut error = None;
+    for (i, item) in items.into_iter().enumerate() {
+        match Envelope::from_json_typed(item.get().as_bytes()) {
+            Ok(event) => parsed.push(event),
+            Err(e) if error.is_none() => error = invalid(format!("[{i}] {}", e.0)),
+            Err(_) => {}
+        }
+    }
+    (parsed, error)
+}
