@@ -18,14 +18,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rotation_events::{
     Benefit, CommittedEvent, EndReason, Envelope, Ethnicity, EventData, EventType, InvalidEvent,
     ProgressionKind, ReferredBy, Role, Sector, Sex, Size, Status, SubjectKind, YesNo,
 };
 use uuid::Uuid;
 
-use crate::outcomes::{FollowUp, Observation, add_months, follow_up};
+use crate::outcomes::{AgeBand, FollowUp, Observation, add_months, follow_up};
 
 /// The version of the definitions below, recorded in every export's
 /// provenance. It changes whenever a column's meaning changes, so that two
@@ -39,42 +39,6 @@ pub const FOLLOW_UP_MONTHS: [u32; 3] = [3, 6, 12];
 /// How many calendar months after a release's end a progression of the
 /// employee still counts for `progressed_12m`.
 pub const PROGRESSION_MONTHS: u32 = 12;
-
-/// An age band at referral, from `year(referred_on) - birth_year`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AgeBand {
-    /// 16 to 24.
-    Young,
-    /// 25 to 49.
-    Middle,
-    /// 50 and over.
-    Older,
-}
-
-impl AgeBand {
-    /// Every band, youngest first.
-    pub const ALL: &'static [AgeBand] = &[Self::Young, Self::Middle, Self::Older];
-
-    /// The contract's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Young => "16-24",
-            Self::Middle => "25-49",
-            Self::Older => "50+",
-        }
-    }
-
-    /// The band of an age counted in whole years; `None` under 16, where the
-    /// scheme has no band (such a value points to a wrong birth year).
-    pub fn of_age(age: i32) -> Option<Self> {
-        match age {
-            16..=24 => Some(Self::Young),
-            25..=49 => Some(Self::Middle),
-            50.. => Some(Self::Older),
-            _ => None,
-        }
-    }
-}
 
 /// How a release's training turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -793,10 +757,7 @@ impl<'a> Tables<'a> {
         }
         let referral = person.referrals.earliest(retracted);
         let referred_on = referral.map(|r| r.stamp.date);
-        let age_band = match (referred_on, registration.birth_year) {
-            (Some(on), Some(born)) => AgeBand::of_age(on.year() - born),
-            _ => None,
-        };
+        let age_band = AgeBand::at_referral(registration.birth_year, referred_on);
         // Whole weeks, rounded down; a referral dated before the
         // unemployment began has no meaningful count and is left missing.
         let unemployed_weeks_at_referral = match (referred_on, registration.unemployed_since) {

@@ -1,11 +1,12 @@
-//! The outcome definitions that the dashboard and the evaluation datasets
-//! share (contract sections 6 and 8): observations, implied or observed,
-//! the status window around a follow-up date, and "into work".
+//! The definitions that the dashboard and the evaluation datasets share
+//! (contract sections 6 and 8): the age band at referral, observations,
+//! implied or observed, the status window around a follow-up date, and
+//! "into work".
 //!
 //! There is one definition of each here, so that a board and an evaluator
 //! never count the same thing two ways.
 
-use chrono::{Months, NaiveDate};
+use chrono::{Datelike, Months, NaiveDate};
 use rotation_events::{EndReason, ProgressionKind, Status};
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,51 @@ pub fn into_work(end: NaiveDate, reason: EndReason, observations: &[Observation]
     })
 }
 
+/// An age band at referral (contract section 8): the age is
+/// `year(referred_on) - birth_year`, in whole years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AgeBand {
+    /// 16 to 24.
+    Young,
+    /// 25 to 49.
+    Middle,
+    /// 50 and over.
+    Older,
+}
+
+impl AgeBand {
+    /// Every band, youngest first.
+    pub const ALL: &'static [AgeBand] = &[Self::Young, Self::Middle, Self::Older];
+
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Young => "16-24",
+            Self::Middle => "25-49",
+            Self::Older => "50+",
+        }
+    }
+
+    /// The band of an age counted in whole years; `None` under 16, where the
+    /// scheme has no band (such a value points to a wrong birth year).
+    pub fn of_age(age: i32) -> Option<Self> {
+        match age {
+            16..=24 => Some(Self::Young),
+            25..=49 => Some(Self::Middle),
+            50.. => Some(Self::Older),
+            _ => None,
+        }
+    }
+
+    /// The band of a person born in `birth_year` and first referred on
+    /// `referred_on`; `None` without either, or under 16. The dataset
+    /// leaves such a cell empty and the dashboard files the person under
+    /// `not_recorded`, so that both say the same of everyone.
+    pub fn at_referral(birth_year: Option<i32>, referred_on: Option<NaiveDate>) -> Option<Self> {
+        Self::of_age(referred_on?.year() - birth_year?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +167,36 @@ mod tests {
             date: d(date),
             status,
         }
+    }
+
+    /// Checks the band of someone born in `birth_year` and referred on
+    /// `referred_on`; `expect` is the contract's spelling, or "" for none.
+    fn check(birth_year: Option<i32>, referred_on: Option<&str>, expect: &str) {
+        let band = AgeBand::at_referral(birth_year, referred_on.map(d));
+        assert_eq!(
+            band.map_or("", AgeBand::as_str),
+            expect,
+            "born {birth_year:?}, referred {referred_on:?}"
+        );
+    }
+
+    #[test]
+    fn age_bands_count_years_from_the_birth_year_to_the_referral_year() {
+        // Only the years count: born in 2000, referred on the first day of
+        // 2025, is 25 whatever the birthday.
+        check(Some(2000), Some("2025-01-01"), "25-49");
+        check(Some(2001), Some("2025-12-31"), "16-24");
+        check(Some(2009), Some("2025-06-01"), "16-24");
+        check(Some(1976), Some("2025-06-01"), "25-49");
+        check(Some(1975), Some("2025-06-01"), "50+");
+        check(Some(1925), Some("2025-06-01"), "50+");
+        // Under 16 has no band: such an age points to a wrong birth year.
+        check(Some(2010), Some("2025-06-01"), "");
+        check(Some(2030), Some("2025-06-01"), "");
+        // No birth year or no referral: nothing to count from.
+        check(None, Some("2025-06-01"), "");
+        check(Some(1990), None, "");
+        check(None, None, "");
     }
 
     #[test]

@@ -8,10 +8,11 @@ use rotation_events::{
     Benefit, CommittedEvent, EndReason, Ethnicity, ProgressionKind, ReferredBy, Sector, Sex, Size,
     Status, YesNo,
 };
+use rotation_projections::dashboard::{Dashboards, SchemeLimits};
 use rotation_projections::dataset::{
-    AgeBand, Dataset, DatasetFold, JobseekerRow, ReleaseRow, SubstitutionRow, TrainingOutcome,
+    Dataset, DatasetFold, JobseekerRow, ReleaseRow, SubstitutionRow, TrainingOutcome,
 };
-use rotation_projections::outcomes::FollowUp;
+use rotation_projections::outcomes::{AgeBand, FollowUp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -382,6 +383,42 @@ fn age_bands_count_years_from_the_birth_year_to_the_referral_year() {
         json!({"birth_year": 1990}),
     );
     assert_eq!(unreferred.jobseeker_row("2026-01-01").age_band, None);
+}
+
+/// The dashboard once put anyone under 16 at referral in "16-24" while the
+/// dataset left their band empty. Both now read one definition.
+#[test]
+fn age_under_16_is_not_recorded_on_the_board_as_in_the_dataset() {
+    for birth_year in [
+        Some(2012),
+        Some(2010),
+        Some(2009),
+        Some(2000),
+        Some(1975),
+        None,
+    ] {
+        let mut log = Log::default();
+        let profile = birth_year.map_or(json!({}), |y| json!({"birth_year": y}));
+        log.jobseeker(JOBSEEKER, "2025-01-06", "2024-06-01", profile);
+        log.refer(JOBSEEKER, "2025-01-10");
+        let in_dataset = log.jobseeker_row("2026-01-01").age_band;
+
+        let mut dashboards = Dashboards::new();
+        for event in &log.events {
+            dashboards.apply(event);
+        }
+        let board = dashboards
+            .dashboard("stoke", &SchemeLimits::default())
+            .expect("the partnership's board");
+        let on_board: Vec<&str> = board.by_group["age_band"]
+            .iter()
+            .filter(|(_, counts)| counts.referred == 1)
+            .map(|(band, _)| band.as_str())
+            .collect();
+
+        let expect = in_dataset.map_or("not_recorded", AgeBand::as_str);
+        assert_eq!(on_board, [expect], "born {birth_year:?}");
+    }
 }
 
 #[test]

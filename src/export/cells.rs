@@ -4,10 +4,8 @@
 
 use std::fmt::Display;
 
-use rotation_projections::dataset::{
-    AgeBand, JobseekerRow, ReleaseRow, SubstitutionRow, TrainingOutcome,
-};
-use rotation_projections::outcomes::FollowUp;
+use rotation_projections::dataset::{JobseekerRow, ReleaseRow, SubstitutionRow, TrainingOutcome};
+use rotation_projections::outcomes::{AgeBand, FollowUp};
 
 use super::pseudonym::Pseudonymiser;
 

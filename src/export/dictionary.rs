@@ -6,7 +6,8 @@
 use rotation_events::{
     Benefit, EndReason, Ethnicity, ProgressionKind, ReferredBy, Sector, Sex, Size, Status, YesNo,
 };
-use rotation_projections::dataset::{AgeBand, TrainingOutcome};
+use rotation_projections::dataset::TrainingOutcome;
+use rotation_projections::outcomes::AgeBand;
 use rotation_projections::outcomes::FollowUp;
 use serde::Serialize;
 

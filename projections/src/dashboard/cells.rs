@@ -9,6 +9,7 @@ use chrono::{Datelike, NaiveDate};
 use rotation_events::{Ethnicity, Sector, Sex, YesNo};
 
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
+use crate::outcomes::AgeBand;
 
 /// The key of a sector in `by_sector`.
 pub(super) fn sector_key(sector: Option<Sector>) -> &'static str {
@@ -34,34 +35,6 @@ impl Month {
 impl fmt::Display for Month {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}", self.year, self.month)
-    }
-}
-
-/// Age at the first referral, in the contract's bands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum AgeBand {
-    Under25,
-    From25To49,
-    From50,
-}
-
-impl AgeBand {
-    const ALL: &'static [AgeBand] = &[Self::Under25, Self::From25To49, Self::From50];
-
-    pub(super) fn of(age: i32) -> Self {
-        match age {
-            ..25 => Self::Under25,
-            25..50 => Self::From25To49,
-            _ => Self::From50,
-        }
-    }
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Under25 => "16-24",
-            Self::From25To49 => "25-49",
-            Self::From50 => "50+",
-        }
     }
 }
 
@@ -153,15 +126,6 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn age_bands_follow_the_contract() {
-        assert_eq!(AgeBand::of(16).as_str(), "16-24");
-        assert_eq!(AgeBand::of(24).as_str(), "16-24");
-        assert_eq!(AgeBand::of(25).as_str(), "25-49");
-        assert_eq!(AgeBand::of(49).as_str(), "25-49");
-        assert_eq!(AgeBand::of(50).as_str(), "50+");
-    }
 
     #[test]
     fn every_dimension_lists_not_recorded() {

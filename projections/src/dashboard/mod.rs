@@ -42,9 +42,9 @@
 //! sector of the rotation's employer, or under `unknown` when that employer
 //! is not (or no longer) enrolled, so every column adds up to its total.
 //! `by_group` files people under their profile at the latest registration
-//! (age band from the birth year and the year of the first referral), with
-//! `not_recorded` for a missing answer, so every dimension adds up to the
-//! total of each measure as well.
+//! (the age band is [`crate::outcomes::AgeBand::at_referral`], as in the
+//! datasets), with `not_recorded` for a missing answer or an age without a
+//! band, so every dimension adds up to the total of each measure as well.
 //!
 //! # Checkpoints
 //!
@@ -200,7 +200,7 @@ pub struct Dashboards {
 impl Dashboards {
     /// The meaning of the fold's facts and figures. A checkpoint written
     /// under another version is to be discarded and the fold rebuilt.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     pub fn new() -> Self {
         Self::default()

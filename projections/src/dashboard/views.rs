@@ -4,18 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rotation_events::{EndReason, Sector};
 use uuid::Uuid;
 
-use super::cells::{AgeBand, Category, Cell, Counters, Month};
+use super::cells::{Category, Cell, Counters, Month};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use super::facts::{
     Facts, PersonFact, Registration, ReleaseStart, RotationFact, SubstitutionStart,
 };
 use super::fold::Partnership;
 use crate::flags::SubstitutionCheck;
-use crate::outcomes::{Observation, into_work};
+use crate::outcomes::{AgeBand, Observation, into_work};
 
 /// What a rotation adds to the dashboard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -245,12 +245,8 @@ impl Partnership {
                 .any(|&(date, reason)| into_work(date, reason, &observations));
         }
         if let Some(r) = registration {
-            let age = r
-                .birth_year
-                .zip(first_referral)
-                .map(|(born, referred)| AgeBand::of(referred.year() - born));
             view.groups = [
-                Category::AgeBand(age),
+                Category::AgeBand(AgeBand::at_referral(r.birth_year, first_referral)),
                 Category::Sex(r.sex),
                 Category::Disability(r.disability),
                 Category::Ethnicity(r.ethnicity),
