@@ -25,7 +25,7 @@ use rotation_events::{
 };
 use uuid::Uuid;
 
-use crate::outcomes::{AgeBand, FollowUp, Observation, add_months, follow_up};
+use crate::outcomes::{self, AgeBand, FollowUp, Observation, StatusRecord, add_months, follow_up};
 
 /// The version of the definitions below, recorded in every export's
 /// provenance. It changes whenever a column's meaning changes, so that two
@@ -836,22 +836,19 @@ fn observations(
     ended: &[(&Span<'_>, &Fact<EndReason>)],
     retracted: &Retracted,
 ) -> Vec<Observation> {
-    let observed = person.observations.effective(retracted).map(|o| {
-        let observation = Observation {
-            date: o.stamp.date,
-            status: o.value,
-        };
-        (o.stamp.position, observation)
-    });
-    let progressed = person.progressions.effective(retracted).filter_map(|p| {
-        Observation::implied_by_progression(p.value, p.stamp.date).map(|o| (p.stamp.position, o))
-    });
-    let hired = ended.iter().filter_map(|(_, end)| {
-        Observation::implied_by_end(end.value, end.stamp.date).map(|o| (end.stamp.position, o))
-    });
-    let mut all: Vec<(u64, Observation)> = observed.chain(progressed).chain(hired).collect();
-    all.sort_unstable_by_key(|(position, _)| *position);
-    all.into_iter().map(|(_, o)| o).collect()
+    let record = |stamp: &Stamp, record| (stamp.position, stamp.date, record);
+    let observed = person
+        .observations
+        .effective(retracted)
+        .map(|o| record(&o.stamp, StatusRecord::Observed(o.value)));
+    let progressed = person
+        .progressions
+        .effective(retracted)
+        .map(|p| record(&p.stamp, StatusRecord::Progressed(p.value)));
+    let ends = ended
+        .iter()
+        .map(|(_, end)| record(&end.stamp, StatusRecord::SubstitutionEnded(end.value)));
+    outcomes::observations(observed.chain(progressed).chain(ends))
 }
 
 fn count<T>(items: impl Iterator<Item = T>) -> u32 {

@@ -42,6 +42,47 @@ impl Observation {
     }
 }
 
+/// What was recorded about a person that states or implies their status:
+/// the records from which both the dashboard and the datasets take a
+/// person's observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusRecord {
+    /// An `outcome_observed` event.
+    Observed(Status),
+    /// A `person_progressed` event.
+    Progressed(ProgressionKind),
+    /// The end of a substitution in which the person was the substitute.
+    SubstitutionEnded(EndReason),
+}
+
+impl Observation {
+    /// The observation a record states or implies on its date; `None` for
+    /// one that implies no status.
+    pub fn of_record(record: StatusRecord, date: NaiveDate) -> Option<Self> {
+        match record {
+            StatusRecord::Observed(status) => Some(Self { date, status }),
+            StatusRecord::Progressed(kind) => Self::implied_by_progression(kind, date),
+            StatusRecord::SubstitutionEnded(reason) => Self::implied_by_end(reason, date),
+        }
+    }
+}
+
+/// A person's observations, observed and implied, from their records given
+/// as `(position, date, record)` in any order. They come back in log order,
+/// which [`follow_up`] uses to break ties on the same date.
+pub fn observations(
+    records: impl IntoIterator<Item = (u64, NaiveDate, StatusRecord)>,
+) -> Vec<Observation> {
+    let mut all: Vec<(u64, Observation)> = records
+        .into_iter()
+        .filter_map(|(position, date, record)| {
+            Observation::of_record(record, date).map(|o| (position, o))
+        })
+        .collect();
+    all.sort_unstable_by_key(|(position, _)| *position);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
 /// `date` plus `months` calendar months, the day clamped to the month's end
 /// (31 January plus one month is 28 or 29 February).
 pub fn add_months(date: NaiveDate, months: u32) -> NaiveDate {

@@ -15,7 +15,7 @@ use super::facts::{
 };
 use super::fold::Partnership;
 use crate::flags::SubstitutionCheck;
-use crate::outcomes::{AgeBand, Observation, into_work};
+use crate::outcomes::{self, AgeBand, Observation, StatusRecord, into_work};
 
 /// What a rotation adds to the dashboard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,9 +142,9 @@ impl Partnership {
             })
     }
 
-    /// The ends (date and reason) of every substitution in which `person`
-    /// is the substitute, in every rotation.
-    pub(super) fn substitution_ends_of(&self, person: Uuid) -> Vec<(NaiveDate, EndReason)> {
+    /// The ends (position, date and reason) of every substitution in
+    /// which `person` is the substitute, in every rotation.
+    pub(super) fn substitution_ends_of(&self, person: Uuid) -> Vec<(u64, NaiveDate, EndReason)> {
         let mut ends = Vec::new();
         let Some(rotations) = self.derived.rotations_by_substitute.get(&person) else {
             return ends;
@@ -154,7 +154,7 @@ impl Partnership {
                 continue;
             };
             let starts = substitution_starts(facts);
-            for fact in facts.live.values() {
+            for (&position, fact) in &facts.live {
                 if let RotationFact::SubstitutionEnded {
                     substitution,
                     reason,
@@ -162,7 +162,7 @@ impl Partnership {
                 } = fact
                     && starts.get(substitution).map(|s| s.substitute) == Some(person)
                 {
-                    ends.push((*date, *reason));
+                    ends.push((position, *date, *reason));
                 }
             }
         }
@@ -174,26 +174,26 @@ impl Partnership {
     pub(super) fn observations(
         &self,
         person: Uuid,
-        ends: &[(NaiveDate, EndReason)],
+        ends: &[(u64, NaiveDate, EndReason)],
     ) -> Vec<Observation> {
-        let mut observations = Vec::new();
-        if let Some(facts) = self.people.get(&person) {
-            for fact in facts.live.values() {
-                match *fact {
+        let recorded = self.people.get(&person).into_iter().flat_map(|facts| {
+            facts
+                .live
+                .iter()
+                .filter_map(|(&position, fact)| match *fact {
                     PersonFact::Observed { status, date } => {
-                        observations.push(Observation { date, status });
+                        Some((position, date, StatusRecord::Observed(status)))
                     }
                     PersonFact::Progressed { kind, date } => {
-                        observations.extend(Observation::implied_by_progression(kind, date));
+                        Some((position, date, StatusRecord::Progressed(kind)))
                     }
-                    _ => {}
-                }
-            }
-        }
-        for &(date, reason) in ends {
-            observations.extend(Observation::implied_by_end(reason, date));
-        }
-        observations
+                    _ => None,
+                })
+        });
+        let ended = ends.iter().map(|&(position, date, reason)| {
+            (position, date, StatusRecord::SubstitutionEnded(reason))
+        });
+        outcomes::observations(recorded.chain(ended))
     }
 
     pub(super) fn person_view(&self, person: Uuid) -> PersonView {
@@ -242,7 +242,7 @@ impl Partnership {
             let observations = self.observations(person, &ends);
             view.into_work = ends
                 .iter()
-                .any(|&(date, reason)| into_work(date, reason, &observations));
+                .any(|&(_, date, reason)| into_work(date, reason, &observations));
         }
         if let Some(r) = registration {
             view.groups = [
