@@ -14,7 +14,6 @@
 //! at, so that a retracted release frees its employee again.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use rotation_events::{
     Envelope, EventData, EventType, Role, Subject, SubjectKind, TrainingCompleted, TrainingLeft,
@@ -24,45 +23,7 @@ use uuid::Uuid;
 
 use crate::store::{IdRecord, StoreError};
 
-/// The contract's error codes; each rejection carries exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidEvent,
-    DuplicateIdConflict,
-    VersionConflict,
-    UnknownStream,
-    RuleViolation,
-    Forbidden,
-}
-
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 6] = [
-        Self::InvalidEvent,
-        Self::DuplicateIdConflict,
-        Self::VersionConflict,
-        Self::UnknownStream,
-        Self::RuleViolation,
-        Self::Forbidden,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidEvent => "invalid_event",
-            Self::DuplicateIdConflict => "duplicate_id_conflict",
-            Self::VersionConflict => "version_conflict",
-            Self::UnknownStream => "unknown_stream",
-            Self::RuleViolation => "rule_violation",
-            Self::Forbidden => "forbidden",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use rotation_events::ErrorCode;
 
 /// Why an event may not join the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]

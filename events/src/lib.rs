@@ -28,6 +28,7 @@
 
 mod catalogue;
 mod envelope;
+mod error_code;
 pub mod schema;
 
 pub use catalogue::*;
@@ -35,3 +36,4 @@ pub use envelope::{
     CommittedEvent, Envelope, InvalidEvent, LedgerAttributes, Subject, SubjectKind, TypedEvent,
     check_slug,
 };
+pub use error_code::ErrorCode;

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::ledger::{LedgerError, Receipt};
-use crate::rules::{ErrorCode, Violation};
+use crate::rules::Violation;
+use rotation_events::ErrorCode;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -6,7 +6,8 @@ use rotation_events::{Envelope, EventData};
 
 use crate::auth::Caller;
 use crate::chain;
-use crate::rules::{ErrorCode, Violation};
+use crate::rules::Violation;
+use rotation_events::ErrorCode;
 
 /// What a publisher handed in, with where it came from: one event or an
 /// all-or-nothing batch.

@@ -22,8 +22,9 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::chain;
-use crate::rules::{self, ErrorCode, StateView, StreamState, Violation};
+use crate::rules::{self, StateView, StreamState, Violation};
 use crate::store::{Commit, Head, IdRecord, Store, StoreError};
+use rotation_events::ErrorCode;
 
 /// The writer thread's state.
 pub(super) struct Writer {

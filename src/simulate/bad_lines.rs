@@ -15,12 +15,7 @@ use super::calendar::{DAY, HOUR, Time};
 use super::emission::{Draft, is_leaf};
 use super::reference::Service;
 use super::{Expected, Simulated, Simulator, choose};
-
-pub(super) const INVALID_EVENT: &str = "invalid_event";
-pub(super) const UNKNOWN_STREAM: &str = "unknown_stream";
-pub(super) const RULE_VIOLATION: &str = "rule_violation";
-pub(super) const DUPLICATE_ID_CONFLICT: &str = "duplicate_id_conflict";
-pub(super) const VERSION_CONFLICT: &str = "version_conflict";
+use rotation_events::ErrorCode;
 
 impl Simulator {
     /// One line the ledger must refuse (or answer `duplicate`), derived from
@@ -73,7 +68,7 @@ impl Simulator {
         }
         let kind = *choose(&mut self.bad_rng, &kinds);
         let fresh = Self::event_id(&mut self.bad_rng, self.start_unix, time);
-        let rejected = |line: String, code: &'static str| Simulated {
+        let rejected = |line: String, code: ErrorCode| Simulated {
             line,
             expected: Expected::Rejected(code),
         };
@@ -89,7 +84,7 @@ impl Simulator {
                 while !line.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                rejected(line[..cut].to_owned(), INVALID_EVENT)
+                rejected(line[..cut].to_owned(), ErrorCode::InvalidEvent)
             }
             Kind::BrokenAttribute => {
                 let good = self.render(draft, fresh, time);
@@ -104,14 +99,14 @@ impl Simulator {
                     6 => drop(event.insert("specversion".into(), Value::from("0.3"))),
                     _ => drop(event.insert("data".into(), Value::from("see attachment"))),
                 });
-                rejected(broken, INVALID_EVENT)
+                rejected(broken, ErrorCode::InvalidEvent)
             }
             Kind::UnknownType => {
                 let good = self.render(draft, fresh, time);
                 let broken = mutate(&good, |event| {
                     event.insert("type".into(), Value::from("jobrotation.rotation.paused"));
                 });
-                rejected(broken, INVALID_EVENT)
+                rejected(broken, ErrorCode::InvalidEvent)
             }
             Kind::MisfitSubject => {
                 let uuid = draft.subject.uuid().unwrap_or(fresh);
@@ -124,7 +119,7 @@ impl Simulator {
                     expected_version: None,
                     ..draft.clone()
                 };
-                rejected(self.render(&copy, fresh, time), INVALID_EVENT)
+                rejected(self.render(&copy, fresh, time), ErrorCode::InvalidEvent)
             }
             Kind::EndBeforeStart => {
                 let date = self.date(time.div_euclid(DAY));
@@ -151,7 +146,7 @@ impl Simulator {
                     expected_version: None,
                     ..draft.clone()
                 };
-                rejected(self.render(&copy, fresh, time), INVALID_EVENT)
+                rejected(self.render(&copy, fresh, time), ErrorCode::InvalidEvent)
             }
             Kind::FarFuture => {
                 let copy = Draft {
@@ -160,7 +155,7 @@ impl Simulator {
                 };
                 rejected(
                     self.render(&copy, fresh, time + 36_525 * DAY),
-                    INVALID_EVENT,
+                    ErrorCode::InvalidEvent,
                 )
             }
             Kind::UnknownStream => {
@@ -191,7 +186,7 @@ impl Simulator {
                         }),
                     },
                 };
-                rejected(self.render(&copy, fresh, time), UNKNOWN_STREAM)
+                rejected(self.render(&copy, fresh, time), ErrorCode::UnknownStream)
             }
             Kind::VersionConflict => {
                 let expected = *choose(&mut self.bad_rng, &[0, 1_000_000]);
@@ -199,15 +194,18 @@ impl Simulator {
                     expected_version: Some(expected),
                     ..draft.clone()
                 };
-                rejected(self.render(&copy, fresh, time), VERSION_CONFLICT)
+                rejected(self.render(&copy, fresh, time), ErrorCode::VersionConflict)
             }
             Kind::IdConflict => {
                 // The same id, an hour later: a publisher that reused an id.
-                rejected(self.render(draft, id, time + HOUR), DUPLICATE_ID_CONFLICT)
+                rejected(
+                    self.render(draft, id, time + HOUR),
+                    ErrorCode::DuplicateIdConflict,
+                )
             }
             Kind::Rule => {
                 let copy = self.rule_violation(draft);
-                rejected(self.render(&copy, fresh, time), RULE_VIOLATION)
+                rejected(self.render(&copy, fresh, time), ErrorCode::RuleViolation)
             }
         }
     }

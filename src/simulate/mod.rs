@@ -161,7 +161,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use chrono::{Datelike, Months, NaiveDate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rotation_events::Sector;
+use rotation_events::{ErrorCode, Sector};
 
 use calendar::{DAY, HOUR, MINUTE, Time};
 use partnerships::{Partnership, SetupStep};
@@ -210,7 +210,7 @@ pub enum Expected {
     /// content): answered `duplicate`, nothing is added.
     Duplicate,
     /// Rejected with the contract's code, e.g. `rule_violation`.
-    Rejected(&'static str),
+    Rejected(ErrorCode),
 }
 
 /// One simulated submission.

@@ -13,10 +13,9 @@ use rotation_events::{
 };
 use uuid::Uuid;
 
-use super::bad_lines::{
-    DUPLICATE_ID_CONFLICT, INVALID_EVENT, RULE_VIOLATION, UNKNOWN_STREAM, VERSION_CONFLICT,
-    is_creating,
-};
+use rotation_events::ErrorCode;
+
+use super::bad_lines::is_creating;
 use super::{Expected, Scenario, Simulated, simulate};
 
 fn scenario(partnerships: u32, jobseekers: u32, months: u32, invalid_rate: f64) -> Scenario {
@@ -84,36 +83,40 @@ impl Rules {
         }
     }
 
-    fn try_append(&mut self, line: &str, now: DateTime<Utc>) -> Result<Expected, &'static str> {
-        let envelope = Envelope::from_json(line.as_bytes()).map_err(|_| INVALID_EVENT)?;
-        envelope.check_time(now).map_err(|_| INVALID_EVENT)?;
+    fn try_append(&mut self, line: &str, now: DateTime<Utc>) -> Result<Expected, ErrorCode> {
+        let envelope = Envelope::from_json(line.as_bytes()).map_err(|_| ErrorCode::InvalidEvent)?;
+        envelope
+            .check_time(now)
+            .map_err(|_| ErrorCode::InvalidEvent)?;
         let content = envelope.to_value().to_string();
         if let Some(previous) = self.ids.get(&envelope.id) {
             return if *previous == content {
                 Ok(Expected::Duplicate)
             } else {
-                Err(DUPLICATE_ID_CONFLICT)
+                Err(ErrorCode::DuplicateIdConflict)
             };
         }
         let key = envelope.subject.to_string();
         let version = self.streams.get(&key).map_or(0, |s| s.version);
         if envelope.expectedversion.is_some_and(|v| v != version) {
-            return Err(VERSION_CONFLICT);
+            return Err(ErrorCode::VersionConflict);
         }
         let creating = is_creating(envelope.event_type);
         match self.streams.get(&key) {
-            None if !creating => return Err(UNKNOWN_STREAM),
-            Some(_) if creating => return Err(RULE_VIOLATION),
-            Some(s) if s.partnership != envelope.partnership => return Err(RULE_VIOLATION),
+            None if !creating => return Err(ErrorCode::UnknownStream),
+            Some(_) if creating => return Err(ErrorCode::RuleViolation),
+            Some(s) if s.partnership != envelope.partnership => {
+                return Err(ErrorCode::RuleViolation);
+            }
             _ => {}
         }
         let partnership_key = format!("partnership/{}", envelope.partnership);
         if envelope.event_type != EventType::PartnershipRegistered
             && !self.streams.contains_key(&partnership_key)
         {
-            return Err(RULE_VIOLATION);
+            return Err(ErrorCode::RuleViolation);
         }
-        let data = envelope.data().map_err(|_| INVALID_EVENT)?;
+        let data = envelope.data().map_err(|_| ErrorCode::InvalidEvent)?;
         self.apply(&envelope, data)?;
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             partnership: envelope.partnership.clone(),
@@ -130,9 +133,15 @@ impl Rules {
     }
 
     /// Checks the type's rules and, if they hold, applies the event.
-    fn apply(&mut self, e: &Envelope, data: EventData) -> Result<(), &'static str> {
+    fn apply(&mut self, e: &Envelope, data: EventData) -> Result<(), ErrorCode> {
         let subject = e.subject.uuid();
-        let fail = |ok: bool| if ok { Ok(()) } else { Err(RULE_VIOLATION) };
+        let fail = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ErrorCode::RuleViolation)
+            }
+        };
         let same_partnership = |employers: &HashMap<Uuid, String>, id: &Uuid| {
             employers.get(id).is_some_and(|p| *p == e.partnership)
         };
@@ -200,14 +209,20 @@ impl Rules {
         Ok(())
     }
 
-    fn apply_to_rotation(&mut self, id: Uuid, data: EventData) -> Result<(), &'static str> {
-        let fail = |ok: bool| if ok { Ok(()) } else { Err(RULE_VIOLATION) };
+    fn apply_to_rotation(&mut self, id: Uuid, data: EventData) -> Result<(), ErrorCode> {
+        let fail = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ErrorCode::RuleViolation)
+            }
+        };
         let rotation = self.rotations.get_mut(&id).unwrap();
         fail(!rotation.closed)?;
         match data {
             EventData::ReleaseStarted(d) => {
                 let employee = self.persons.get_mut(&d.employee);
-                let employee = employee.ok_or(RULE_VIOLATION)?;
+                let employee = employee.ok_or(ErrorCode::RuleViolation)?;
                 fail(employee.role == Role::Employee)?;
                 fail(employee.employer == Some(rotation.employer))?;
                 fail(!employee.active_release)?;
@@ -219,7 +234,7 @@ impl Rules {
             }
             EventData::SubstitutionStarted(d) => {
                 let substitute = self.persons.get_mut(&d.substitute);
-                let substitute = substitute.ok_or(RULE_VIOLATION)?;
+                let substitute = substitute.ok_or(ErrorCode::RuleViolation)?;
                 fail(substitute.role == Role::Jobseeker && substitute.eligible)?;
                 fail(!substitute.active_substitution)?;
                 for release in &d.covers {
@@ -234,20 +249,20 @@ impl Rules {
             EventData::TrainingCompleted(TrainingCompleted { release_id, .. })
             | EventData::TrainingLeft(TrainingLeft { release_id, .. }) => {
                 let release = rotation.releases.get_mut(&release_id);
-                let release = release.ok_or(RULE_VIOLATION)?;
+                let release = release.ok_or(ErrorCode::RuleViolation)?;
                 fail(release.2)?;
                 release.2 = false;
             }
             EventData::ReleaseEnded(d) => {
                 let release = rotation.releases.get_mut(&d.release_id);
-                let release = release.ok_or(RULE_VIOLATION)?;
+                let release = release.ok_or(ErrorCode::RuleViolation)?;
                 fail(release.1)?;
                 release.1 = false;
                 self.persons.get_mut(&release.0).unwrap().active_release = false;
             }
             EventData::SubstitutionEnded(d) => {
                 let substitution = rotation.substitutions.get_mut(&d.substitution_id);
-                let substitution = substitution.ok_or(RULE_VIOLATION)?;
+                let substitution = substitution.ok_or(ErrorCode::RuleViolation)?;
                 fail(substitution.1)?;
                 substitution.1 = false;
                 self.persons
@@ -323,11 +338,11 @@ fn every_line_gets_the_answer_it_expects() {
     }
     println!("{by_answer:?}");
     for code in [
-        INVALID_EVENT,
-        UNKNOWN_STREAM,
-        RULE_VIOLATION,
-        DUPLICATE_ID_CONFLICT,
-        VERSION_CONFLICT,
+        ErrorCode::InvalidEvent,
+        ErrorCode::UnknownStream,
+        ErrorCode::RuleViolation,
+        ErrorCode::DuplicateIdConflict,
+        ErrorCode::VersionConflict,
     ] {
         let key = format!("{:?}", Expected::Rejected(code));
         assert!(
