@@ -233,6 +233,11 @@ impl Commit {
         self.writes += 1;
         self.batch.insert(checkpoint_key(name), value);
     }
+
+    /// Whether the commit writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes == 0
+    }
 }
 
 fn event_key(position: u64) -> [u8; 9] {

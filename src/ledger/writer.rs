@@ -170,27 +170,28 @@ impl Writer {
     /// Decides every submission of the group and applies one batch.
     fn commit_group(&mut self, requests: &[Request]) -> Result<Applied, StoreError> {
         let t_start = std::time::Instant::now();
-        let mut group = Overlay::default();
-        let mut head = self.applied.head.clone();
         let now = Utc::now();
-        let recordedtime = recorded_time(now, &head.recordedtime);
-        let mut next_rejection = self.applied.next_rejection;
+        let mut group = Group {
+            overlay: Overlay::default(),
+            head: self.applied.head.clone(),
+            next_rejection: self.applied.next_rejection,
+            recordedtime: recorded_time(now, &self.applied.head.recordedtime),
+            now,
+        };
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             let mut answers = Vec::with_capacity(request.submissions.len());
             for submission in &request.submissions {
-                let outcome = self.decide_submission(
-                    submission,
-                    &mut group,
-                    &mut head,
-                    now,
-                    &recordedtime,
-                    &mut next_rejection,
-                )?;
-                answers.push(outcome);
+                answers.push(self.decide_submission(submission, &mut group)?);
             }
             outcomes.push(answers);
         }
+        let Group {
+            overlay: group,
+            head,
+            next_rejection,
+            ..
+        } = group;
         if group.staged.is_empty() && group.rejections.is_empty() {
             return Ok(Applied {
                 outcomes,
@@ -200,6 +201,17 @@ impl Writer {
         let t_decided = std::time::Instant::now();
         let mut commit = Commit::default();
         let first = self.applied.head.position + 1;
+        // Positions are consecutive: the group's events end at its head.
+        debug_assert_eq!(
+            head.position,
+            self.applied.head.position + group.staged.len() as u64,
+            "a group's events take the positions after the applied head"
+        );
+        debug_assert_eq!(
+            next_rejection,
+            self.applied.next_rejection + group.rejections.len() as u64,
+            "rejection sequence numbers are consecutive"
+        );
         let jsons: Vec<&[u8]> = group.staged.iter().map(|s| s.json.as_slice()).collect();
         commit.events(first, &jsons);
         let records: Vec<_> = group
@@ -215,6 +227,7 @@ impl Writer {
             commit.rejection(record.seq, record);
         }
         commit.head(&head);
+        debug_assert!(!commit.is_empty(), "a commit is never empty");
         let t_built = std::time::Instant::now();
         self.store.apply(commit)?;
         tracing::trace!(
@@ -252,40 +265,41 @@ impl Writer {
         Ok(Applied { outcomes, recent })
     }
 
+    /// Decides one submission, all-or-nothing: its events join the group,
+    /// or it is rejected as a whole and kept as a rejection.
     fn decide_submission(
         &mut self,
         submission: &Submission,
-        group: &mut Overlay,
-        head: &mut Head,
-        now: DateTime<Utc>,
-        recordedtime: &str,
-        next_rejection: &mut u64,
+        group: &mut Group,
     ) -> Result<Outcome, StoreError> {
-        let envelopes = &submission.envelopes;
-        let mut pending = Overlay::default();
-        let mut pending_head = head.clone();
-        let mut receipts = Vec::with_capacity(envelopes.len());
+        let mut deciding = Deciding {
+            pending: Overlay::default(),
+            head: group.head.clone(),
+            now: group.now,
+            recordedtime: &group.recordedtime,
+        };
+        let mut receipts = Vec::with_capacity(submission.envelopes.len());
         let mut failure = submission.parse_error.clone().map(|v| (None, v));
         if failure.is_none() {
-            for (((envelope, digest), framed), typed) in envelopes
+            for (((envelope, digest), framed), data) in submission
+                .envelopes
                 .iter()
                 .zip(&submission.digests)
                 .zip(&submission.framed)
                 .zip(&submission.typed)
             {
-                let verdict = self.decide_event(
+                let candidate = Candidate {
                     envelope,
-                    typed,
-                    *digest,
+                    data,
+                    digest: *digest,
                     framed,
+                };
+                match self.decide_event(
+                    &candidate,
                     &submission.caller,
-                    group,
-                    &mut pending,
-                    &mut pending_head,
-                    now,
-                    recordedtime,
-                )?;
-                match verdict {
+                    &group.overlay,
+                    &mut deciding,
+                )? {
                     Ok(receipt) => receipts.push(receipt),
                     Err(violation) => {
                         failure = Some((Some(envelope.id), violation));
@@ -295,111 +309,48 @@ impl Writer {
             }
         }
         let Some((failed_id, violation)) = failure else {
-            group.states.extend(pending.states);
-            group.ids.extend(pending.ids);
-            group.staged.extend(pending.staged);
-            *head = pending_head;
+            let Deciding { pending, head, .. } = deciding;
+            group.overlay.states.extend(pending.states);
+            group.overlay.ids.extend(pending.ids);
+            group.overlay.staged.extend(pending.staged);
+            group.head = head;
             return Ok(Outcome {
                 receipts,
                 rejection: None,
             });
         };
-        // A rejection (the body as received) is kept and published under
-        // the partnership it belongs to: the one its events name, unless the
-        // caller may not publish for that one. A forbidden submission
-        // belongs to the partnership it came from (the NATS subject's, or
-        // the caller's only one), so that nobody can make their messages
-        // reach another partnership's subscribers.
-        let partnership = if violation.code == ErrorCode::Forbidden {
-            submission
-                .partnership_hint
-                .clone()
-                .or_else(|| submission.caller.sole_partnership().map(str::to_owned))
-        } else {
-            envelopes
-                .first()
-                .map(|e| e.partnership.clone())
-                .or_else(|| submission.partnership_hint.clone())
-        };
-        let receipts = if envelopes.is_empty() {
-            vec![Receipt {
-                id: None,
-                status: ReceiptStatus::Rejected,
-                position: None,
-                streamversion: None,
-                error: Some(violation.clone()),
-                partnership: partnership.clone(),
-            }]
-        } else {
-            envelopes
-                .iter()
-                .map(|e| Receipt {
-                    id: Some(e.id),
-                    status: ReceiptStatus::Rejected,
-                    position: None,
-                    streamversion: None,
-                    error: Some(if Some(e.id) == failed_id || failed_id.is_none() {
-                        violation.clone()
-                    } else {
-                        Violation::new(
-                            violation.code,
-                            format!(
-                                "not committed: event {} of the same batch was rejected: {}",
-                                failed_id.unwrap_or_default(),
-                                violation.message
-                            ),
-                        )
-                    }),
-                    partnership: Some(e.partnership.clone()),
-                })
-                .collect()
-        };
-        let (body, body_base64) = match &submission.body {
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => (Some(text.to_owned()), None),
-                Err(_) => {
-                    use base64::Engine as _;
-                    (
-                        None,
-                        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                    )
-                }
-            },
-            None => (serde_json::to_string(envelopes).ok(), None),
-        };
-        group.rejections.push(RejectionRecord {
-            seq: *next_rejection,
-            received: now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            origin: submission.origin.clone(),
-            code: violation.code,
-            message: violation.message.clone(),
-            event_id: failed_id,
-            partnership,
-            body,
-            body_base64,
-        });
-        *next_rejection += 1;
+        let (receipts, record) = rejection(
+            submission,
+            failed_id,
+            &violation,
+            group.now,
+            group.next_rejection,
+        );
+        group.overlay.rejections.push(record);
+        group.next_rejection += 1;
         Ok(Outcome {
             receipts,
             rejection: Some(violation),
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Decides one event of a submission against the store, the group so
+    /// far and the submission's own earlier events; an accepted event
+    /// joins `deciding`, sealed onto its chain.
     fn decide_event(
         &mut self,
-        envelope: &Envelope,
-        data: &EventData,
-        digest: [u8; 32],
-        framed: &chain::Framed,
+        candidate: &Candidate<'_>,
         caller: &Caller,
         group: &Overlay,
-        pending: &mut Overlay,
-        head: &mut Head,
-        now: DateTime<Utc>,
-        recordedtime: &str,
+        deciding: &mut Deciding<'_>,
     ) -> Result<Result<Receipt, Violation>, StoreError> {
-        if let Err(e) = envelope.check_time(now) {
+        let Candidate {
+            envelope,
+            data,
+            digest,
+            framed,
+        } = *candidate;
+        if let Err(e) = envelope.check_time(deciding.now) {
             return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0)));
         }
         if !caller.may_publish(&envelope.partnership) {
@@ -423,7 +374,7 @@ impl Writer {
             cache: &mut self.cache,
             ids,
             group,
-            pending,
+            pending: &deciding.pending,
         };
         if let Some(record) = view.id(envelope.id)? {
             if record.digest != digest {
@@ -444,40 +395,39 @@ impl Writer {
                 partnership: Some(envelope.partnership.clone()),
             }));
         }
-        let changes = match rules::decide(&mut view, envelope, data)? {
+        let mut changes = match rules::decide(&mut view, envelope, data)? {
             Ok(changes) => changes,
             Err(violation) => return Ok(Err(violation)),
         };
-        let mut changes = changes;
-        changes[0].1.positions.push(head.position + 1);
+        debug_assert!(!changes.is_empty(), "an accepted event changes its stream");
+        let head = &mut deciding.head;
+        let position = head.position + 1;
+        changes[0].1.positions.push(position);
         let streamversion = changes[0].1.version;
-        let ledger = LedgerAttributes {
-            position: head.position + 1,
+        debug_assert_eq!(
+            changes[0].1.positions.len() as u64,
             streamversion,
-            recordedtime: recordedtime.to_owned(),
+            "stream versions are consecutive: one position for each version"
+        );
+        let ledger = LedgerAttributes {
+            position,
+            streamversion,
+            recordedtime: deciding.recordedtime.to_owned(),
             prevhash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
         let (hash, json) = chain::seal(framed, &ledger);
-        head.position = ledger.position;
+        head.position = position;
         head.hash = hash;
-        head.recordedtime = recordedtime.to_owned();
-        pending.states.extend(changes);
+        head.recordedtime = deciding.recordedtime.to_owned();
+        deciding.pending.states.extend(changes);
         let record = IdRecord {
-            position: ledger.position,
+            position,
             streamversion,
             digest,
         };
-        pending.ids.insert(envelope.id, record);
-        let receipt = Receipt {
-            id: Some(envelope.id),
-            status: ReceiptStatus::Accepted,
-            position: Some(record.position),
-            streamversion: Some(streamversion),
-            error: None,
-            partnership: Some(envelope.partnership.clone()),
-        };
-        pending.staged.push(Staged {
+        deciding.pending.ids.insert(envelope.id, record);
+        deciding.pending.staged.push(Staged {
             subject: envelope.subject.clone(),
             json,
             id: envelope.id,
@@ -486,8 +436,134 @@ impl Writer {
             streamversion,
             digest,
         });
-        Ok(Ok(receipt))
+        Ok(Ok(Receipt {
+            id: Some(envelope.id),
+            status: ReceiptStatus::Accepted,
+            position: Some(position),
+            streamversion: Some(streamversion),
+            error: None,
+            partnership: Some(envelope.partnership.clone()),
+        }))
     }
+}
+
+/// A group commit being decided: what it stages, the head it leads to, and
+/// what every decision in it shares.
+struct Group {
+    overlay: Overlay,
+    head: Head,
+    next_rejection: u64,
+    /// When the group is decided: the clock every event's time is judged by.
+    now: DateTime<Utc>,
+    /// The recorded time of every event the group commits.
+    recordedtime: String,
+}
+
+/// One submission's decision in the making: its own accepted events, kept
+/// apart until the whole submission is accepted.
+struct Deciding<'g> {
+    pending: Overlay,
+    /// The head after the submission's events so far.
+    head: Head,
+    now: DateTime<Utc>,
+    recordedtime: &'g str,
+}
+
+/// One event of a submission, as the submitter's thread prepared it.
+#[derive(Clone, Copy)]
+struct Candidate<'s> {
+    envelope: &'s Envelope,
+    data: &'s EventData,
+    /// SHA-256 of the event's canonical form, for idempotency.
+    digest: [u8; 32],
+    framed: &'s chain::Framed,
+}
+
+/// The receipts of a rejected submission and the record kept of it.
+///
+/// A rejection (the body as received) is kept and published under the
+/// partnership it belongs to: the one its events name, unless the caller
+/// may not publish for that one. A forbidden submission belongs to the
+/// partnership it came from (the NATS subject's, or the caller's only
+/// one), so that nobody can make their messages reach another
+/// partnership's subscribers.
+fn rejection(
+    submission: &Submission,
+    failed_id: Option<Uuid>,
+    violation: &Violation,
+    now: DateTime<Utc>,
+    seq: u64,
+) -> (Vec<Receipt>, RejectionRecord) {
+    let envelopes = &submission.envelopes;
+    let partnership = if violation.code == ErrorCode::Forbidden {
+        submission
+            .partnership_hint
+            .clone()
+            .or_else(|| submission.caller.sole_partnership().map(str::to_owned))
+    } else {
+        envelopes
+            .first()
+            .map(|e| e.partnership.clone())
+            .or_else(|| submission.partnership_hint.clone())
+    };
+    let receipts = if envelopes.is_empty() {
+        vec![Receipt {
+            id: None,
+            status: ReceiptStatus::Rejected,
+            position: None,
+            streamversion: None,
+            error: Some(violation.clone()),
+            partnership: partnership.clone(),
+        }]
+    } else {
+        envelopes
+            .iter()
+            .map(|e| Receipt {
+                id: Some(e.id),
+                status: ReceiptStatus::Rejected,
+                position: None,
+                streamversion: None,
+                error: Some(if Some(e.id) == failed_id || failed_id.is_none() {
+                    violation.clone()
+                } else {
+                    Violation::new(
+                        violation.code,
+                        format!(
+                            "not committed: event {} of the same batch was rejected: {}",
+                            failed_id.unwrap_or_default(),
+                            violation.message
+                        ),
+                    )
+                }),
+                partnership: Some(e.partnership.clone()),
+            })
+            .collect()
+    };
+    let (body, body_base64) = match &submission.body {
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => {
+                use base64::Engine as _;
+                (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                )
+            }
+        },
+        None => (serde_json::to_string(envelopes).ok(), None),
+    };
+    let record = RejectionRecord {
+        seq,
+        received: now.to_rfc3339_opts(SecondsFormat::Micros, true),
+        origin: submission.origin.clone(),
+        code: violation.code,
+        message: violation.message.clone(),
+        event_id: failed_id,
+        partnership,
+        body,
+        body_base64,
+    };
+    (receipts, record)
 }
 
 /// The recorded time of a commit: now, but never before the previous

@@ -144,6 +144,10 @@ impl Simulator {
 
     /// Plans one placement in full: the employees and their releases, the
     /// substitution, how each ends, the mentoring, and the follow-ups.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the caller's independent draws, each named; a struct would only repeat them"
+    )]
     fn new_placement(
         &mut self,
         p: usize,
