@@ -499,7 +499,8 @@ mod tests {
     /// column.
     #[test]
     fn the_data_dictionary_in_the_docs_is_current() {
-        const START: &str = "<!-- columns: generated from src/export.rs, do not edit -->\n";
+        const START: &str =
+            "<!-- columns: generated from src/export/dictionary.rs, do not edit -->\n";
         const END: &str = "<!-- end of columns -->";
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/datasets.md");
         let docs = fs::read_to_string(&path).expect("docs/datasets.md");
