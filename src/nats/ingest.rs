@@ -60,7 +60,7 @@ use crate::ledger::{Ledger, LedgerError, Outcome, Receipt, Submission};
 pub(crate) const DURABLE: &str = "rotation-ledger";
 
 /// The most messages one lot holds, and the size of each pull request.
-pub(super) const BATCH: usize = 1_000;
+pub(crate) const BATCH: usize = 1_000;
 
 /// How many lots may be inside the ledger at once.
 const PIPELINE: usize = 3;

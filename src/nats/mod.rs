@@ -7,7 +7,6 @@
 //!   `rotation.append` responder. Both hand what they receive to
 //!   [`Ledger::submit`] and answer (ack, reply, receipt) only after it
 //!   returned, that is after the ledger's flush.
-//! - [`bench`]: the `nats_ingest` figure of `rotation-ledger bench`.
 //! - [`outbox`]: publication of the durable log to `ROTATION_LEDGER` and of
 //!   the durable rejections to `ROTATION_REJECTED`, each from its own cursor
 //!   kept in the store.
@@ -22,8 +21,7 @@
 //! [`SHUTDOWN_GRACE`] to publish what those submissions committed, persist
 //! their cursors and return.
 
-pub mod bench;
-mod ingest;
+pub(crate) mod ingest;
 mod outbox;
 
 use std::path::PathBuf;
@@ -165,7 +163,12 @@ impl Names {
         })
     }
 
-    fn stream(&self, suffix: &str) -> String {
+    /// The first token of every subject.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn stream(&self, suffix: &str) -> String {
         format!("{}_{suffix}", self.streams)
     }
 
@@ -214,7 +217,7 @@ impl Names {
         subject
     }
 
-    fn rejected_stream(&self) -> String {
+    pub(crate) fn rejected_stream(&self) -> String {
         self.stream("REJECTED")
     }
 

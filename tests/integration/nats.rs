@@ -1057,24 +1057,24 @@ async fn bench_nats_ingest_measures_on_streams_of_its_own_and_removes_them() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let measured = rotation_ledger::nats::bench::ingest(&nats.url(), 2_000, dir.path())
+    let measured = rotation_ledger::bench::nats::ingest(&nats.url(), 2_000, dir.path())
         .await
         .expect("the figure is measured");
     assert_eq!(measured.events, 2_000);
     let runs = |took: &[Duration]| took.iter().filter(|t| **t > Duration::ZERO).count();
     assert_eq!(
         runs(&measured.took),
-        rotation_ledger::nats::bench::ROUNDS,
+        rotation_ledger::bench::nats::ROUNDS,
         "the ledger ran every round: {measured:?}"
     );
     assert_eq!(
         runs(&measured.baseline_took),
-        rotation_ledger::nats::bench::ROUNDS + 1,
+        rotation_ledger::bench::nats::ROUNDS + 1,
         "the baseline ran before the first round and after each: {measured:?}"
     );
     assert_eq!(
         measured.lag_p99_each.len(),
-        rotation_ledger::nats::bench::LAG_ROUNDS,
+        rotation_ledger::bench::nats::LAG_ROUNDS,
         "{measured:?}"
     );
     assert!(measured.per_s() > 0.0 && measured.baseline_per_s() > 0.0);

@@ -3,7 +3,7 @@
 //!
 //! - **Ledger**: valid synthetic events published to
 //!   `<prefix>.in.<partnership>` with `Nats-Msg-Id` (many publishes in
-//!   flight), consumed by [`run`](super::run) on a fresh ledger, committed
+//!   flight), consumed by [`nats::run`] on a fresh ledger, committed
 //!   and acknowledged. Timed from the first publish until the consumer's ack
 //!   floor covers the last message and the ledger's head holds every event.
 //! - **Baseline**: the same messages published the same way to a stream of
@@ -44,9 +44,9 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Names, NatsArgs, ingest};
-use crate::bench::Synthetic;
+use super::Synthetic;
 use crate::ledger::{Ledger, LedgerOptions};
+use crate::nats::{self, Names, NatsArgs, ingest};
 
 /// What `nats_ingest` measured.
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ async fn baseline(
     partnership: &str,
     payloads: &[(String, bytes::Bytes)],
 ) -> Result<Duration> {
-    let subjects = format!("{}.{}", names.prefix, name.to_ascii_lowercase());
+    let subjects = format!("{}.{}", names.prefix(), name.to_ascii_lowercase());
     let stream_name = names.stream(name);
     let mut config = names.in_config();
     config.name = stream_name.clone();
@@ -350,10 +350,10 @@ async fn through_ledger(
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
     let shutdown = CancellationToken::new();
     let args = NatsArgs {
-        nats_prefix: names.prefix.clone(),
+        nats_prefix: names.prefix().to_owned(),
         ..NatsArgs::for_url(url)
     };
-    let nats = tokio::spawn(super::run(ledger.clone(), args, shutdown.clone()));
+    let nats = tokio::spawn(nats::run(ledger.clone(), args, shutdown.clone()));
     let count = payloads.len() as u64;
 
     let sampled = payloads
@@ -366,7 +366,7 @@ async fn through_ledger(
         .await
         .with_context(|| format!("cannot connect to NATS at {url}"))?;
     let mut published = observer
-        .subscribe(format!("{}.ledger.*.{SAMPLED_SUBJECT}", names.prefix))
+        .subscribe(format!("{}.ledger.*.{SAMPLED_SUBJECT}", names.prefix()))
         .await?;
     observer.flush().await?;
     let lags = tokio::spawn(async move {
@@ -400,7 +400,7 @@ async fn through_ledger(
     let started = Instant::now();
     publish_all(
         js,
-        &format!("{}.in.{partnership}", names.prefix),
+        &format!("{}.in.{partnership}", names.prefix()),
         payloads,
         pace,
     )

@@ -1,0 +1,132 @@
+//! The `import` and `export` figures, on a realistic simulated history
+//! rather than the synthetic log: every line goes through all the rules,
+//! and the dataset has every table to fill.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::Utc;
+
+use super::Figure;
+use crate::ledger::{Ledger, LedgerOptions};
+
+/// `import`: a realistic simulated history, every line through all the
+/// rules, beside `append_batched` of the same run. Returns the figure and
+/// the number of events committed.
+pub(super) async fn import_history(
+    root: &std::path::Path,
+    jobseekers: u32,
+    batched_per_s: f64,
+) -> Result<(Figure, u64)> {
+    use std::io::Write;
+    let months = 36;
+    let start = Utc::now().date_naive() - chrono::Months::new(months + 1);
+    let scenario = crate::simulate::Scenario {
+        partnerships: 4,
+        jobseekers,
+        months,
+        seed: 7,
+        start,
+        invalid_rate: 0.0,
+    };
+    let path = root.join("history.jsonl");
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        for simulated in crate::simulate::simulate(&scenario) {
+            out.write_all(simulated.line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let dir = root.join("import");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let started = Instant::now();
+    let summary = crate::import::import(&ledger, input, "history.jsonl", |_, _| {}).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(
+        summary.rejected == 0,
+        "the simulated history was not accepted in full: {:?}",
+        summary.problems.first()
+    );
+    ledger.close();
+    let lines = summary.accepted + summary.duplicate;
+    let per_s = lines as f64 / took.as_secs_f64().max(1e-9);
+    Ok((Figure::rates(per_s, batched_per_s), summary.accepted))
+}
+
+/// `export`: the evaluation dataset of the imported history, written by a
+/// child `rotation-ledger export` so that its time and peak memory are its
+/// own; beside `replay`'s events/s. It is run on half the log too (as of
+/// the middle event's recorded time) to show the cost is linear.
+pub(super) fn export_dataset(
+    root: &std::path::Path,
+    events: u64,
+    replay_per_s: f64,
+) -> Result<Figure> {
+    let dir = root.join("import");
+    let key = root.join("study.key");
+    std::fs::write(&key, b"bench study key")?;
+    let middle = {
+        let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+        let event = ledger.store().event(events / 2)?;
+        ledger.close();
+        event.map(|e| e.ledger.recordedtime)
+    };
+    let run = |as_of: Option<&str>| -> Result<(Duration, f64)> {
+        let out = root.join("dataset");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .arg("export")
+            .arg("--data")
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key-file")
+            .arg(&key)
+            .stdout(std::process::Stdio::null());
+        if let Some(as_of) = as_of {
+            command.arg("--as-of").arg(as_of);
+        }
+        let started = Instant::now();
+        let child = command.spawn()?;
+        let (status, peak_kib) = wait_with_peak(child)?;
+        let took = started.elapsed();
+        anyhow::ensure!(status == 0, "export exited with status {status}");
+        Ok((took, peak_kib as f64 / 1024.0))
+    };
+    let (took, peak_mib) = run(None)?;
+    let mut figure = Figure::rates(events as f64 / took.as_secs_f64().max(1e-9), replay_per_s);
+    figure.seconds = Some(took.as_secs_f64());
+    figure.peak_mib = Some(peak_mib);
+    if let Some(middle) = middle {
+        let (half, _) = run(Some(&middle))?;
+        let per_event_half = half.as_secs_f64() / (events / 2).max(1) as f64;
+        let per_event_whole = took.as_secs_f64() / events.max(1) as f64;
+        figure.linearity = Some(per_event_half / per_event_whole);
+    }
+    Ok(figure)
+}
+
+/// Waits for a child and returns its exit status and peak resident set
+/// size in KiB: the kernel's high-water mark (`VmHWM`), read every few
+/// milliseconds until the child exits.
+fn wait_with_peak(mut child: std::process::Child) -> Result<(i32, u64)> {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok((status.code().unwrap_or(-1), peak));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,362 @@
+//! `rotation-ledger bench`: every speed goal measured beside its baseline,
+//! the same work done raw, in the same run on the same data.
+//!
+//! | figure | ledger | baseline |
+//! |---|---|---|
+//! | `append_batched` | atomic batches of 1,000 through the append path (events made before the clock starts) | the same committed bytes inserted into sled in batches of 1,000, one flush each |
+//! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
+//! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
+//! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
+//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`, with events published at `p99_at_per_s`) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last (3 ledger runs, 4 baseline runs, each side over all its runs; the lag over 2 runs) |
+//! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
+//!
+//! The log is built by `append_batched` itself, so every later figure runs
+//! on a log of `--events` events.
+//!
+//! Map of the module: this file holds the runner, its options and the
+//! report; then one file per topic:
+//! - [`append`]: `append_batched` and `append_single`.
+//! - [`read`]: `replay`, `startup`, `projection_catchup` and `dashboard_read`.
+//! - [`export`]: `import` and `export`, on a simulated history.
+//! - [`nats`]: `nats_ingest`, against a nats-server.
+//! - [`raw`]: the raw sled baselines.
+//! - [`synthetic`]: the cheap valid events the append figures submit.
+//! - [`steal`]: the CPU steal share measured beside every figure.
+
+mod append;
+mod export;
+pub mod nats;
+mod raw;
+mod read;
+mod steal;
+mod synthetic;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::ledger::{Ledger, LedgerOptions};
+use steal::StealMeter;
+pub use synthetic::Synthetic;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events in the log the figures are measured on.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Single-event submissions for `append_single`.
+    #[arg(long, default_value_t = 50_000)]
+    pub single: u64,
+    /// Concurrent writers for `append_single`.
+    #[arg(long, default_value_t = 64)]
+    pub writers: u64,
+    /// Where to build the logs; a temporary directory by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Jobseekers in the simulated history that `import` and `export` are
+    /// measured on (about 28 events each).
+    #[arg(long, default_value_t = 100_000)]
+    pub export_jobseekers: u32,
+    /// A nats-server to measure `nats_ingest` on (streams of its own, deleted afterwards).
+    #[arg(long = "nats", value_name = "URL")]
+    pub nats: Option<String>,
+    /// Events for `nats_ingest`; by default `--events`, at most 200,000.
+    #[arg(long, value_name = "N")]
+    pub nats_events: Option<u64>,
+    /// Measure only these figures (comma-separated names, as in the
+    /// report); the log is built by `append_batched` whatever is chosen.
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(FIGURES))]
+    pub only: Vec<String>,
+}
+
+/// Every figure's name, in the order they are measured.
+pub const FIGURES: [&str; 9] = [
+    "append_batched",
+    "append_single",
+    "replay",
+    "projection_catchup",
+    "dashboard_read",
+    "startup",
+    "import",
+    "export",
+    "nats_ingest",
+];
+
+impl BenchArgs {
+    /// Whether `figure` is to be measured.
+    fn wants(&self, figure: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| f == figure)
+    }
+}
+
+/// One figure beside its baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub per_s: f64,
+    pub baseline_per_s: f64,
+    pub ratio: f64,
+    /// For latency figures: the 99th percentile of one operation, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// For a latency measured at a set load: that load, events/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_at_per_s: Option<f64>,
+    /// For whole runs (start-up, export): how long one took, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// For export: the peak resident memory of the exporting process, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_mib: Option<f64>,
+    /// For export: seconds per million events on half the log over the
+    /// same on the whole log; 1.0 is exactly linear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linearity: Option<f64>,
+    /// For start-up: seconds from opening until the first write is
+    /// answered (the writer loads the id index first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_write_s: Option<f64>,
+    /// The share of the machine's CPU time a hypervisor took while the
+    /// figure and its baseline were measured (steal), in %: figures from a
+    /// shared virtual machine are comparable only at similar steal. None
+    /// where the system does not say (`/proc/stat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal_pct: Option<f64>,
+    /// What was counted, for the table.
+    #[serde(skip)]
+    pub unit: &'static str,
+}
+
+impl Figure {
+    pub(crate) fn new(
+        count: u64,
+        took: Duration,
+        baseline_count: u64,
+        baseline_took: Duration,
+    ) -> Self {
+        Self::rates(
+            count as f64 / took.as_secs_f64().max(1e-9),
+            baseline_count as f64 / baseline_took.as_secs_f64().max(1e-9),
+        )
+    }
+
+    /// A figure of `per_s` beside `baseline_per_s`, in events/s.
+    pub(crate) fn rates(per_s: f64, baseline_per_s: f64) -> Self {
+        Self {
+            per_s,
+            baseline_per_s,
+            ratio: per_s / baseline_per_s,
+            p99_ms: None,
+            p99_at_per_s: None,
+            seconds: None,
+            peak_mib: None,
+            linearity: None,
+            first_write_s: None,
+            steal_pct: None,
+            unit: "events/s",
+        }
+    }
+
+    /// This figure, with the steal `meter` saw since it started.
+    fn stolen(mut self, meter: &StealMeter) -> Self {
+        self.steal_pct = meter.percent();
+        self
+    }
+}
+
+/// Events in each atomic batch of `append_batched` and its baseline.
+const BATCH: usize = 1_000;
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let temp;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut figures: Vec<(&'static str, Figure)> = Vec::new();
+    let ledger_dir = root.join("ledger");
+    let raw_dir = root.join("raw");
+    let _ = std::fs::remove_dir_all(&ledger_dir);
+    let _ = std::fs::remove_dir_all(&raw_dir);
+    let ledger = Ledger::open(&ledger_dir, LedgerOptions::default())?;
+
+    let meter = StealMeter::start();
+    progress(
+        &args,
+        &format!(
+            "append_batched: {} events in batches of {BATCH}",
+            args.events
+        ),
+    );
+    let ours = append::append_batches(&ledger, args.events).await?;
+    // The raw log is also what the replay baseline scans.
+    if args.wants("append_batched") || args.wants("replay") {
+        let raw = tokio::task::spawn_blocking({
+            let ledger = ledger.clone();
+            let raw_dir = raw_dir.clone();
+            move || raw::raw_batched(&ledger, &raw_dir)
+        })
+        .await??;
+        figures.push((
+            "append_batched",
+            Figure::new(args.events, ours, args.events, raw).stolen(&meter),
+        ));
+    }
+
+    if args.wants("append_single") {
+        let meter = StealMeter::start();
+        progress(
+            &args,
+            &format!(
+                "append_single: {} single events from {} writers",
+                args.single, args.writers
+            ),
+        );
+        figures.push((
+            "append_single",
+            append::append_single(&args, &ledger, &raw_dir)
+                .await?
+                .stolen(&meter),
+        ));
+    }
+
+    let mut replay_per_s = None;
+    if args.wants("replay") || args.wants("projection_catchup") || args.wants("export") {
+        progress(&args, "replay: the whole log");
+        let meter = StealMeter::start();
+        let replay = read::replay(&ledger, &raw_dir).await?.stolen(&meter);
+        replay_per_s = Some(replay.per_s);
+        figures.push(("replay", replay));
+    }
+
+    if args.wants("projection_catchup") || args.wants("dashboard_read") {
+        progress(&args, "projection_catchup: the dashboards from position 0");
+        let meter = StealMeter::start();
+        let (catchup, read) = read::dashboards(&ledger, replay_per_s.unwrap_or(f64::NAN)).await?;
+        figures.push(("projection_catchup", catchup.stolen(&meter)));
+        progress(&args, "dashboard_read: the dashboard read path");
+        figures.push(("dashboard_read", read.stolen(&meter)));
+    }
+
+    ledger.close();
+
+    if args.wants("startup") {
+        progress(&args, "startup: reopening the ledger on that log");
+        let meter = StealMeter::start();
+        let startup = read::startup(&ledger_dir, &raw_dir).await?.stolen(&meter);
+        figures.push(("startup", startup));
+    }
+
+    if args.wants("import") || args.wants("export") {
+        // The ledger's side of append_batched, measured whatever was chosen.
+        let batched = args.events as f64 / ours.as_secs_f64().max(1e-9);
+        progress(
+            &args,
+            &format!(
+                "import: a simulated history of {} jobseekers",
+                args.export_jobseekers
+            ),
+        );
+        let meter = StealMeter::start();
+        let (import, events) =
+            export::import_history(&root, args.export_jobseekers, batched).await?;
+        figures.push(("import", import.stolen(&meter)));
+        if args.wants("export") {
+            progress(
+                &args,
+                &format!("export: the evaluation dataset of {events} events"),
+            );
+            let replay = replay_per_s.unwrap_or(f64::NAN);
+            let meter = StealMeter::start();
+            let export = export::export_dataset(&root, events, replay)?.stolen(&meter);
+            figures.push(("export", export));
+        }
+    }
+
+    if let Some(url) = args.nats.as_ref().filter(|_| args.wants("nats_ingest")) {
+        let events = args.nats_events.unwrap_or(args.events.min(200_000));
+        progress(
+            &args,
+            &format!("nats_ingest: {events} events through {url}"),
+        );
+        let meter = StealMeter::start();
+        let measured = nats::ingest(url, events, &root).await?;
+        let rates = |runs: &[Duration]| {
+            runs.iter()
+                .map(|took| format!("{:.0}", events as f64 / took.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let lags = measured
+            .lag_p99_each
+            .iter()
+            .map(|p99| format!("{:.1}", p99.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        progress(
+            &args,
+            &format!(
+                "nats_ingest: ledger {} events/s; baseline {} events/s (in turns, baseline first); lag p99 {lags} ms; each figure is over all its runs",
+                rates(&measured.took),
+                rates(&measured.baseline_took),
+            ),
+        );
+        let mut figure = Figure::rates(measured.per_s(), measured.baseline_per_s()).stolen(&meter);
+        figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
+        figure.p99_at_per_s = Some(measured.lag_load);
+        figures.push(("nats_ingest", figure));
+    }
+    report(&args, &figures)
+}
+
+fn progress(args: &BenchArgs, message: &str) {
+    if !args.json {
+        eprintln!("bench: {message}");
+    }
+}
+
+fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
+    if args.json {
+        let object: serde_json::Map<String, serde_json::Value> = figures
+            .iter()
+            .map(|(name, figure)| Ok(((*name).to_owned(), serde_json::to_value(figure)?)))
+            .collect::<Result<_>>()?;
+        println!("{}", serde_json::Value::Object(object));
+    } else {
+        println!(
+            "{:<20} {:>14} {:>14} {:>7}",
+            "figure", "per_s", "baseline_per_s", "ratio"
+        );
+        for (name, f) in figures {
+            println!(
+                "{name:<20} {:>14.0} {:>14.0} {:>7.2}   {}{}",
+                f.per_s,
+                f.baseline_per_s,
+                f.ratio,
+                f.unit,
+                [
+                    f.p99_ms.map(|ms| format!(", p99 {ms:.3} ms")),
+                    f.p99_at_per_s.map(|l| format!(" at {l:.0} events/s")),
+                    f.seconds.map(|s| format!(", {s:.3} s")),
+                    f.peak_mib.map(|m| format!(", peak {m:.0} MiB")),
+                    f.linearity
+                        .map(|l| format!(", half/whole per event {l:.2}")),
+                    f.first_write_s
+                        .map(|s| format!(", first write answered after {s:.3} s")),
+                    f.steal_pct.map(|p| format!("; CPU steal {p:.0} %")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<String>()
+            );
+        }
+    }
+    Ok(())
+}
