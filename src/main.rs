@@ -12,8 +12,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use rotation_ledger::bench::{self, BenchOptions};
 use rotation_ledger::config::Config;
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
+use rotation_ledger::nats::{self, NatsOptions};
 use rotation_ledger::server::{self, Access, Server};
 use tokio_util::sync::CancellationToken;
 
@@ -79,7 +81,75 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     #[command(flatten)]
-    nats: rotation_ledger::nats::NatsArgs,
+    nats: NatsArgs,
+}
+
+/// How to reach NATS; flattened into `serve`'s options.
+#[derive(Args, Debug, Clone)]
+struct NatsArgs {
+    /// The NATS server, e.g. nats://127.0.0.1:4222 (several separated by commas); without it the ledger runs without NATS.
+    #[arg(long = "nats", value_name = "URL")]
+    url: Option<String>,
+    /// A NATS credentials file (user JWT and NKey seed), as `nsc` writes them.
+    #[arg(long = "nats-creds", value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// A file holding the NKey seed (`SU...`) to authenticate with.
+    #[arg(long = "nats-nkey", value_name = "SEED_FILE")]
+    nats_nkey: Option<PathBuf>,
+    /// The NATS user name; goes with --nats-password.
+    #[arg(long = "nats-user", value_name = "USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    /// The NATS password; better given through the environment.
+    #[arg(
+        long = "nats-password",
+        value_name = "PASSWORD",
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    nats_password: Option<String>,
+    /// A NATS authentication token; better given through the environment.
+    #[arg(
+        long = "nats-token",
+        value_name = "TOKEN",
+        env = "NATS_TOKEN",
+        hide_env_values = true
+    )]
+    nats_token: Option<String>,
+    /// PEM file of the certificate authorities to trust for the server's certificate.
+    #[arg(long = "nats-tls-ca", value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// PEM file of the client certificate, for servers that verify clients; goes with --nats-tls-key.
+    #[arg(long = "nats-tls-cert", value_name = "FILE", requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long = "nats-tls-key", value_name = "FILE", requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    #[arg(long = "nats-require-tls")]
+    nats_require_tls: bool,
+    /// The first token of every subject (`<prefix>.in.>`, ...) and, upper-cased,
+    /// of every stream name (`<PREFIX>_IN`, ...): lets several ledgers share one NATS account.
+    #[arg(long = "nats-prefix", value_name = "TOKEN", default_value = nats::DEFAULT_PREFIX)]
+    nats_prefix: String,
+}
+
+impl From<NatsArgs> for NatsOptions {
+    fn from(args: NatsArgs) -> Self {
+        Self {
+            url: args.url,
+            nats_creds: args.nats_creds,
+            nats_nkey: args.nats_nkey,
+            nats_user: args.nats_user,
+            nats_password: args.nats_password,
+            nats_token: args.nats_token,
+            nats_tls_ca: args.nats_tls_ca,
+            nats_tls_cert: args.nats_tls_cert,
+            nats_tls_key: args.nats_tls_key,
+            nats_require_tls: args.nats_require_tls,
+            nats_prefix: args.nats_prefix,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -100,6 +170,55 @@ struct DemoArgs {
     /// Seed of the simulated history.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Events in the log the figures are measured on.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Single-event submissions for `append_single`.
+    #[arg(long, default_value_t = 50_000)]
+    single: u64,
+    /// Concurrent writers for `append_single`.
+    #[arg(long, default_value_t = 64)]
+    writers: u64,
+    /// Where to build the logs; a temporary directory by default.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Jobseekers in the simulated history that `import` and `export` are
+    /// measured on (about 28 events each).
+    #[arg(long, default_value_t = 100_000)]
+    export_jobseekers: u32,
+    /// A nats-server to measure `nats_ingest` on (streams of its own, deleted afterwards).
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Option<String>,
+    /// Events for `nats_ingest`; by default `--events`, at most 200,000.
+    #[arg(long, value_name = "N")]
+    nats_events: Option<u64>,
+    /// Measure only these figures (comma-separated names, as in the
+    /// report); the log is built by `append_batched` whatever is chosen.
+    #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
+    only: Vec<String>,
+}
+
+impl From<BenchArgs> for BenchOptions {
+    fn from(args: BenchArgs) -> Self {
+        Self {
+            events: args.events,
+            single: args.single,
+            writers: args.writers,
+            dir: args.dir,
+            json: args.json,
+            export_jobseekers: args.export_jobseekers,
+            nats: args.nats,
+            nats_events: args.nats_events,
+            only: args.only,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,7 +274,7 @@ enum Command {
         data: DataDir,
     },
     /// Measure the ledger against raw sled (and NATS) in the same run.
-    Bench(rotation_ledger::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Write a synthetic scheme history as CloudEvents in JSON Lines (deterministic for a seed).
     Simulate {
         /// Partnerships to simulate.
@@ -342,9 +461,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Rebuild { data } => rebuild(&data).await.map(|()| ExitCode::SUCCESS),
-        Command::Bench(args) => rotation_ledger::bench::run(args)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args.into()).await.map(|()| ExitCode::SUCCESS),
         Command::Simulate {
             partnerships,
             jobseekers,
@@ -473,7 +590,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config,
         fresh_token,
     } = access;
-    let server = Server::start(&ledger, Arc::new(config), listener, args.nats, shutdown).await?;
+    let server = Server::start(
+        &ledger,
+        Arc::new(config),
+        listener,
+        args.nats.into(),
+        shutdown,
+    )
+    .await?;
     announce(&server, &ledger, &args.data.dir, fresh_token.as_deref()).await;
     server.wait().await?;
     ledger.close();
@@ -605,6 +729,92 @@ async fn rebuild(data: &DataDir) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+    use rotation_ledger::bench::BenchOptions;
+    use rotation_ledger::nats::NatsOptions;
+
+    /// The verb's parsed arguments, or clap's refusal.
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rotation-ledger").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    fn nats_of(args: &[&str]) -> Result<NatsOptions, clap::Error> {
+        match parse(&[&["serve"], args].concat())? {
+            Command::Serve(serve) => Ok(serve.nats.into()),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    fn bench_of(args: &[&str]) -> Result<BenchOptions, clap::Error> {
+        match parse(&[&["bench"], args].concat())? {
+            Command::Bench(bench) => Ok(bench.into()),
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nats_options_parse_as_serve_flattens_them() {
+        let parsed = nats_of(&[
+            "--nats",
+            "tls://nats.example:4222",
+            "--nats-creds",
+            "ledger.creds",
+            "--nats-tls-ca",
+            "ca.pem",
+            "--nats-tls-cert",
+            "client.pem",
+            "--nats-tls-key",
+            "client-key.pem",
+            "--nats-require-tls",
+        ])
+        .expect("the options parse");
+        assert_eq!(parsed.url.as_deref(), Some("tls://nats.example:4222"));
+        assert!(parsed.nats_require_tls);
+        assert_eq!(parsed.nats_prefix, "rotation");
+        assert!(
+            nats_of(&["--nats-tls-cert", "client.pem"]).is_err(),
+            "a client certificate needs its key"
+        );
+        assert!(
+            nats_of(&["--nats-user", "ledger"]).is_err(),
+            "a user needs a password"
+        );
+    }
+
+    /// The library's defaults are the command line's, so that the bench
+    /// and the server run alike from code and from the shell.
+    #[test]
+    fn command_line_defaults_are_the_librarys() {
+        // The password and token flags fall back on the environment, so
+        // that a shell exporting them gives other options than the defaults.
+        let from_env = ["NATS_PASSWORD", "NATS_TOKEN"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        if !from_env {
+            assert_eq!(
+                nats_of(&[]).expect("no flags parse"),
+                NatsOptions::default()
+            );
+        }
+        assert_eq!(
+            bench_of(&[]).expect("no flags parse"),
+            BenchOptions::default()
+        );
+    }
+
+    #[test]
+    fn bench_only_takes_the_figures_names() {
+        let options = bench_of(&["--only", "replay,nats_ingest"]).expect("figure names parse");
+        assert_eq!(options.only, ["replay", "nats_ingest"]);
+        assert!(
+            bench_of(&["--only", "replays"]).is_err(),
+            "an unknown figure"
+        );
+    }
+
     /// mimalloc 3's purge delay is 1,000 ms unless the environment says
     /// otherwise: reading that through [`super::PURGE_DELAY`] shows the
     /// number names the option meant.

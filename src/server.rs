@@ -22,7 +22,7 @@ use crate::auth::Role;
 use crate::config::{Config, TokenEntry};
 use crate::http::{self, AppState};
 use crate::ledger::Ledger;
-use crate::nats::{self, NatsArgs, NatsError};
+use crate::nats::{self, NatsError, NatsOptions};
 use crate::projector::{Projector, ProjectorError, ProjectorOptions, ProjectorTask};
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +149,7 @@ impl Server {
         ledger: &Ledger,
         config: Arc<Config>,
         listener: TcpListener,
-        nats: NatsArgs,
+        nats: NatsOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Http)?;

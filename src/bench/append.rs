@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::raw::raw_single;
-use super::{BATCH, BenchArgs, Figure, Synthetic};
+use super::{BATCH, BenchOptions, Figure, Synthetic};
 use crate::auth::Caller;
 use crate::ledger::{Ledger, Submission};
 
@@ -58,14 +58,14 @@ pub(super) async fn append_batches(ledger: &Ledger, count: u64) -> Result<Durati
 /// `append_single`: single-event submissions from `--writers` concurrent
 /// writers, beside one raw sled insert plus flush per event.
 pub(super) async fn append_single(
-    args: &BenchArgs,
+    options: &BenchOptions,
     ledger: &Ledger,
     raw_dir: &std::path::Path,
 ) -> Result<Figure> {
     let started = Instant::now();
     let mut tasks = Vec::new();
-    let per_writer = args.single / args.writers.max(1);
-    for w in 0..args.writers {
+    let per_writer = options.single / options.writers.max(1);
+    for w in 0..options.writers {
         let ledger = ledger.clone();
         let mut synthetic = Synthetic::new(1_000 + w);
         tasks.push(tokio::spawn(async move {
@@ -83,7 +83,7 @@ pub(super) async fn append_single(
         task.await??;
     }
     let ours = started.elapsed();
-    let single_total = per_writer * args.writers;
+    let single_total = per_writer * options.writers;
     let (raw_count, raw_took) = tokio::task::spawn_blocking({
         let raw_dir = raw_dir.to_path_buf();
         move || raw_single(&raw_dir)

@@ -41,37 +41,47 @@ use crate::ledger::{Ledger, LedgerOptions};
 use steal::StealMeter;
 pub use synthetic::Synthetic;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+/// What to measure and on how much; the command line's `bench` flags fill
+/// it in the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
     /// Events in the log the figures are measured on.
-    #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Single-event submissions for `append_single`.
-    #[arg(long, default_value_t = 50_000)]
     pub single: u64,
     /// Concurrent writers for `append_single`.
-    #[arg(long, default_value_t = 64)]
     pub writers: u64,
-    /// Where to build the logs; a temporary directory by default.
-    #[arg(long)]
+    /// Where to build the logs; a temporary directory when `None`.
     pub dir: Option<PathBuf>,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Jobseekers in the simulated history that `import` and `export` are
     /// measured on (about 28 events each).
-    #[arg(long, default_value_t = 100_000)]
     pub export_jobseekers: u32,
-    /// A nats-server to measure `nats_ingest` on (streams of its own, deleted afterwards).
-    #[arg(long = "nats", value_name = "URL")]
+    /// A nats-server to measure `nats_ingest` on (streams of its own,
+    /// deleted afterwards); without it `nats_ingest` is not measured.
     pub nats: Option<String>,
-    /// Events for `nats_ingest`; by default `--events`, at most 200,000.
-    #[arg(long, value_name = "N")]
+    /// Events for `nats_ingest`; by default `events`, at most 200,000.
     pub nats_events: Option<u64>,
-    /// Measure only these figures (comma-separated names, as in the
-    /// report); the log is built by `append_batched` whatever is chosen.
-    #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(FIGURES))]
+    /// Measure only these figures (names from [`FIGURES`]); all when empty.
+    /// The log is built by `append_batched` whatever is chosen.
     pub only: Vec<String>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            events: 1_000_000,
+            single: 50_000,
+            writers: 64,
+            dir: None,
+            json: false,
+            export_jobseekers: 100_000,
+            nats: None,
+            nats_events: None,
+            only: Vec::new(),
+        }
+    }
 }
 
 /// Every figure's name, in the order they are measured.
@@ -87,7 +97,7 @@ pub const FIGURES: [&str; 9] = [
     "nats_ingest",
 ];
 
-impl BenchArgs {
+impl BenchOptions {
     /// Whether `figure` is to be measured.
     fn wants(&self, figure: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|f| f == figure)
@@ -171,9 +181,9 @@ impl Figure {
 /// Events in each atomic batch of `append_batched` and its baseline.
 const BATCH: usize = 1_000;
 
-pub async fn run(args: BenchArgs) -> Result<()> {
+pub async fn run(options: BenchOptions) -> Result<()> {
     let temp;
-    let root = match &args.dir {
+    let root = match &options.dir {
         Some(dir) => dir.clone(),
         None => {
             temp = tempfile::tempdir().context("cannot make a temporary directory")?;
@@ -189,15 +199,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     let meter = StealMeter::start();
     progress(
-        &args,
+        &options,
         &format!(
             "append_batched: {} events in batches of {BATCH}",
-            args.events
+            options.events
         ),
     );
-    let ours = append::append_batches(&ledger, args.events).await?;
+    let ours = append::append_batches(&ledger, options.events).await?;
     // The raw log is also what the replay baseline scans.
-    if args.wants("append_batched") || args.wants("replay") {
+    if options.wants("append_batched") || options.wants("replay") {
         let raw = tokio::task::spawn_blocking({
             let ledger = ledger.clone();
             let raw_dir = raw_dir.clone();
@@ -206,71 +216,74 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await??;
         figures.push((
             "append_batched",
-            Figure::new(args.events, ours, args.events, raw).stolen(&meter),
+            Figure::new(options.events, ours, options.events, raw).stolen(&meter),
         ));
     }
 
-    if args.wants("append_single") {
+    if options.wants("append_single") {
         let meter = StealMeter::start();
         progress(
-            &args,
+            &options,
             &format!(
                 "append_single: {} single events from {} writers",
-                args.single, args.writers
+                options.single, options.writers
             ),
         );
         figures.push((
             "append_single",
-            append::append_single(&args, &ledger, &raw_dir)
+            append::append_single(&options, &ledger, &raw_dir)
                 .await?
                 .stolen(&meter),
         ));
     }
 
     let mut replay_per_s = None;
-    if args.wants("replay") || args.wants("projection_catchup") || args.wants("export") {
-        progress(&args, "replay: the whole log");
+    if options.wants("replay") || options.wants("projection_catchup") || options.wants("export") {
+        progress(&options, "replay: the whole log");
         let meter = StealMeter::start();
         let replay = read::replay(&ledger, &raw_dir).await?.stolen(&meter);
         replay_per_s = Some(replay.per_s);
         figures.push(("replay", replay));
     }
 
-    if args.wants("projection_catchup") || args.wants("dashboard_read") {
-        progress(&args, "projection_catchup: the dashboards from position 0");
+    if options.wants("projection_catchup") || options.wants("dashboard_read") {
+        progress(
+            &options,
+            "projection_catchup: the dashboards from position 0",
+        );
         let meter = StealMeter::start();
         let (catchup, read) = read::dashboards(&ledger, replay_per_s.unwrap_or(f64::NAN)).await?;
         figures.push(("projection_catchup", catchup.stolen(&meter)));
-        progress(&args, "dashboard_read: the dashboard read path");
+        progress(&options, "dashboard_read: the dashboard read path");
         figures.push(("dashboard_read", read.stolen(&meter)));
     }
 
     ledger.close();
 
-    if args.wants("startup") {
-        progress(&args, "startup: reopening the ledger on that log");
+    if options.wants("startup") {
+        progress(&options, "startup: reopening the ledger on that log");
         let meter = StealMeter::start();
         let startup = read::startup(&ledger_dir, &raw_dir).await?.stolen(&meter);
         figures.push(("startup", startup));
     }
 
-    if args.wants("import") || args.wants("export") {
+    if options.wants("import") || options.wants("export") {
         // The ledger's side of append_batched, measured whatever was chosen.
-        let batched = args.events as f64 / ours.as_secs_f64().max(1e-9);
+        let batched = options.events as f64 / ours.as_secs_f64().max(1e-9);
         progress(
-            &args,
+            &options,
             &format!(
                 "import: a simulated history of {} jobseekers",
-                args.export_jobseekers
+                options.export_jobseekers
             ),
         );
         let meter = StealMeter::start();
         let (import, events) =
-            export::import_history(&root, args.export_jobseekers, batched).await?;
+            export::import_history(&root, options.export_jobseekers, batched).await?;
         figures.push(("import", import.stolen(&meter)));
-        if args.wants("export") {
+        if options.wants("export") {
             progress(
-                &args,
+                &options,
                 &format!("export: the evaluation dataset of {events} events"),
             );
             let replay = replay_per_s.unwrap_or(f64::NAN);
@@ -280,10 +293,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
-    if let Some(url) = args.nats.as_ref().filter(|_| args.wants("nats_ingest")) {
-        let events = args.nats_events.unwrap_or(args.events.min(200_000));
+    if let Some(url) = options
+        .nats
+        .as_ref()
+        .filter(|_| options.wants("nats_ingest"))
+    {
+        let events = options.nats_events.unwrap_or(options.events.min(200_000));
         progress(
-            &args,
+            &options,
             &format!("nats_ingest: {events} events through {url}"),
         );
         let meter = StealMeter::start();
@@ -301,7 +318,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         progress(
-            &args,
+            &options,
             &format!(
                 "nats_ingest: ledger {} events/s; baseline {} events/s (in turns, baseline first); lag p99 {lags} ms; each figure is over all its runs",
                 rates(&measured.took),
@@ -313,17 +330,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
     }
-    report(&args, &figures)
+    report(&options, &figures)
 }
 
-fn progress(args: &BenchArgs, message: &str) {
-    if !args.json {
+fn progress(options: &BenchOptions, message: &str) {
+    if !options.json {
         eprintln!("bench: {message}");
     }
 }
 
-fn report(args: &BenchArgs, figures: &[(&'static str, Figure)]) -> Result<()> {
-    if args.json {
+fn report(options: &BenchOptions, figures: &[(&'static str, Figure)]) -> Result<()> {
+    if options.json {
         let object: serde_json::Map<String, serde_json::Value> = figures
             .iter()
             .map(|(name, figure)| Ok(((*name).to_owned(), serde_json::to_value(figure)?)))

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Synthetic;
 use crate::ledger::{Ledger, LedgerOptions};
-use crate::nats::{self, Names, NatsArgs, ingest};
+use crate::nats::{self, Names, NatsOptions, ingest};
 
 /// What `nats_ingest` measured.
 #[derive(Debug, Clone)]
@@ -349,11 +349,11 @@ async fn through_ledger(
     let _ = std::fs::remove_dir_all(&dir);
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
     let shutdown = CancellationToken::new();
-    let args = NatsArgs {
+    let options = NatsOptions {
         nats_prefix: names.prefix().to_owned(),
-        ..NatsArgs::for_url(url)
+        ..NatsOptions::for_url(url)
     };
-    let nats = tokio::spawn(nats::run(ledger.clone(), args, shutdown.clone()));
+    let nats = tokio::spawn(nats::run(ledger.clone(), options, shutdown.clone()));
     let count = payloads.len() as u64;
 
     let sampled = payloads

@@ -34,57 +34,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
 
-/// How to reach NATS; flattened into `serve`'s options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct NatsArgs {
-    /// The NATS server, e.g. nats://127.0.0.1:4222 (several separated by commas); without it the ledger runs without NATS.
-    #[arg(long = "nats", value_name = "URL")]
+/// How to reach NATS and under which prefix. The command line's `--nats*`
+/// flags fill it in the binary; without a URL the ledger runs without NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (several separated by
+    /// commas).
     pub url: Option<String>,
     /// A NATS credentials file (user JWT and NKey seed), as `nsc` writes them.
-    #[arg(long = "nats-creds", value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
     /// A file holding the NKey seed (`SU...`) to authenticate with.
-    #[arg(long = "nats-nkey", value_name = "SEED_FILE")]
     pub nats_nkey: Option<PathBuf>,
-    /// The NATS user name; goes with --nats-password.
-    #[arg(long = "nats-user", value_name = "USER", requires = "nats_password")]
+    /// The NATS user name; used only together with a password.
     pub nats_user: Option<String>,
-    /// The NATS password; better given through the environment.
-    #[arg(
-        long = "nats-password",
-        value_name = "PASSWORD",
-        env = "NATS_PASSWORD",
-        hide_env_values = true,
-        requires = "nats_user"
-    )]
+    /// The NATS password; used only together with a user name.
     pub nats_password: Option<String>,
-    /// A NATS authentication token; better given through the environment.
-    #[arg(
-        long = "nats-token",
-        value_name = "TOKEN",
-        env = "NATS_TOKEN",
-        hide_env_values = true
-    )]
+    /// A NATS authentication token.
     pub nats_token: Option<String>,
-    /// PEM file of the certificate authorities to trust for the server's certificate.
-    #[arg(long = "nats-tls-ca", value_name = "FILE")]
+    /// PEM file of the certificate authorities to trust for the server's
+    /// certificate.
     pub nats_tls_ca: Option<PathBuf>,
-    /// PEM file of the client certificate, for servers that verify clients; goes with --nats-tls-key.
-    #[arg(long = "nats-tls-cert", value_name = "FILE", requires = "nats_tls_key")]
+    /// PEM file of the client certificate, for servers that verify clients;
+    /// used only together with its key.
     pub nats_tls_cert: Option<PathBuf>,
     /// PEM file of the client certificate's private key.
-    #[arg(long = "nats-tls-key", value_name = "FILE", requires = "nats_tls_cert")]
     pub nats_tls_key: Option<PathBuf>,
     /// Refuse to talk to NATS without TLS.
-    #[arg(long = "nats-require-tls")]
     pub nats_require_tls: bool,
-    /// The first token of every subject (`<prefix>.in.>`, ...) and, upper-cased,
-    /// of every stream name (`<PREFIX>_IN`, ...): lets several ledgers share one NATS account.
-    #[arg(long = "nats-prefix", value_name = "TOKEN", default_value = DEFAULT_PREFIX)]
+    /// The first token of every subject (`<prefix>.in.>`, ...) and,
+    /// upper-cased, of every stream name (`<PREFIX>_IN`, ...): lets several
+    /// ledgers share one NATS account.
     pub nats_prefix: String,
 }
 
-impl Default for NatsArgs {
+impl Default for NatsOptions {
     fn default() -> Self {
         Self {
             url: None,
@@ -102,7 +85,7 @@ impl Default for NatsArgs {
     }
 }
 
-impl NatsArgs {
+impl NatsOptions {
     /// Options for one server URL and nothing else.
     pub fn for_url(url: impl Into<String>) -> Self {
         Self {
@@ -327,20 +310,20 @@ impl Backoff {
 /// at once when no URL is given.
 pub async fn run(
     ledger: Ledger,
-    args: NatsArgs,
+    options: NatsOptions,
     shutdown: CancellationToken,
 ) -> Result<(), NatsError> {
-    let Some(url) = args.url.clone() else {
+    let Some(url) = options.url.clone() else {
         return Ok(());
     };
-    let names = Arc::new(Names::new(&args.nats_prefix)?);
+    let names = Arc::new(Names::new(&options.nats_prefix)?);
     let (interruptions, interrupted) = watch::channel(0);
-    let client = connect(&args, &url, Link::Ingest(interruptions)).await?;
+    let client = connect(&options, &url, Link::Ingest(interruptions)).await?;
     let js = jetstream::new(client.clone());
     // The outboxes publish on a connection of their own: their messages do
     // not queue behind the ingest's acks and receipts, and nats-server
     // reads the two connections in parallel.
-    let publisher = connect(&args, &url, Link::Outbox).await?;
+    let publisher = connect(&options, &url, Link::Outbox).await?;
     let outbox_js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         // Both outboxes keep up to `outbox::WINDOW` publishes in flight;
@@ -348,7 +331,7 @@ pub async fn run(
         .max_ack_inflight(4 * outbox::WINDOW)
         .backpressure_on_inflight(true)
         .build(publisher.clone());
-    tracing::info!(%url, prefix = %args.nats_prefix, "NATS: ingest, append and outboxes starting");
+    tracing::info!(%url, prefix = %options.nats_prefix, "NATS: ingest, append and outboxes starting");
 
     let drain = CancellationToken::new();
     let consume = tokio::spawn(ingest::consume(
@@ -414,7 +397,11 @@ enum Link {
 /// Connects with the options given. The connection is made in the
 /// background and retried for ever, so that the ledger starts (and serves
 /// HTTP) while NATS is still down; every loop waits for it by retrying.
-async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::Client, NatsError> {
+async fn connect(
+    settings: &NatsOptions,
+    url: &str,
+    link: Link,
+) -> Result<async_nats::Client, NatsError> {
     let readable = |what: &'static str, path: &PathBuf| {
         std::fs::metadata(path)
             .map(|_| ())
@@ -455,7 +442,7 @@ async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::C
                 }
             }
         });
-    if let Some(path) = &args.nats_creds {
+    if let Some(path) = &settings.nats_creds {
         options = options
             .credentials_file(path)
             .await
@@ -465,7 +452,7 @@ async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::C
                 source,
             })?;
     }
-    if let Some(path) = &args.nats_nkey {
+    if let Some(path) = &settings.nats_nkey {
         let seed = std::fs::read_to_string(path).map_err(|source| NatsError::File {
             what: "the NKey seed file",
             path: path.clone(),
@@ -473,22 +460,22 @@ async fn connect(args: &NatsArgs, url: &str, link: Link) -> Result<async_nats::C
         })?;
         options = options.nkey(seed.trim().to_owned());
     }
-    if let (Some(user), Some(password)) = (&args.nats_user, &args.nats_password) {
+    if let (Some(user), Some(password)) = (&settings.nats_user, &settings.nats_password) {
         options = options.user_and_password(user.clone(), password.clone());
     }
-    if let Some(token) = &args.nats_token {
+    if let Some(token) = &settings.nats_token {
         options = options.token(token.clone());
     }
-    if let Some(path) = &args.nats_tls_ca {
+    if let Some(path) = &settings.nats_tls_ca {
         readable("the CA file", path)?;
         options = options.add_root_certificates(path.clone());
     }
-    if let (Some(cert), Some(key)) = (&args.nats_tls_cert, &args.nats_tls_key) {
+    if let (Some(cert), Some(key)) = (&settings.nats_tls_cert, &settings.nats_tls_key) {
         readable("the client certificate", cert)?;
         readable("the client key", key)?;
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    if args.nats_require_tls {
+    if settings.nats_require_tls {
         options = options.require_tls(true);
     }
     let addresses: Vec<async_nats::ServerAddr> = url

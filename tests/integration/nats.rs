@@ -14,7 +14,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use rotation_ledger::ledger::{Ledger, LedgerOptions, Submission};
-use rotation_ledger::nats::NatsArgs;
+use rotation_ledger::nats::NatsOptions;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -893,9 +893,9 @@ fn run_in_process(
 ) -> tokio::task::JoinHandle<()> {
     let ledger = ledger.clone();
     let stop = stop.clone();
-    let args = NatsArgs::for_url(url);
+    let options = NatsOptions::for_url(url);
     tokio::spawn(async move {
-        rotation_ledger::nats::run(ledger, args, stop)
+        rotation_ledger::nats::run(ledger, options, stop)
             .await
             .expect("the NATS side runs");
     })
@@ -1014,42 +1014,6 @@ async fn outbox_republishes_the_whole_log_into_a_recreated_stream() {
         .map(|row| String::from_utf8(row.expect("a row").1.to_vec()).expect("UTF-8"))
         .collect();
     assert_stream_is_the_log(&js, &log).await;
-}
-
-#[test]
-fn nats_options_parse_as_serve_flattens_them() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Serve {
-        #[command(flatten)]
-        nats: NatsArgs,
-    }
-    let parsed = Serve::try_parse_from([
-        "serve",
-        "--nats",
-        "tls://nats.example:4222",
-        "--nats-creds",
-        "ledger.creds",
-        "--nats-tls-ca",
-        "ca.pem",
-        "--nats-tls-cert",
-        "client.pem",
-        "--nats-tls-key",
-        "client-key.pem",
-        "--nats-require-tls",
-    ])
-    .expect("the options parse");
-    assert_eq!(parsed.nats.url.as_deref(), Some("tls://nats.example:4222"));
-    assert!(parsed.nats.nats_require_tls);
-    assert_eq!(parsed.nats.nats_prefix, "rotation");
-    assert!(
-        Serve::try_parse_from(["serve", "--nats-tls-cert", "client.pem"]).is_err(),
-        "a client certificate needs its key"
-    );
-    assert!(
-        Serve::try_parse_from(["serve", "--nats-user", "ledger"]).is_err(),
-        "a user needs a password"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
