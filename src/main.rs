@@ -461,7 +461,10 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Rebuild { data } => rebuild(&data).await.map(|()| ExitCode::SUCCESS),
-        Command::Bench(args) => bench::run(args.into()).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => {
+            bench::run(args.into()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate {
             partnerships,
             jobseekers,

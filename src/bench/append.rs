@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
 use super::raw::raw_single;
-use super::{BATCH, BenchOptions, Figure, Synthetic};
+use super::{BATCH, BenchOptions, Figure, Result, Synthetic};
 use crate::auth::Caller;
 use crate::ledger::{Ledger, Submission};
 
@@ -45,7 +43,7 @@ pub(super) async fn append_batches(ledger: &Ledger, count: u64) -> Result<Durati
         .buffered(4);
     while let Some(outcome) = outcomes.next().await {
         let outcome = outcome?;
-        anyhow::ensure!(
+        ensure!(
             !outcome.is_rejected(),
             "bench events were rejected: {:?}",
             outcome.rejection
@@ -74,7 +72,7 @@ pub(super) async fn append_single(
             for event in synthetic.take(per_writer as usize) {
                 let submission = Submission::from_events(vec![event], "bench", Caller::operator());
                 let outcome = ledger.submit_one(submission).await?;
-                anyhow::ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
+                ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
             }
             Ok(())
         }));

@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use chrono::Utc;
 
-use super::Figure;
+use super::{Figure, Result};
 use crate::ledger::{Ledger, LedgerOptions};
 
 /// `import`: a realistic simulated history, every line through all the
@@ -45,7 +44,7 @@ pub(super) async fn import_history(
     let started = Instant::now();
     let summary = crate::import::import(&ledger, input, "history.jsonl", |_, _| {}).await?;
     let took = started.elapsed();
-    anyhow::ensure!(
+    ensure!(
         summary.rejected == 0,
         "the simulated history was not accepted in full: {:?}",
         summary.problems.first()
@@ -94,7 +93,7 @@ pub(super) fn export_dataset(
         let child = command.spawn()?;
         let (status, peak_kib) = wait_with_peak(child)?;
         let took = started.elapsed();
-        anyhow::ensure!(status == 0, "export exited with status {status}");
+        ensure!(status == 0, "export exited with status {status}");
         Ok((took, peak_kib as f64 / 1024.0))
     };
     let (took, peak_mib) = run(None)?;

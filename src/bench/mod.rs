@@ -23,6 +23,18 @@
 //! - [`synthetic`]: the cheap valid events the append figures submit.
 //! - [`steal`]: the CPU steal share measured beside every figure.
 
+/// Returns a [`BenchError::Check`] with the formatted message from the
+/// enclosing function unless `condition` holds: a figure measured on
+/// events the ledger refused, or on a log it did not read whole, would be
+/// a wrong figure.
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err($crate::bench::BenchError::Check(format!($($message)+)));
+        }
+    };
+}
+
 mod append;
 mod export;
 pub mod nats;
@@ -34,10 +46,12 @@ mod synthetic;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::ledger::{Ledger, LedgerOptions};
+use crate::import::ImportError;
+use crate::ledger::{Ledger, LedgerError, LedgerOptions, StoreError};
+use crate::nats::NatsError;
+use crate::projector::ProjectorError;
 use steal::StealMeter;
 pub use synthetic::Synthetic;
 
@@ -83,6 +97,45 @@ impl Default for BenchOptions {
         }
     }
 }
+
+/// Why a bench run stopped before its report.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Projector(#[from] ProjectorError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// A JetStream request of `nats_ingest` or its baseline failed.
+    #[error("NATS: cannot {what}: {source}")]
+    NatsRequest {
+        what: String,
+        source: async_nats::Error,
+    },
+    /// The raw sled baselines' own database failed.
+    #[error("the raw sled baseline failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("cannot make a temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("a bench task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// What was measured is not what was meant: events refused, a log not
+    /// read whole, a child process failed.
+    #[error("{0}")]
+    Check(String),
+}
+
+/// The bench's results.
+type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Every figure's name, in the order they are measured.
 pub const FIGURES: [&str; 9] = [
@@ -186,7 +239,7 @@ pub async fn run(options: BenchOptions) -> Result<()> {
     let root = match &options.dir {
         Some(dir) => dir.clone(),
         None => {
-            temp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            temp = tempfile::tempdir().map_err(BenchError::TempDir)?;
             temp.path().to_path_buf()
         }
     };

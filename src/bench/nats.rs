@@ -38,15 +38,31 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::Synthetic;
+use super::{BenchError, Result, Synthetic};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::nats::{self, Names, NatsOptions, ingest};
+
+/// A failed NATS request as a [`BenchError`], saying what was asked.
+trait OrNats<T> {
+    fn or_nats(self, what: impl Into<String>) -> Result<T>;
+}
+
+impl<T, E> OrNats<T> for std::result::Result<T, E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn or_nats(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|source| BenchError::NatsRequest {
+            what: what.into(),
+            source: Box::new(source),
+        })
+    }
+}
 
 /// What `nats_ingest` measured.
 #[derive(Debug, Clone)]
@@ -107,7 +123,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
     let names = Arc::new(Names::new(&prefix)?);
     let client = async_nats::connect(url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+        .or_nats(format!("connect to {url}"))?;
     let js = jetstream::new(client.clone());
     let mut synthetic = Synthetic::new(7);
     let payloads: Vec<(String, bytes::Bytes)> = synthetic
@@ -126,7 +142,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
         .first()
         .and_then(|(_, body)| serde_json::from_slice::<serde_json::Value>(body).ok())
         .and_then(|v| v["partnership"].as_str().map(str::to_owned))
-        .context("no events to measure")?;
+        .ok_or_else(|| BenchError::Check("no events to measure".to_owned()))?;
 
     // Every run has streams of its own, which it deletes when it ends, so
     // that each starts on a server holding what the first did; and the
@@ -177,7 +193,7 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
             lags.append(&mut run);
         }
         lags.sort_unstable();
-        Ok::<_, anyhow::Error>(IngestMeasurement {
+        Ok::<_, BenchError>(IngestMeasurement {
             events,
             took,
             baseline_took,
@@ -245,16 +261,17 @@ async fn publish_all(
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = js
             .publish_with_headers(subject.to_owned(), headers, body.clone())
-            .await?;
+            .await
+            .or_nats("publish")?;
         acks.push_back(ack.into_future());
         while acks.len() >= 1024 {
             if let Some(ack) = acks.next().await {
-                last = ack?.sequence;
+                last = ack.or_nats("have a publication acknowledged")?.sequence;
             }
         }
     }
     while let Some(ack) = acks.next().await {
-        last = ack?.sequence;
+        last = ack.or_nats("have a publication acknowledged")?.sequence;
     }
     Ok(last)
 }
@@ -262,7 +279,10 @@ async fn publish_all(
 /// Waits until the consumer's ack floor reaches `count` messages.
 async fn acked(consumer: &consumer::PullConsumer, count: u64) -> Result<()> {
     loop {
-        let info = consumer.get_info().await?;
+        let info = consumer
+            .get_info()
+            .await
+            .or_nats("read the consumer's ack floor")?;
         if info.ack_floor.stream_sequence >= count {
             return Ok(());
         }
@@ -286,11 +306,17 @@ async fn baseline(
     config.name = stream_name.clone();
     config.subjects = vec![format!("{subjects}.>")];
     let retention = config.retention;
-    let stream = js.create_stream(config).await?;
+    let stream = js
+        .create_stream(config)
+        .await
+        .or_nats("create the baseline stream")?;
     let mut consumer_config = ingest::consumer_config(names, retention);
     let acking = ingest::Acking::of(consumer_config.ack_policy);
     consumer_config.filter_subject = format!("{subjects}.>");
-    let consumer: consumer::PullConsumer = stream.create_consumer(consumer_config).await?;
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer_config)
+        .await
+        .or_nats("create the baseline consumer")?;
     let count = payloads.len() as u64;
     let acker = {
         let consumer = consumer.clone();
@@ -299,7 +325,8 @@ async fn baseline(
                 .stream()
                 .max_messages_per_batch(ingest::BATCH)
                 .messages()
-                .await?
+                .await
+                .or_nats("pull messages")?
                 .ready_chunks(ingest::BATCH);
             let mut taken = 0u64;
             while taken < count {
@@ -308,17 +335,20 @@ async fn baseline(
                 };
                 let len = chunk.len();
                 for (index, message) in chunk.into_iter().enumerate() {
-                    let message = message?;
+                    let message = message.or_nats("take a message")?;
                     taken += 1;
                     if acking.acks(index, len) {
                         message
                             .ack()
                             .await
-                            .map_err(|e| anyhow::anyhow!("cannot ack: {e}"))?;
+                            .map_err(|source| BenchError::NatsRequest {
+                                what: "ack".to_owned(),
+                                source,
+                            })?;
                     }
                 }
             }
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, BenchError>(())
         })
     };
     let started = Instant::now();
@@ -364,11 +394,12 @@ async fn through_ledger(
     // stream would be, not the publishing partner's connection.
     let observer = async_nats::connect(url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+        .or_nats(format!("connect to {url}"))?;
     let mut published = observer
         .subscribe(format!("{}.ledger.*.{SAMPLED_SUBJECT}", names.prefix()))
-        .await?;
-    observer.flush().await?;
+        .await
+        .or_nats("subscribe to the ledger stream")?;
+    observer.flush().await.or_nats("flush the observer")?;
     let lags = tokio::spawn(async move {
         let mut lags = Vec::with_capacity(sampled);
         while lags.len() < sampled {
@@ -395,7 +426,7 @@ async fn through_ledger(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    client.flush().await?;
+    client.flush().await.or_nats("flush the publisher")?;
 
     let started = Instant::now();
     publish_all(
@@ -413,10 +444,20 @@ async fn through_ledger(
 
     let lags = tokio::time::timeout(Duration::from_secs(60), lags)
         .await
-        .context("not every sampled event was published within a minute")??;
+        .map_err(|_| {
+            BenchError::Check("not every sampled event was published within a minute".to_owned())
+        })??;
     let stored = loop {
-        let mut stream = js.get_stream(names.ledger_stream()).await?;
-        let stored = stream.info().await?.state.messages;
+        let mut stream = js
+            .get_stream(names.ledger_stream())
+            .await
+            .or_nats("find the ledger stream")?;
+        let stored = stream
+            .info()
+            .await
+            .or_nats("read the ledger stream")?
+            .state
+            .messages;
         if stored >= count || started.elapsed() > took + Duration::from_secs(60) {
             break stored;
         }
@@ -426,12 +467,12 @@ async fn through_ledger(
     nats.await??;
     ledger.close();
     delete_streams(js, &ledger_streams(names)).await;
-    anyhow::ensure!(
+    ensure!(
         lags.len() == sampled && sampled > 0,
         "{} of {sampled} sampled events were published",
         lags.len()
     );
-    anyhow::ensure!(
+    ensure!(
         stored == count,
         "the ledger stream holds {stored} of {count} events"
     );

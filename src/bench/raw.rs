@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
-use super::BATCH;
+use super::{BATCH, Result};
 use crate::ledger::Ledger;
 
 /// The baseline of `append_batched`: the ledger's committed bytes, inserted

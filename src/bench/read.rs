@@ -3,10 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-
-use super::Figure;
 use super::raw::raw_replay;
+use super::{BenchError, Figure, Result};
 use crate::auth::Caller;
 use crate::ledger::{Ledger, LedgerOptions, Submission};
 
@@ -22,7 +20,7 @@ pub(super) async fn replay(ledger: &Ledger, raw_dir: &std::path::Path) -> Result
         count += 1;
     }
     let ours = started.elapsed();
-    anyhow::ensure!(count == head, "replay read {count} events of {head}");
+    ensure!(count == head, "replay read {count} events of {head}");
     let (raw_count, raw_took) = tokio::task::spawn_blocking({
         let raw_dir = raw_dir.to_path_buf();
         move || raw_replay(&raw_dir)
@@ -46,11 +44,11 @@ pub(super) async fn startup(
     let event = ledger
         .store()
         .event(head)?
-        .context("the bench log has a head event")?;
+        .ok_or_else(|| BenchError::Check("the bench log has no head event".to_owned()))?;
     let again = Submission::from_events(vec![event.envelope], "bench", Caller::operator());
     let outcome = ledger.submit_one(again).await?;
     let first_write = started.elapsed();
-    anyhow::ensure!(
+    ensure!(
         outcome.receipts[0].position == Some(head),
         "the head event was not recognised as a duplicate: {outcome:?}"
     );
@@ -127,7 +125,11 @@ pub(super) async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Fi
                 latencies.push(started.elapsed());
                 match answer {
                     DashboardRead::Found(bytes) => json = bytes,
-                    other => anyhow::bail!("the bench dashboard was not found: {other:?}"),
+                    other => {
+                        return Err(BenchError::Check(format!(
+                            "the bench dashboard was not found: {other:?}"
+                        )));
+                    }
                 }
             }
             let value: serde_json::Value = serde_json::from_slice(&json)?;
