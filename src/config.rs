@@ -69,7 +69,31 @@ impl Config {
                 });
             }
         }
+        config
+            .check_slugs()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            })?;
         Ok(config)
+    }
+
+    /// Every partnership slug the configuration names fits the contract's
+    /// `[a-z0-9-]{1,40}`: one that does not could never match an event,
+    /// so a token or a limit would silently do nothing.
+    fn check_slugs(&self) -> Result<(), String> {
+        for (i, token) in self.tokens.iter().enumerate() {
+            for slug in token.partnerships.iter().filter(|s| *s != "*") {
+                rotation_events::check_slug(slug).map_err(|m| {
+                    format!("[[tokens]] entry {}: partnership `{slug}`: {m}", i + 1)
+                })?;
+            }
+        }
+        for slug in self.partnerships.keys() {
+            rotation_events::check_slug(slug)
+                .map_err(|m| format!("[partnerships.\"{slug}\"]: {m}"))?;
+        }
+        Ok(())
     }
 
     /// The scheme-rule limits of a partnership.

@@ -19,6 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::catalogue::{EventData, EventType};
+use crate::unique_keys::UniqueKeys;
 
 /// A submitted event that is not well-formed. The message names the
 /// attribute or data field at fault; it maps to the contract's
@@ -232,6 +233,31 @@ struct Wire<'a, D> {
     hash: Option<String>,
 }
 
+impl<'a, D> Wire<'a, D> {
+    /// The same attributes with `data` in another form.
+    fn map_data<E>(self, f: impl FnOnce(D) -> E) -> Wire<'a, E> {
+        Wire {
+            specversion: self.specversion,
+            id: self.id,
+            source: self.source,
+            event_type: self.event_type,
+            subject: self.subject,
+            time: self.time,
+            partnership: self.partnership,
+            datacontenttype: self.datacontenttype,
+            expectedversion: self.expectedversion,
+            correlationid: self.correlationid,
+            causationid: self.causationid,
+            data: f(self.data),
+            position: self.position,
+            streamversion: self.streamversion,
+            recordedtime: self.recordedtime,
+            prevhash: self.prevhash,
+            hash: self.hash,
+        }
+    }
+}
+
 /// A committed event with its typed data read once, for folds: the JSON
 /// tree of `data` is not kept (`event.envelope.data` is [`Value::Null`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +324,8 @@ impl Envelope {
         // An event that reads is read without tracking the path; only one
         // that does not is read again, tracking it, to name the field.
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let wire = match Wire::<'_, Value>::deserialize(&mut deserializer) {
+        // `data`'s keys are checked to be unique, as the attributes' are.
+        let wire = match Wire::<'_, UniqueKeys>::deserialize(&mut deserializer) {
             Ok(wire) => Ok(wire),
             Err(_) => {
                 deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -319,7 +346,7 @@ impl Envelope {
         deserializer
             .end()
             .map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))?;
-        Self::checked(wire)
+        Self::checked(wire.map_data(|data| data.0))
     }
 
     /// [`Envelope::from_value`], with the typed data (see

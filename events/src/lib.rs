@@ -30,6 +30,7 @@ mod catalogue;
 mod envelope;
 mod error_code;
 pub mod schema;
+mod unique_keys;
 
 pub use catalogue::*;
 pub use envelope::{

@@ -20,7 +20,7 @@ pub(crate) struct ExportArgs {
     /// The study's key file; pseudonyms are HMAC-SHA256 under it.
     #[arg(long)]
     key_file: PathBuf,
-    /// Use only events recorded by then (RFC 3339); default now.
+    /// Use only events recorded by then (RFC 3339); default the last event's recorded time.
     #[arg(long)]
     as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// The day outcomes are judged at; default the as-of date.
@@ -43,7 +43,16 @@ pub(super) async fn run(args: ExportArgs) -> Result<ExitCode> {
     } = args;
     let key = std::fs::read(&key_file)
         .with_context(|| format!("cannot read the key file {}", key_file.display()))?;
-    let as_of = as_of.map_or_else(chrono::Utc::now, |t| t.to_utc());
+    // One pass over the log: a small cache, and the typed data read
+    // on the decoding threads.
+    let ledger = open_existing_with(&data, LedgerOptions::one_pass())?;
+    // By default the as-of is the last event's recorded time, not the
+    // clock, so that a rerun on an unchanged log gives the same bytes.
+    let as_of = match as_of {
+        Some(t) => t.to_utc(),
+        None => chrono::DateTime::parse_from_rfc3339(&ledger.head().recordedtime)
+            .map_or(chrono::DateTime::UNIX_EPOCH, |t| t.to_utc()),
+    };
     let options = rotation_ledger::export::ExportOptions {
         out: out.clone(),
         key: rotation_ledger::export::key_from_file(&key),
@@ -52,9 +61,6 @@ pub(super) async fn run(args: ExportArgs) -> Result<ExitCode> {
         partnerships: (!partnerships.is_empty()).then(|| partnerships.into_iter().collect()),
         program_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    // One pass over the log: a small cache, and the typed data read
-    // on the decoding threads.
-    let ledger = open_existing_with(&data, LedgerOptions::one_pass())?;
     let events = ledger.replay_typed(0);
     let summary = tokio::task::spawn_blocking(move || {
         rotation_ledger::export::export_decoded(events, &options)

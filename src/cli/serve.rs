@@ -130,6 +130,12 @@ async fn announce(server: &Server, ledger: &Ledger, dir: &Path, fresh_token: Opt
         partnerships.push("<partnership>".to_owned());
     }
     let token = fresh_token.unwrap_or("<board token>");
+    // The fresh token is an admin's, which may read the events; a board
+    // token may read only its partnership's dashboard.
+    let api = match fresh_token {
+        Some(_) => format!("{base}/v1/events"),
+        None => format!("{base}/v1/partnerships/{}/dashboard", partnerships[0]),
+    };
     println!();
     println!(
         "  The rotation ledger is serving {base} (data in {})",
@@ -142,7 +148,7 @@ async fn announce(server: &Server, ledger: &Ledger, dir: &Path, fresh_token: Opt
     for slug in &partnerships {
         println!("      {base}/boards/{slug}?token={token}");
     }
-    println!("  API:     curl -H 'Authorization: Bearer {token}' {base}/v1/events");
+    println!("  API:     curl -H 'Authorization: Bearer {token}' {api}");
     println!("  Stop with Ctrl-C.");
     println!();
 }

@@ -3,7 +3,6 @@
 //! kept durably for every refused one.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::rules::Violation;
 use rotation_events::ErrorCode;
@@ -19,7 +18,9 @@ pub enum ReceiptStatus {
 /// The answer for one event (contract section 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
-    pub id: Option<Uuid>,
+    /// The event's id; for a refused body, its `id` string as far as it
+    /// reads, whether or not it is a UUID.
+    pub id: Option<String>,
     pub status: ReceiptStatus,
     pub position: Option<u64>,
     pub streamversion: Option<u64>,
@@ -53,8 +54,9 @@ pub struct RejectionRecord {
     pub origin: String,
     pub code: ErrorCode,
     pub message: String,
+    /// The refused event's id, as the body gave it (contract section 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<Uuid>,
+    pub event_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partnership: Option<String>,
     /// The submission as received, when it is UTF-8.

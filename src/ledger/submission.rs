@@ -29,6 +29,10 @@ pub struct Submission {
     pub(super) digests: Vec<[u8; 32]>,
     /// Why the bytes are not a well-formed event or batch.
     pub(super) parse_error: Option<Violation>,
+    /// When they are not: the `id` string of each event in the body, as
+    /// far as it reads, so that the refusal is answered and kept under the
+    /// ids the publisher gave; and which event was refused.
+    pub(super) unparsed: Unparsed,
     /// Where it came from, for the rejection log: `http`, `nats:<subject>`,
     /// `import:<file>:<line>`.
     pub origin: String,
@@ -41,16 +45,19 @@ pub struct Submission {
 impl Submission {
     /// Bytes as received: one CloudEvent or a JSON array of them.
     pub fn from_json(body: Vec<u8>, origin: impl Into<String>, caller: Caller) -> Self {
-        let (parsed, parse_error) = parse_body(&body);
+        let (parsed, parse_error, unparsed) = parse_body(&body);
         let (envelopes, typed) = parsed.into_iter().unzip();
-        Self::new(
-            Some(body),
-            envelopes,
-            typed,
-            parse_error,
-            origin.into(),
-            caller,
-        )
+        Self {
+            unparsed,
+            ..Self::new(
+                Some(body),
+                envelopes,
+                typed,
+                parse_error,
+                origin.into(),
+                caller,
+            )
+        }
     }
 
     /// Events already parsed in-process (the simulator, the benchmarks).
@@ -99,6 +106,7 @@ impl Submission {
             typed,
             digests,
             parse_error,
+            unparsed: Unparsed::default(),
             origin,
             caller,
             partnership_hint: None,
@@ -111,32 +119,79 @@ impl Submission {
     }
 }
 
+/// The ids of a body that did not parse as a whole.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Unparsed {
+    /// Each event's `id`, when it holds one as a JSON string; empty when
+    /// the body is not even a JSON array or object.
+    pub(super) ids: Vec<Option<String>>,
+    /// The index of the event refused.
+    pub(super) failed: usize,
+}
+
+impl Unparsed {
+    pub(super) fn failed_id(&self) -> Option<String> {
+        self.ids.get(self.failed).cloned().flatten()
+    }
+}
+
+/// The `id` of one event's bytes, when they are a JSON object holding it
+/// as a string, whatever else is wrong with them.
+fn submitted_id(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Id>(bytes).ok()?.id? {
+        serde_json::Value::String(id) => Some(id),
+        _ => None,
+    }
+}
+
 /// Parses a body into envelopes with their typed data. An unparseable
 /// event rejects the whole submission; the envelopes that did parse are
-/// still returned so that their receipts can name them.
-fn parse_body(bytes: &[u8]) -> (Vec<(Envelope, EventData)>, Option<Violation>) {
+/// still returned, and every event's id as far as it reads, so that their
+/// receipts can name them.
+fn parse_body(bytes: &[u8]) -> (Vec<(Envelope, EventData)>, Option<Violation>, Unparsed) {
     let invalid = |message: String| Some(Violation::new(ErrorCode::InvalidEvent, message));
     if bytes.trim_ascii_start().first() != Some(&b'[') {
         return match Envelope::from_json_typed(bytes) {
-            Ok(parsed) => (vec![parsed], None),
-            Err(e) => (Vec::new(), invalid(e.0)),
+            Ok(parsed) => (vec![parsed], None, Unparsed::default()),
+            Err(e) => {
+                let ids = vec![submitted_id(bytes)];
+                (Vec::new(), invalid(e.0), Unparsed { ids, failed: 0 })
+            }
         };
     }
     let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(bytes) {
         Ok(items) => items,
-        Err(e) => return (Vec::new(), invalid(format!("not JSON: {e}"))),
+        Err(e) => {
+            let error = invalid(format!("not JSON: {e}"));
+            return (Vec::new(), error, Unparsed::default());
+        }
     };
     if items.is_empty() {
-        return (Vec::new(), invalid("an empty batch holds no events".into()));
+        let error = invalid("an empty batch holds no events".into());
+        return (Vec::new(), error, Unparsed::default());
     }
     let mut parsed = Vec::with_capacity(items.len());
     let mut error = None;
-    for (i, item) in items.into_iter().enumerate() {
+    let mut unparsed = Unparsed::default();
+    for (i, item) in items.iter().enumerate() {
         match Envelope::from_json_typed(item.get().as_bytes()) {
             Ok(event) => parsed.push(event),
-            Err(e) if error.is_none() => error = invalid(format!("[{i}] {}", e.0)),
+            Err(e) if error.is_none() => {
+                error = invalid(format!("[{i}] {}", e.0));
+                unparsed.failed = i;
+            }
             Err(_) => {}
         }
     }
-    (parsed, error)
+    if error.is_some() {
+        unparsed.ids = items
+            .iter()
+            .map(|item| submitted_id(item.get().as_bytes()))
+            .collect();
+    }
+    (parsed, error, unparsed)
 }

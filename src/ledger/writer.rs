@@ -279,14 +279,21 @@ impl Writer {
             recordedtime: &group.recordedtime,
         };
         let mut receipts = Vec::with_capacity(submission.envelopes.len());
-        let mut failure = submission.parse_error.clone().map(|v| (None, v));
+        let mut failure = submission.parse_error.clone().map(|v| {
+            (
+                submission.unparsed.failed,
+                submission.unparsed.failed_id(),
+                v,
+            )
+        });
         if failure.is_none() {
-            for (((envelope, digest), framed), data) in submission
+            for (index, (((envelope, digest), framed), data)) in submission
                 .envelopes
                 .iter()
                 .zip(&submission.digests)
                 .zip(&submission.framed)
                 .zip(&submission.typed)
+                .enumerate()
             {
                 let candidate = Candidate {
                     envelope,
@@ -302,13 +309,13 @@ impl Writer {
                 )? {
                     Ok(receipt) => receipts.push(receipt),
                     Err(violation) => {
-                        failure = Some((Some(envelope.id), violation));
+                        failure = Some((index, Some(envelope.id.to_string()), violation));
                         break;
                     }
                 }
             }
         }
-        let Some((failed_id, violation)) = failure else {
+        let Some((failed_index, failed_id, violation)) = failure else {
             let Deciding { pending, head, .. } = deciding;
             group.overlay.states.extend(pending.states);
             group.overlay.ids.extend(pending.ids);
@@ -321,7 +328,7 @@ impl Writer {
         };
         let (receipts, record) = rejection(
             submission,
-            failed_id,
+            (failed_index, failed_id),
             &violation,
             group.now,
             group.next_rejection,
@@ -387,7 +394,7 @@ impl Writer {
                 )));
             }
             return Ok(Ok(Receipt {
-                id: Some(envelope.id),
+                id: Some(envelope.id.to_string()),
                 status: ReceiptStatus::Duplicate,
                 position: Some(record.position),
                 streamversion: Some(record.streamversion),
@@ -437,7 +444,7 @@ impl Writer {
             digest,
         });
         Ok(Ok(Receipt {
-            id: Some(envelope.id),
+            id: Some(envelope.id.to_string()),
             status: ReceiptStatus::Accepted,
             position: Some(position),
             streamversion: Some(streamversion),
@@ -489,7 +496,7 @@ struct Candidate<'s> {
 /// partnership's subscribers.
 fn rejection(
     submission: &Submission,
-    failed_id: Option<Uuid>,
+    (failed, failed_id): (usize, Option<String>),
     violation: &Violation,
     now: DateTime<Utc>,
     seq: u64,
@@ -506,7 +513,20 @@ fn rejection(
             .map(|e| e.partnership.clone())
             .or_else(|| submission.partnership_hint.clone())
     };
-    let receipts = if envelopes.is_empty() {
+    // Every event is answered under its id: the parsed envelopes', or, when
+    // the body did not parse, the ids it holds as far as they read.
+    let ids: Vec<Option<String>> = if submission.parse_error.is_some() {
+        submission.unparsed.ids.clone()
+    } else {
+        envelopes.iter().map(|e| Some(e.id.to_string())).collect()
+    };
+    let partnership_of = |i: usize| {
+        (submission.parse_error.is_none())
+            .then(|| envelopes.get(i).map(|e| e.partnership.clone()))
+            .flatten()
+            .or_else(|| partnership.clone())
+    };
+    let receipts = if ids.is_empty() {
         vec![Receipt {
             id: None,
             status: ReceiptStatus::Rejected,
@@ -516,26 +536,26 @@ fn rejection(
             partnership: partnership.clone(),
         }]
     } else {
-        envelopes
-            .iter()
-            .map(|e| Receipt {
-                id: Some(e.id),
+        ids.into_iter()
+            .enumerate()
+            .map(|(i, id)| Receipt {
+                id,
                 status: ReceiptStatus::Rejected,
                 position: None,
                 streamversion: None,
-                error: Some(if Some(e.id) == failed_id || failed_id.is_none() {
+                error: Some(if i == failed {
                     violation.clone()
                 } else {
                     Violation::new(
                         violation.code,
                         format!(
                             "not committed: event {} of the same batch was rejected: {}",
-                            failed_id.unwrap_or_default(),
+                            failed_id.as_deref().unwrap_or("-"),
                             violation.message
                         ),
                     )
                 }),
-                partnership: Some(e.partnership.clone()),
+                partnership: partnership_of(i),
             })
             .collect()
     };

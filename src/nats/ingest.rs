@@ -259,10 +259,29 @@ async fn consume_session(
             message: e.to_string(),
         }
     };
-    let stream = js
+    let mut stream = js
         .get_or_create_stream(names.in_config())
         .await
         .map_err(|e| setup("the inbound stream")(&e))?;
+    // A stream made by an earlier version (or an operator) with a
+    // deduplication window would swallow conflicting re-publications:
+    // narrow it, keeping the rest of its configuration.
+    let mut config = stream.cached_info().config.clone();
+    if config.duplicate_window > super::IN_DUPLICATE_WINDOW {
+        tracing::info!(
+            stream = %config.name,
+            window = ?config.duplicate_window,
+            "narrowing the inbound stream's duplicate window: the ledger's idempotency is permanent"
+        );
+        config.duplicate_window = super::IN_DUPLICATE_WINDOW;
+        js.update_stream(config)
+            .await
+            .map_err(|e| setup("the inbound stream's duplicate window")(&e))?;
+        stream = js
+            .get_stream(names.in_stream())
+            .await
+            .map_err(|e| setup("the inbound stream")(&e))?;
+    }
     let consumer = in_order(&stream, names, js.client())
         .await
         .map_err(|e| setup("the durable consumer")(&e))?;

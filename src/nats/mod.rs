@@ -101,6 +101,15 @@ pub const DEFAULT_PREFIX: &str = "rotation";
 /// How long the outboxes may keep publishing after the ingest has stopped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// How long JetStream remembers a `Nats-Msg-Id` on `ROTATION_IN`: as
+/// little as it allows (zero would mean its default of two minutes). The
+/// ledger's idempotency is permanent, so the inbound stream needs none of
+/// its own, and a window would swallow a conflicting re-publication of an
+/// id as a "duplicate" before the ledger could reject it (contract
+/// section 4). JetStream forgets an id after the window, checking at
+/// least every 50 ms while it remembers any.
+pub const IN_DUPLICATE_WINDOW: Duration = Duration::from_nanos(1);
+
 /// How long JetStream remembers a `Nats-Msg-Id` on the ledger's own streams.
 /// The outbox re-publishes at most what it had in flight or had not yet
 /// recorded in its cursor (a few thousand events, published within the
@@ -228,7 +237,7 @@ impl Names {
             subjects: vec![self.in_subjects()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW,
+            duplicate_window: IN_DUPLICATE_WINDOW,
             ..Default::default()
         }
     }

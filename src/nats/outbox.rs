@@ -91,6 +91,10 @@ pub(crate) const ERROR_CODE_HEADER: &str = "Rotation-Error-Code";
 /// The header holding a rejection's message.
 pub(crate) const ERROR_HEADER: &str = "Rotation-Error";
 
+/// The header naming a rejected submission's event id, whenever its body
+/// holds one as a string.
+pub(crate) const EVENT_ID_HEADER: &str = "Rotation-Event-Id";
+
 /// The header naming where a rejected submission came from.
 pub(crate) const ORIGIN_HEADER: &str = "Rotation-Origin";
 
@@ -256,6 +260,9 @@ fn rejection_item(names: &Names, record: &crate::ledger::RejectionRecord) -> Ite
     headers.insert(ERROR_CODE_HEADER, record.code.as_str());
     headers.insert(ERROR_HEADER, header_text(&record.message));
     headers.insert(ORIGIN_HEADER, header_text(&record.origin));
+    if let Some(id) = &record.event_id {
+        headers.insert(EVENT_ID_HEADER, header_text(id));
+    }
     Item {
         position: record.seq,
         subject: names.rejected_subject(record.partnership.as_deref()),

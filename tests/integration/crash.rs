@@ -95,7 +95,7 @@ fn say(line: &str) {
 
 fn report(outcome: &Outcome) {
     for receipt in &outcome.receipts {
-        let id = receipt.id.map(|id| id.to_string()).unwrap_or_default();
+        let id = receipt.id.clone().unwrap_or_default();
         match (receipt.status, receipt.position) {
             (ReceiptStatus::Accepted | ReceiptStatus::Duplicate, Some(position)) => {
                 say(&format!("ack {id} {position}"));

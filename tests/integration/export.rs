@@ -193,3 +193,45 @@ fn an_export_as_of_a_past_time_is_unchanged_by_later_events() {
         "two studies' pseudonyms cannot be linked"
     );
 }
+
+#[test]
+fn two_exports_without_as_of_on_an_unchanged_log_are_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    import_history(dir.path(), &data, "6", "20", 0);
+    let key = dir.path().join("study.key");
+    std::fs::write(&key, "key of the study").unwrap();
+    let export_default = |name: &str| {
+        let out = dir.path().join(name);
+        run(&[
+            "export",
+            "--data",
+            path(&data),
+            "--out",
+            path(&out),
+            "--key-file",
+            path(&key),
+        ]);
+        out
+    };
+    let first = export_default("first");
+    // Apart in wall-clock time, if only by a little.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = export_default("second");
+    for file in FILES {
+        let a = std::fs::read(first.join(file)).unwrap();
+        let b = std::fs::read(second.join(file)).unwrap();
+        assert!(a == b, "{file} differs between two runs on the same log");
+    }
+    let descriptor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("datapackage.json")).unwrap()).unwrap();
+    let dump = run(&["dump", "--data", path(&data)]);
+    let last: serde_json::Value = serde_json::from_str(dump.lines().last().unwrap()).unwrap();
+    let as_of = descriptor["provenance"]["as_of"].as_str().unwrap();
+    let recorded = last["recordedtime"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(as_of).unwrap(),
+        chrono::DateTime::parse_from_rfc3339(recorded).unwrap(),
+        "the as-of is the last event's recorded time"
+    );
+}

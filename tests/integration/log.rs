@@ -444,7 +444,12 @@ fn check_log(
         for receipt in &outcome.receipts {
             match receipt.status {
                 ReceiptStatus::Accepted | ReceiptStatus::Duplicate => {
-                    let id = receipt.id.expect("receipts of committed events name them");
+                    let id: uuid::Uuid = receipt
+                        .id
+                        .as_deref()
+                        .expect("receipts of committed events name them")
+                        .parse()
+                        .expect("a committed event's id is a UUID");
                     let position = receipt.position.expect("a position");
                     assert_eq!(
                         by_id.get(&id),

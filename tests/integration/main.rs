@@ -10,6 +10,7 @@ mod http;
 mod log;
 mod nats;
 mod projector;
+mod refusals;
 mod rules;
 mod support;
 mod tools;

@@ -817,6 +817,13 @@ async fn poison_messages_are_rejected_with_their_codes_and_ingest_goes_on() {
             header(message, "Nats-Msg-Id"),
             Some(format!("rejection-{seq}").as_str())
         );
+        // Findable under the id the publisher gave, even when the rest of
+        // the message did not read (an unknown type, a foreign partnership).
+        let id = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned));
+        assert_eq!(i > 0, id.is_some(), "rejection {seq}");
+        assert_eq!(header(message, "Rotation-Event-Id"), id.as_deref());
         assert_eq!(
             message.payload.as_ref(),
             body.as_slice(),

@@ -299,10 +299,7 @@ async fn duplicate_answers_with_the_original_position() {
     let receipt = &outcome.receipts[0];
     assert_eq!(receipt.position, Some(7));
     assert_eq!(receipt.streamversion, Some(1));
-    assert_eq!(
-        receipt.id.map(|id| id.to_string()).as_deref(),
-        registered["id"].as_str()
-    );
+    assert_eq!(receipt.id.clone().as_deref(), registered["id"].as_str());
     assert_eq!(
         ledger.ledger.head().position,
         8,
@@ -985,7 +982,7 @@ async fn rejections_are_kept_with_their_code_and_body() {
     assert_eq!(records[4].body.as_deref(), Some(text.as_str()));
     assert_eq!(records[4].origin, "test:rule");
     assert_eq!(
-        records[4].event_id.map(|id| id.to_string()).as_deref(),
+        records[4].event_id.clone().as_deref(),
         not_registered["id"].as_str()
     );
     assert_eq!(records[4].partnership.as_deref(), Some("stoke"));
@@ -1015,14 +1012,10 @@ async fn rejected_batch_is_one_rejection_naming_the_event_at_fault() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].body.as_deref(), Some(batch.to_string().as_str()));
     assert_eq!(
-        records[0].event_id.map(|id| id.to_string()).as_deref(),
+        records[0].event_id.clone().as_deref(),
         culprit["id"].as_str()
     );
-    let ids: Vec<_> = outcome
-        .receipts
-        .iter()
-        .map(|r| r.id.map(|id| id.to_string()))
-        .collect();
+    let ids: Vec<_> = outcome.receipts.iter().map(|r| r.id.clone()).collect();
     assert_eq!(
         ids,
         [

@@ -42,6 +42,14 @@ impl TempLedger {
             .expect("the ledger answers")
     }
 
+    /// Submits bytes as received (they need not be JSON) as the operator.
+    pub async fn submit_bytes(&self, body: Vec<u8>) -> Outcome {
+        self.ledger
+            .submit_one(Submission::from_json(body, "test", Caller::operator()))
+            .await
+            .expect("the ledger answers")
+    }
+
     /// Submits and returns the error code, or "accepted" / "duplicate".
     pub async fn code(&self, body: &Value) -> String {
         let outcome = self.submit(body).await;
