@@ -38,14 +38,31 @@ pub(crate) use simulate::SimulateArgs;
     about = "An event-sourced ledger for job rotation schemes"
 )]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The options every verb takes, before or after it (`--data DIR import
+/// FILE` and `import FILE --data DIR` are the same). They are global, with
+/// the ids of the verbs' own `--data` and `--config`: clap then fills a
+/// verb's field from either place, the verb keeping its own default
+/// (`demo` has none) when neither names it.
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// Where the ledger keeps its data [default: ./ledger-data].
+    #[arg(long = "data", id = "data", value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    /// The TOML configuration (tokens, disclosure control, scheme limits).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct DataDir {
     /// Where the ledger keeps its data.
-    #[arg(long = "data", value_name = "DIR", default_value = "./ledger-data")]
+    #[arg(long = "data", id = "data", value_name = "DIR", default_value = "./ledger-data")]
     pub(crate) dir: PathBuf,
 }
 

@@ -102,13 +102,14 @@ pub const DEFAULT_PREFIX: &str = "rotation";
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// How long JetStream remembers a `Nats-Msg-Id` on `ROTATION_IN`: as
-/// little as it allows (zero would mean its default of two minutes). The
-/// ledger's idempotency is permanent, so the inbound stream needs none of
-/// its own, and a window would swallow a conflicting re-publication of an
-/// id as a "duplicate" before the ledger could reject it (contract
-/// section 4). JetStream forgets an id after the window, checking at
-/// least every 50 ms while it remembers any.
-pub const IN_DUPLICATE_WINDOW: Duration = Duration::from_nanos(1);
+/// little as it allows (nats-server refuses less than 100 ms, and zero
+/// means its default of two minutes). The ledger's idempotency is
+/// permanent, so the inbound stream needs none of its own, and a window
+/// swallows a conflicting re-publication of an id as a "duplicate" before
+/// the ledger can reject it (contract section 4). JetStream forgets an id
+/// after the window, checking every 50 ms at most; `docs/nats.md` says
+/// what this leaves to publishers.
+pub const IN_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
 
 /// How long JetStream remembers a `Nats-Msg-Id` on the ledger's own streams.
 /// The outbox re-publishes at most what it had in flight or had not yet

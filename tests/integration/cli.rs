@@ -373,3 +373,96 @@ fn reading_verbs_refuse_a_missing_data_directory() {
     let out = rotation_ledger(&["verify", "--data", path(&missing)]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A partnership slug outside `[a-z0-9-]{1,40}` in the configuration could
+/// never match an event: `serve` refuses it at start-up, naming the entry.
+#[test]
+fn serve_refuses_a_configuration_with_a_bad_partnership_slug() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let digest = "a".repeat(64);
+    for (config, named) in [
+        (
+            format!(
+                "[[tokens]]\nsha256 = \"{digest}\"\nrole = \"board\"\npartnerships = [\"Stoke!\"]\n"
+            ),
+            "[[tokens]] entry 1: partnership `Stoke!`",
+        ),
+        (
+            "[partnerships.\"Stoke!\"]\nmin_unemployed_weeks = 26\nmax_substitution_weeks = 26\n"
+                .to_owned(),
+            "[partnerships.\"Stoke!\"]",
+        ),
+    ] {
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(&file, config).unwrap();
+        let out = rotation_ledger(&[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+            path(&dir.path().join("ledger")),
+            "--config",
+            path(&file),
+        ]);
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(named), "{named}: {stderr}");
+        assert!(stderr.contains("not a partnership slug"), "{stderr}");
+    }
+}
+
+/// Users and scripts write common options first, as with `git -C`:
+/// `--data` and `--config` work before or after every verb.
+#[test]
+fn common_options_work_before_or_after_every_verb() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("ledger");
+    let file = jsonl(dir.path(), "one.jsonl", &mixed_lines()[..1]);
+
+    let before = rotation_ledger(&["--data", path(&data), "import", &file]);
+    assert!(before.status.success(), "{before:?}");
+    let after = rotation_ledger(&["stats", "--data", path(&data)]);
+    assert!(text(&after.stdout).contains("events      1"), "{after:?}");
+    let before = rotation_ledger(&["--data", path(&data), "stats"]);
+    assert_eq!(text(&before.stdout), text(&after.stdout));
+
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(&config, "[disclosure]\nthreshold = 10\n").unwrap();
+    let help = text(&rotation_ledger(&["--help"]).stdout);
+    let verbs: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|verb| *verb != "help")
+        .collect();
+    assert!(verbs.len() >= 10, "{help}");
+    for verb in verbs {
+        let usage = text(&rotation_ledger(&[verb, "--help"]).stdout);
+        for option in ["--data <DIR>", "--config <FILE>"] {
+            assert!(usage.contains(option), "{verb} --help lacks {option}");
+        }
+        for args in [
+            vec![
+                "--data",
+                path(&data),
+                "--config",
+                path(&config),
+                verb,
+                "--help",
+            ],
+            vec![
+                verb,
+                "--help",
+                "--data",
+                path(&data),
+                "--config",
+                path(&config),
+            ],
+        ] {
+            let out = rotation_ledger(&args);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        }
+    }
+}

@@ -944,8 +944,8 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut token) = (None, None);
-    while addr.is_none() || token.is_none() {
+    let (mut addr, mut token, mut suggested) = (None, None, None);
+    while addr.is_none() || token.is_none() || suggested.is_none() {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("the banner within 30 s")
@@ -957,8 +957,21 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         if let Some(rest) = line.split("Admin token, shown only now: ").nth(1) {
             token = Some(rest.trim().to_owned());
         }
+        if let Some(rest) = line.split("curl ").nth(1) {
+            suggested = rest.rsplit(' ').next().map(str::to_owned);
+        }
     }
     let (addr, token) = (addr.unwrap(), token.unwrap());
+    // The banner's example request works with the token it shows.
+    let path = suggested.unwrap().replace(&format!("http://{addr}"), "");
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
     assert_eq!(token.len(), 64, "32 random bytes in hex");
 
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -1061,3 +1061,85 @@ async fn bench_nats_ingest_measures_on_streams_of_its_own_and_removes_them() {
         "the bench leaves no streams behind: {left:?}"
     );
 }
+
+/// Contract section 4: a re-publication of an id with other content is
+/// never swallowed by JetStream's deduplication, however soon it is sent,
+/// and an existing `ROTATION_IN` with the old two-minute window is
+/// narrowed when the ledger starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_republication_reaches_the_ledger_and_is_rejected() {
+    let (harness, mut serve, js, events) =
+        ingest_through_an_existing_rotation_in(jetstream::stream::Config {
+            name: "ROTATION_IN".into(),
+            subjects: vec!["rotation.in.>".into()],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await;
+    let mut stream = js.get_stream("ROTATION_IN").await.expect("ROTATION_IN");
+    let window = stream
+        .info()
+        .await
+        .expect("stream info")
+        .config
+        .duplicate_window;
+    assert_eq!(window, Duration::from_millis(100), "the smallest window");
+
+    let (client, _) = connect(&harness.nats.url()).await;
+    let mut receipts = client
+        .subscribe("rotation.receipts.stoke")
+        .await
+        .expect("a receipts subscription");
+    client.flush().await.expect("the subscription is in place");
+    let corrected = support::with(
+        events[0].clone(),
+        "/source",
+        Value::from("urn:service:corrected"),
+    );
+    for body in [&corrected, &corrected, &events[1]] {
+        // Past JetStream's smallest window (100 ms, forgotten within 50 ms
+        // after it), which remembers the id of the message before.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", body["id"].as_str().expect("an id"));
+        let ack = js
+            .publish_with_headers("rotation.in.stoke", headers, body.to_string().into())
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+        assert!(!ack.duplicate, "JetStream swallowed {}", body["id"]);
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(30), receipts.next())
+            .await
+            .expect("a receipt for every message")
+            .expect("the subscription lives");
+        let receipt: Value = serde_json::from_slice(&message.payload).expect("a JSON receipt");
+        answers.push((
+            receipt["status"].as_str().unwrap_or_default().to_owned(),
+            receipt["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    let conflict = ("rejected".to_owned(), "duplicate_id_conflict".to_owned());
+    assert_eq!(
+        answers,
+        vec![
+            conflict.clone(),
+            conflict,
+            ("duplicate".to_owned(), String::new())
+        ]
+    );
+    eventually(
+        "both conflicts on ROTATION_REJECTED",
+        Duration::from_secs(30),
+        || async { stream_len(&js, "ROTATION_REJECTED").await == 2 },
+    )
+    .await;
+    serve.terminate();
+    assert_log_holds_exactly(&serve.dump(), &events);
+}
