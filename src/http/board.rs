@@ -30,6 +30,21 @@ pub struct DashboardQuery {
 
 /// `GET /v1/partnerships/<slug>/dashboard`: the board's figures, protected
 /// by disclosure control; `?raw=true` (admin only) without it.
+#[utoipa::path(
+    get,
+    path = "/v1/partnerships/{slug}/dashboard",
+    tag = "boards",
+    summary = "A board's figures, disclosure control applied (board, admin)",
+    params(("slug" = String, Path, description = "the partnership slug"), crate::http::openapi::RawParams),
+    responses(
+        (status = 200, description = "The figures (contract section 6)", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a board of that partnership or an admin; `raw` is for admins", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: a partnership without events", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the dashboards are catching up (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn dashboard(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -80,6 +95,20 @@ pub struct PageQuery {
 
 /// `GET /boards/<slug>`: the live dashboard page. The page itself holds no
 /// figures; it fetches them with the token it was opened with.
+#[utoipa::path(
+    get,
+    path = "/boards/{slug}",
+    tag = "boards",
+    summary = "The live dashboard page (board, admin)",
+    params(("slug" = String, Path, description = "the partnership slug"), crate::http::openapi::TokenParams),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a board of that partnership or an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such board", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn page(
     State(state): State<AppState>,
     ApiPath(slug): ApiPath<String>,
@@ -113,6 +142,20 @@ pub async fn page(
 /// `GET /assets/<name>`: the page's script, style sheet and chart library.
 /// They hold no data, so anyone may fetch them; they are revalidated with
 /// an `ETag` after five minutes, so a new release is picked up soon.
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    tag = "boards",
+    security(()),
+    summary = "The board page's code and styles (anyone)",
+    params(("name" = String, Path, description = "board.js, board.css or chart.js")),
+    responses(
+        (status = 200, description = "`board.js`, `chart.js` (JavaScript) or `board.css`", body = String),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such asset", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Response {
     let Some((content_type, body, etag)) = lookup(&name) else {
         return AppError::not_found(format!("no asset {name}")).into_response();

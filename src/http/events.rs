@@ -55,6 +55,31 @@ impl Page {
 }
 
 /// `POST /v1/events`: one CloudEvent or an array, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Append one CloudEvent or a batch (all or nothing)",
+    request_body(
+        content(
+            (crate::http::openapi::Submission = "application/cloudevents+json"),
+            (crate::http::openapi::Submission = "application/cloudevents-batch+json"),
+            (crate::http::openapi::Submission = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Every event accepted or a duplicate", body = crate::http::openapi::Results),
+        (status = 400, description = "`invalid_event`: not JSON, not a CloudEvent, unknown type, a missing or mistyped field, ... (`results` names the event)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller may not publish for the event's partnership", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`version_conflict` (with `current_version`) or `duplicate_id_conflict`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 4 MiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`unknown_stream` or `rule_violation`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: shutting down, or the ledger cannot write (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn append(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -69,6 +94,20 @@ pub async fn append(
 }
 
 /// `GET /v1/events?after=&limit=`: committed events in position order.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Committed events in position order (admin, evaluator)",
+    params(crate::http::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of committed events", body = crate::http::openapi::EventsPage),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an evaluator or admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -130,6 +169,21 @@ fn in_scope(scope: &Scope, json: &[u8]) -> bool {
 }
 
 /// `GET /v1/streams/<kind>/<id>`: one stream's events in version order.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{kind}/{id}",
+    tag = "events",
+    summary = "One stream's events in version order (admin, publisher)",
+    params(("kind" = String, Path, description = "partnership, employer, person or rotation"), ("id" = String, Path, description = "a slug (partnership) or a UUID")),
+    responses(
+        (status = 200, description = "The stream", body = crate::http::openapi::StreamEvents),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the token may not read that partnership's streams", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such stream", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -168,6 +222,19 @@ pub struct LiveQuery {
 /// after `Last-Event-ID`, which a reconnecting client sends), then each new
 /// one as it becomes durable. One `committed` event per log event, its
 /// `id` the position.
+#[utoipa::path(
+    get,
+    path = "/v1/events/live",
+    tag = "events",
+    summary = "Server-Sent Events: catch-up, then live (admin; board: notices)",
+    params(crate::http::openapi::AfterParams, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this position")),
+    responses(
+        (status = 200, description = "`text/event-stream`: `event: committed`, `id: <position>`, `data: <committed event>`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin or board token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn live(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -288,6 +355,20 @@ impl Tail {
 }
 
 /// `GET /v1/rejections?after=&limit=`: rejected submissions by sequence.
+#[utoipa::path(
+    get,
+    path = "/v1/rejections",
+    tag = "events",
+    summary = "Rejected submissions by sequence number (admin)",
+    params(crate::http::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of rejections", body = crate::http::openapi::RejectionsPage),
+        (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn rejections(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -308,6 +389,18 @@ pub async fn rejections(
 }
 
 /// `GET /v1/verify`: the hash chain recomputed from position 1.
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    tag = "events",
+    summary = "The hash chain checked (admin)",
+    responses(
+        (status = 200, description = "The verdict", body = crate::http::openapi::Verdict),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -17,6 +17,7 @@
 //! | `GET /v1/rejections?after=&limit=` | admin |
 //! | `GET /v1/verify` | admin |
 //! | `GET /healthz`, `GET /metrics` | anyone |
+//! | `GET /v1/openapi.json` | anyone (the description, see [`openapi`]) |
 //!
 //! `docs/http.md` describes the requests and answers in full.
 
@@ -25,6 +26,7 @@ mod board;
 mod error;
 mod events;
 mod extract;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -85,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{name}", get(board::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -104,6 +107,16 @@ pub async fn serve(
 }
 
 /// Liveness, with where the log and the dashboards stand.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    security(()),
+    summary = "Liveness (anyone)",
+    responses(
+        (status = 200, description = "Where the log and the dashboards stand", body = crate::http::openapi::Health),
+    ),
+)]
 async fn healthz(State(state): State<AppState>) -> Response {
     let progress = state.projector.progress();
     let projection = if progress.rebuilding {
@@ -122,6 +135,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    security(()),
+    summary = "Prometheus metrics (anyone)",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+    ),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let positions = Positions {
         head: state.ledger.head().position,
@@ -129,6 +152,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     let text = metrics::render(state.ledger.metrics(), positions);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "service",
+    summary = "This description (anyone)",
+    security(()),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 description", body = serde_json::Value),
+    ),
+)]
+/// The API's OpenAPI 3.1 description.
+async fn openapi_json() -> Response {
+    axum::Json(openapi::description()).into_response()
 }
 
 async fn not_found() -> AppError {
