@@ -10,6 +10,7 @@ mod export;
 mod http;
 mod log;
 mod nats;
+mod openapi;
 mod projector;
 mod refusals;
 mod rules;

@@ -57,3 +57,8 @@ pub fn chromium() -> PathBuf {
         "chromium (Debian package `chromium`)",
     )
 }
+
+/// `schemathesis` from PyPI: a real OpenAPI client that fuzzes the API.
+pub fn schemathesis() -> PathBuf {
+    require(dir().join("venv/bin/schemathesis"), "schemathesis (PyPI)")
+}
