@@ -62,7 +62,12 @@ struct CommonArgs {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct DataDir {
     /// Where the ledger keeps its data.
-    #[arg(long = "data", id = "data", value_name = "DIR", default_value = "./ledger-data")]
+    #[arg(
+        long = "data",
+        id = "data",
+        value_name = "DIR",
+        default_value = "./ledger-data"
+    )]
     pub(crate) dir: PathBuf,
 }
 

@@ -77,6 +77,8 @@ async fn schemathesis_finds_no_failure_and_the_server_survives() {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--exclude-path", "/v1/events/live"])
+        // Its cache and reports go to a folder of the test's own.
+        .current_dir(dir.path())
         .args([
             "--max-examples",
             "25",
