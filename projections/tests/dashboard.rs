@@ -856,6 +856,7 @@ fn disclosure_can_be_loosened() {
         &DisclosureConfig {
             threshold: 3,
             rounding: 1,
+            ..DisclosureConfig::default()
         },
     );
     assert_eq!(p["totals"]["training_left"], json!(3));
@@ -866,6 +867,7 @@ fn disclosure_can_be_loosened() {
         &DisclosureConfig {
             threshold: 0,
             rounding: 0,
+            ..DisclosureConfig::default()
         },
     );
     assert!(pointers(&off).is_empty());

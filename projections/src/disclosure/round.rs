@@ -1,6 +1,6 @@
-//! Disclosure control (contract section 6): the view of a raw
-//! [`Dashboard`] that a partnership board may see, so that no count about
-//! a handful of people can be read off it or worked back from it.
+//! The plain rule (`method = "round"`): the view of a raw [`Dashboard`]
+//! that a partnership board may see within one release, so that no count
+//! about a handful of people can be read off it or worked back from it.
 //!
 //! [`protect`] returns the dashboard's JSON with these changes, under a
 //! [`DisclosureConfig`] (defaults: threshold 10, rounding 5):
@@ -43,31 +43,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::DisclosureConfig;
 use crate::dashboard::{Dashboard, GroupMeasure, MonthMeasure, Rate, SectorMeasure, Total};
-
-/// How much a board's view hides (`[disclosure]` in the configuration).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DisclosureConfig {
-    /// Counts from 1 to `threshold - 1` are suppressed; rates need a
-    /// denominator of at least `threshold`. 0 or 1 suppresses nothing.
-    pub threshold: u64,
-    /// Shown counts are rounded to the nearest multiple of this; 0 or 1
-    /// leaves them exact.
-    pub rounding: u64,
-}
-
-impl Default for DisclosureConfig {
-    fn default() -> Self {
-        Self {
-            threshold: 10,
-            rounding: 5,
-        }
-    }
-}
 
 /// The board's view of `dashboard`: its JSON with disclosure control
 /// applied as the module documentation describes, plus `suppressed` (the
@@ -409,16 +388,19 @@ mod tests {
         let loose = DisclosureConfig {
             threshold: 5,
             rounding: 10,
+            ..DisclosureConfig::default()
         };
         check_with(&loose, "t=57: a=4 b=6 c=47", "t=60: a=_ b=_ c=50");
         let none = DisclosureConfig {
             threshold: 0,
             rounding: 0,
+            ..DisclosureConfig::default()
         };
         check_with(&none, "t=4: a=1 b=3", "t=4: a=1 b=3");
         let exact = DisclosureConfig {
             threshold: 3,
             rounding: 1,
+            ..DisclosureConfig::default()
         };
         check_with(&exact, "t=9: a=1 b=3 c=5", "t=9: a=_ b=_ c=5");
     }
