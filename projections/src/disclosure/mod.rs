@@ -13,9 +13,14 @@
 //! - [`ptable`]: the perturbation table, looked up by (count, cell key).
 //! - [`publish`]: a cell's published value under cell-key perturbation
 //!   (`method = "cell_key"`, the default): perturbed, thresholded, rounded.
+//! - [`cadence`]: when a table may be released anew, so that no two
+//!   releases of a table are fewer than `release_min_units` units apart.
 //!
-//! Everything here is pure: the secret is handed in by the service.
+//! Everything here is pure: the secret is handed in by the service, and
+//! releases are decided by log position, never by the clock, so the same
+//! log always gives the same board view.
 
+pub mod cadence;
 pub mod ptable;
 pub mod publish;
 pub mod record_key;
@@ -23,6 +28,7 @@ pub mod round;
 
 use serde::{Deserialize, Serialize};
 
+pub use cadence::{Release, ReleaseMark, ReleaseState};
 pub use ptable::{PerturbationTable, PtableError};
 pub use publish::{PublicationRule, publish};
 pub use record_key::{CellKey, RecordKey, RecordKeySecret, SecretError};
@@ -45,7 +51,7 @@ pub struct DisclosureConfig {
     /// D / 2 (see [`PerturbationTable::binomial`]). 0 perturbs nothing.
     pub max_perturbation: u32,
     /// A table is released anew only when at least this many units have
-    /// entered or left it since its previous release.
+    /// entered or left it since its previous release (see [`cadence`]).
     /// 0 or 1 releases at every change.
     pub release_min_units: u64,
 }
