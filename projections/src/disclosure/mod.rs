@@ -13,6 +13,8 @@
 //! - [`ptable`]: the perturbation table, looked up by (count, cell key).
 //! - [`publish`]: a cell's published value under cell-key perturbation
 //!   (`method = "cell_key"`, the default): perturbed, thresholded, rounded.
+//! - [`intervals`]: the interval audit of published tables (a linear
+//!   program per hidden cell) and the secondary suppression it drives.
 //! - [`cadence`]: when a table may be released anew, so that no two
 //!   releases of a table are fewer than `release_min_units` units apart.
 //!
@@ -21,6 +23,7 @@
 //! log always gives the same board view.
 
 pub mod cadence;
+pub mod intervals;
 pub mod ptable;
 pub mod publish;
 pub mod record_key;
@@ -29,6 +32,9 @@ pub mod round;
 use serde::{Deserialize, Serialize};
 
 pub use cadence::{Release, ReleaseMark, ReleaseState};
+pub use intervals::{
+    AuditError, FeasibleRange, IntervalRule, Protection, Relation, audit, protect_intervals,
+};
 pub use ptable::{PerturbationTable, PtableError};
 pub use publish::{PublicationRule, publish};
 pub use record_key::{CellKey, RecordKey, RecordKeySecret, SecretError};
