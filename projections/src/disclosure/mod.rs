@@ -36,8 +36,8 @@ pub use intervals::{
     AuditError, FeasibleRange, IntervalRule, Protection, Relation, audit, protect_intervals,
 };
 pub use ptable::{PerturbationTable, PtableError};
-pub use publish::{PublicationRule, publish};
-pub use record_key::{CellKey, RecordKey, RecordKeySecret, SecretError};
+pub use publish::{PublicationRule, publish, publish_rate};
+pub use record_key::{CellKey, KeyedCount, RecordKey, RecordKeySecret, SecretError};
 pub use round::protect;
 
 /// How a board's view is protected (`[disclosure]` in the configuration).

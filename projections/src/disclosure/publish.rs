@@ -8,10 +8,14 @@
 //! perturbing means a published figure stands for up to `rounding + 2D`
 //! true values, not `rounding`, which is what defeats reading exact counts
 //! off a step-up. The same count and key always give the same value.
+//!
+//! A rate is perturbed through its numerator and denominator, each a cell
+//! with its own key ([`publish_rate`]), never computed from published,
+//! rounded parts.
 
 use super::round::round;
 use super::{DisclosureConfig, Method, PerturbationTable, PtableError};
-use crate::disclosure::CellKey;
+use crate::disclosure::{CellKey, KeyedCount};
 
 /// Everything [`publish`] needs, built once from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,32 @@ pub fn publish(count: u64, key: CellKey, rule: &PublicationRule) -> Option<u64> 
         return None;
     }
     Some(round(perturbed, rule.rounding))
+}
+
+/// The published share `numerator / denominator`, or `None` when it is
+/// suppressed: both counts are perturbed (not rounded), the numerator kept
+/// within the denominator, and the rate is hidden when the perturbed
+/// denominator is under the threshold, or when the numerator or the
+/// units it leaves out (denominator minus numerator) number 1 to
+/// `threshold - 1`, since the rate would then give that small count away.
+/// Shown rates are rounded to two decimal places (whole percentage
+/// points), as under the plain rule.
+pub fn publish_rate(
+    numerator: KeyedCount,
+    denominator: KeyedCount,
+    rule: &PublicationRule,
+) -> Option<f64> {
+    let perturbed = |cell: KeyedCount| {
+        cell.count
+            .saturating_add_signed(rule.ptable.perturbation(cell.count, cell.key))
+    };
+    let whole = perturbed(denominator);
+    let part = perturbed(numerator).min(whole);
+    let small = |count: u64| count > 0 && count < rule.threshold;
+    if whole == 0 || whole < rule.threshold || small(part) || small(whole - part) {
+        return None;
+    }
+    Some((part as f64 / whole as f64 * 100.0).round() / 100.0)
 }
 
 #[cfg(test)]
@@ -95,6 +125,27 @@ mod tests {
             assert_eq!(publish(12, key, &rule), Some(10));
             assert_eq!(publish(13, key, &rule), Some(15));
         }
+    }
+
+    #[test]
+    fn a_rate_is_made_of_its_perturbed_counts() {
+        let rule = rule();
+        let cell = |count, sixteenths: u32| KeyedCount {
+            count,
+            key: CellKey(sixteenths << 28),
+        };
+        // 20 / 40 unperturbed (keys in the middle interval).
+        assert_eq!(publish_rate(cell(20, 8), cell(40, 8), &rule), Some(0.5));
+        // 20 + 2 over 40 - 2.
+        assert_eq!(publish_rate(cell(20, 15), cell(40, 0), &rule), Some(0.58));
+        // A denominator perturbed under the threshold hides the rate.
+        assert_eq!(publish_rate(cell(5, 8), cell(10, 0), &rule), None);
+        // So does a small remainder: 35 of 40 leaves 5 out.
+        assert_eq!(publish_rate(cell(35, 8), cell(40, 8), &rule), None);
+        // All or none of the units is not a small count.
+        assert_eq!(publish_rate(cell(40, 15), cell(40, 8), &rule), Some(1.0));
+        assert_eq!(publish_rate(cell(0, 0), cell(40, 8), &rule), Some(0.0));
+        assert_eq!(publish_rate(cell(0, 0), cell(0, 0), &rule), None);
     }
 
     proptest! {

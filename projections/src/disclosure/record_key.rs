@@ -106,6 +106,29 @@ impl CellKey {
     }
 }
 
+/// A cell as a fold keeps it under cell-key perturbation: how many units
+/// it holds and their cell key, which must move together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyedCount {
+    pub count: u64,
+    pub key: CellKey,
+}
+
+impl KeyedCount {
+    /// A unit entered the cell.
+    pub fn add(&mut self, unit: RecordKey) {
+        self.count += 1;
+        self.key.add(unit);
+    }
+
+    /// A unit that had entered the cell left it.
+    pub fn remove(&mut self, unit: RecordKey) {
+        debug_assert!(self.count > 0, "a unit left an empty cell");
+        self.count = self.count.saturating_sub(1);
+        self.key.remove(unit);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -178,6 +201,22 @@ mod tests {
                 }
             }
             prop_assert_eq!(kept, whole);
+        }
+
+        #[test]
+        fn a_keyed_count_returns_to_empty_when_its_units_leave(
+            keys in proptest::collection::vec(any::<u32>(), 0..20),
+        ) {
+            let mut cell = KeyedCount::default();
+            for &key in &keys {
+                cell.add(RecordKey(key));
+            }
+            prop_assert_eq!(cell.count, keys.len() as u64);
+            prop_assert_eq!(cell.key, CellKey::of(keys.iter().map(|&k| RecordKey(k))));
+            for &key in keys.iter().rev() {
+                cell.remove(RecordKey(key));
+            }
+            prop_assert_eq!(cell, KeyedCount::default());
         }
     }
 }
