@@ -11,7 +11,7 @@
 //!   its id under the ledger's own secret, and the [`CellKey`] of a cell,
 //!   the sum of its units' record keys, kept as units enter and leave.
 //! - [`ptable`]: the perturbation table, looked up by (count, cell key).
-//! - [`publish`]: a cell's published value under cell-key perturbation
+//! - [`mod@publish`]: a cell's published value under cell-key perturbation
 //!   (`method = "cell_key"`, the default): perturbed, thresholded, rounded.
 //! - [`intervals`]: the interval audit of published tables (a linear
 //!   program per hidden cell) and the secondary suppression it drives.

@@ -30,7 +30,7 @@
 //!   suppressed whatever their perturbation; above D every count keeps at
 //!   least 1.
 //! - **No small counts.** The table itself may give a count from 1 to 9;
-//!   [`crate::disclosure::publish`] thresholds after perturbing, so none is
+//!   [`publish()`](crate::disclosure::publish()) thresholds after perturbing, so none is
 //!   published.
 //!
 //! The table's resolution is 4^D parts of 1 (16 by default), coarser than
