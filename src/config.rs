@@ -41,6 +41,10 @@ pub struct Config {
     /// Scheme-rule limits by partnership slug; others get the Danish defaults.
     #[serde(default)]
     pub partnerships: BTreeMap<String, SchemeLimits>,
+    /// The record-key secret's bytes, read from its file at start
+    /// ([`crate::record_key`]), never from the configuration itself.
+    #[serde(skip)]
+    pub record_key: crate::record_key::RecordKeyBytes,
 }
 
 impl Config {

@@ -34,6 +34,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod nats;
 pub mod projector;
+pub mod record_key;
 pub mod rules;
 pub mod server;
 pub mod simulate;

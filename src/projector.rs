@@ -53,7 +53,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use rotation_events::TypedEvent;
 use rotation_projections::dashboard::Dashboards;
-use rotation_projections::disclosure::protect;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -206,7 +205,8 @@ impl Projector {
     ) -> Result<(Self, ProjectorTask), ProjectorError> {
         let loaded = {
             let ledger = ledger.clone();
-            tokio::task::spawn_blocking(move || load(&ledger))
+            let config = Arc::clone(&config);
+            tokio::task::spawn_blocking(move || load(&ledger, &config))
                 .await
                 .map_err(|e| ProjectorError::Worker(e.to_string()))??
         };
@@ -268,7 +268,9 @@ impl Projector {
         let json = match view {
             DashboardView::Raw => serde_json::to_vec(&dashboard),
             DashboardView::Protected => {
-                serde_json::to_vec(&protect(&dashboard, &inner.config.disclosure))
+                let served = inner.served.read().unwrap_or_else(PoisonError::into_inner);
+                let limits = inner.config.limits(partnership);
+                serde_json::to_vec(&served.dashboards.board(partnership, &limits))
             }
         }
         .expect("a dashboard always serialises");
@@ -349,9 +351,9 @@ struct Loaded {
 }
 
 /// Reads the checkpoint and decides how to start.
-fn load(ledger: &Ledger) -> Result<Loaded, ProjectorError> {
+fn load(ledger: &Ledger, config: &Config) -> Result<Loaded, ProjectorError> {
     let fresh = Loaded {
-        served: Dashboards::new(),
+        served: fresh_dashboards(config),
         aside: None,
         resumed_from: 0,
     };
@@ -373,7 +375,14 @@ fn load(ledger: &Ledger) -> Result<Loaded, ProjectorError> {
     }
     let state: Result<Dashboards, _> = serde_json::from_slice(json);
     match state {
-        Ok(state) if version == Dashboards::VERSION && state.position() == position => {
+        Ok(mut state)
+            if version == Dashboards::VERSION
+                && state.position() == position
+                && state.same_control(&fresh.served) =>
+        {
+            state
+                .set_disclosure(&config.disclosure, secret_of(config))
+                .map_err(|e| ProjectorError::Worker(e.to_string()))?;
             tracing::info!(position, "dashboards resumed from their checkpoint");
             Ok(Loaded {
                 served: state,
@@ -389,7 +398,7 @@ fn load(ledger: &Ledger) -> Result<Loaded, ProjectorError> {
             );
             Ok(Loaded {
                 served: state,
-                aside: Some(Dashboards::new()),
+                aside: Some(fresh_dashboards(config)),
                 resumed_from: 0,
             })
         }
@@ -397,6 +406,26 @@ fn load(ledger: &Ledger) -> Result<Loaded, ProjectorError> {
             tracing::warn!(%error, checkpoint_version = version, "the dashboards' checkpoint does not decode: rebuilding from the log");
             Ok(fresh)
         }
+    }
+}
+
+/// A fold made under the configuration's disclosure control and the
+/// ledger's record-key secret.
+pub fn fresh_dashboards(config: &Config) -> Dashboards {
+    let mut dashboards = Dashboards::new();
+    if let Err(error) = dashboards.set_disclosure(&config.disclosure, secret_of(config)) {
+        tracing::error!(%error, "disclosure control cannot be set: the boards use the defaults");
+    }
+    dashboards
+}
+
+/// The record-key secret's bytes; a fold outside a served ledger (a test,
+/// the bench) has none and gets the public one.
+fn secret_of(config: &Config) -> &[u8] {
+    if config.record_key.0.is_empty() {
+        b"rotation-ledger public test secret"
+    } else {
+        &config.record_key.0
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rotation_ledger::config::Config;
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
 use rotation_ledger::nats::NatsOptions;
 use rotation_ledger::server::{self, Access, Server};
@@ -109,12 +110,24 @@ async fn start(
     let shutdown = CancellationToken::new();
     server::cancel_on_signals(shutdown.clone());
     let Access {
-        config,
+        mut config,
         fresh_token,
     } = access;
+    config.record_key = load_record_key(dir, &config)?;
     let server = Server::start(ledger, Arc::new(config), listener, nats, shutdown.clone()).await?;
     announce(&server, ledger, dir, fresh_token.as_deref()).await;
     Ok(Running { server, shutdown })
+}
+
+/// The ledger's record-key secret for disclosure control, made on first
+/// start.
+fn load_record_key(
+    data: &Path,
+    config: &Config,
+) -> Result<rotation_ledger::record_key::RecordKeyBytes> {
+    let configured = config.disclosure.record_key_file.as_deref();
+    let path = rotation_ledger::record_key::path(data, configured);
+    Ok(rotation_ledger::record_key::load_or_create(&path)?)
 }
 
 /// Prints where the server listens and how to open the boards, with the

@@ -2,13 +2,14 @@
 //! count under a sector, a `by_group` category or a month), the categories
 //! and age bands that address them, and the table of their sums.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
 use rotation_events::{Ethnicity, Sector, Sex, YesNo};
 
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
+use crate::disclosure::{KeyedCount, RecordKey};
 use crate::outcomes::AgeBand;
 
 /// The key of a sector in `by_sector`.
@@ -100,27 +101,88 @@ pub(super) enum Cell {
     Month(Month, MonthMeasure),
 }
 
-/// The dashboard's counters: the sum of every entity's view. Zero counters
-/// are removed, so that equal figures mean equal maps.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Counters(pub(super) BTreeMap<Cell, u64>);
+/// The dashboard's counters: the sum of every entity's view, each with its
+/// cell key (contract section 6) kept alongside. Zero counters are
+/// removed, so that equal figures mean equal maps.
+///
+/// A view adds `count` units to a cell on behalf of one entity; the units
+/// are that entity's first, second, ... unit in the cell, and their record
+/// keys are [`unit_key`] of the entity's record key and the ordinal. So an
+/// entity that adds the same count always adds the same key, and a cell's
+/// key is the sum of the keys of the units it holds, however often views
+/// are recomputed.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Counters {
+    pub(super) cells: BTreeMap<Cell, KeyedCount>,
+    /// The cells changed since the release cadence last looked.
+    pub(super) dirty: BTreeSet<Cell>,
+}
+
+impl PartialEq for Counters {
+    /// Equal counters hold the same cells; which changed last is not a
+    /// figure.
+    fn eq(&self, other: &Self) -> bool {
+        self.cells == other.cells
+    }
+}
 
 impl Counters {
-    pub(super) fn add(&mut self, cell: Cell, count: u64) {
+    /// `count` units of the entity whose record key is `entity` entered
+    /// `cell`.
+    pub(super) fn add(&mut self, cell: Cell, count: u64, entity: RecordKey) {
+        self.add_from(cell, 0, count, entity);
+    }
+
+    /// The entity's units numbered `from .. from + count` entered `cell`.
+    pub(super) fn add_from(&mut self, cell: Cell, from: u64, count: u64, entity: RecordKey) {
         if count > 0 {
-            *self.0.entry(cell).or_default() += count;
+            let slot = self.cells.entry(cell).or_default();
+            for ordinal in from..from + count {
+                slot.add(unit_key(entity, ordinal));
+            }
+            self.dirty.insert(cell);
         }
     }
 
-    pub(super) fn sub(&mut self, cell: Cell, count: u64) {
-        if let Some(current) = self.0.get_mut(&cell) {
-            debug_assert!(*current >= count, "a view took away more than it added");
-            *current = current.saturating_sub(count);
-            if *current == 0 {
-                self.0.remove(&cell);
+    /// The `count` units the entity had added to `cell` left it.
+    pub(super) fn sub(&mut self, cell: Cell, count: u64, entity: RecordKey) {
+        if count == 0 {
+            return;
+        }
+        if let Some(current) = self.cells.get_mut(&cell) {
+            debug_assert!(
+                current.count >= count,
+                "a view took away more than it added"
+            );
+            for ordinal in 0..count {
+                current.remove(unit_key(entity, ordinal));
             }
+            if current.count == 0 {
+                self.cells.remove(&cell);
+            }
+            self.dirty.insert(cell);
         }
     }
+
+    /// The count of a cell, 0 when it holds nothing.
+    pub(super) fn count(&self, cell: &Cell) -> u64 {
+        self.cells.get(cell).map_or(0, |c| c.count)
+    }
+}
+
+/// The record key of an entity's unit numbered `ordinal` in a cell: the
+/// entity's own key for its first unit, and for the others a mix of it and
+/// the ordinal (SplitMix64's finaliser), as unpredictable as the entity's
+/// key without the ledger's secret.
+pub(super) fn unit_key(entity: RecordKey, ordinal: u64) -> RecordKey {
+    if ordinal == 0 {
+        return entity;
+    }
+    let mut z = (u64::from(entity.0) << 32 | ordinal).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    RecordKey((z >> 32) as u32)
 }
 
 #[cfg(test)]
@@ -150,9 +212,10 @@ mod tests {
     fn counters_forget_zeros() {
         let mut counters = Counters::default();
         let cell = Cell::Total(Total::Referrals);
-        counters.add(cell, 2);
-        counters.sub(cell, 2);
-        counters.add(cell, 0);
+        counters.add(cell, 2, RecordKey(7));
+        counters.sub(cell, 2, RecordKey(7));
+        counters.add(cell, 0, RecordKey(7));
+        counters.dirty.clear();
         assert_eq!(counters, Counters::default());
     }
 }

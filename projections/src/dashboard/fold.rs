@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::cells::{Cell, Counters};
 use super::counts::Total;
 use super::facts::{Entity, Fact, Facts, Indexed, PersonFact, RotationFact};
+use super::release::Releases;
 use super::views::{PersonView, RotationView, employer_cells};
+use crate::disclosure::{RecordKey, RecordKeySecret};
 
 /// The entities whose facts one event changed.
 #[derive(Debug, Default)]
@@ -58,6 +60,10 @@ pub(super) struct StoredPartnership {
     pub(super) rotations: BTreeMap<Uuid, Facts<RotationFact>>,
     pub(super) people: BTreeMap<Uuid, Facts<PersonFact>>,
     pub(super) events: BTreeMap<Uuid, Indexed>,
+    #[serde(default)]
+    pub(super) record_keys: BTreeMap<Uuid, RecordKey>,
+    #[serde(default)]
+    pub(super) releases: Releases,
 }
 
 /// One partnership's facts and what is derived from them.
@@ -69,6 +75,12 @@ pub(super) struct Partnership {
     pub(super) people: BTreeMap<Uuid, Facts<PersonFact>>,
     /// Every applied event that stated a fact or retracted one.
     pub(super) events: BTreeMap<Uuid, Indexed>,
+    /// The record key of every employer, rotation and person, computed
+    /// under the ledger's secret when the entity is first seen and kept,
+    /// so that a checkpoint rebuilds the cell keys without the secret.
+    pub(super) record_keys: BTreeMap<Uuid, RecordKey>,
+    /// The board's releases of every table.
+    pub(super) releases: Releases,
     #[serde(skip)]
     pub(super) derived: Derived,
 }
@@ -82,6 +94,8 @@ impl From<StoredPartnership> for Partnership {
             rotations: stored.rotations,
             people: stored.people,
             events: stored.events,
+            record_keys: stored.record_keys,
+            releases: stored.releases,
             derived: Derived::default(),
         };
         let rotations: Vec<Uuid> = partnership.rotations.keys().copied().collect();
@@ -105,6 +119,10 @@ impl From<StoredPartnership> for Partnership {
         for person in people {
             partnership.recompute_person(person);
         }
+        let Self {
+            releases, derived, ..
+        } = &mut partnership;
+        releases.rebuild(&mut derived.counters);
         partnership
     }
 }
@@ -114,6 +132,7 @@ impl Partnership {
         &mut self,
         envelope: &Envelope,
         position: u64,
+        secret: &RecordKeySecret,
         data: impl FnOnce() -> Result<EventData, InvalidEvent>,
     ) {
         if self.events.contains_key(&envelope.id) {
@@ -126,6 +145,21 @@ impl Partnership {
             return;
         };
         let mentored = matches!(fact, Fact::Person(PersonFact::Mentored));
+        // Every entity whose view the event can add to gets its record key
+        // now, the first time it is seen.
+        let named = match (&fact, &envelope.subject) {
+            (Fact::Rotation(RotationFact::SubstitutionStarted(start)), _) => Some(start.substitute),
+            _ => None,
+        };
+        let subject = match &envelope.subject {
+            Subject::Employer(id) | Subject::Rotation(id) | Subject::Person(id) => Some(*id),
+            _ => None,
+        };
+        for id in subject.into_iter().chain(named) {
+            self.record_keys
+                .entry(id)
+                .or_insert_with(|| secret.record_key(id));
+        }
         let mut touched = Touched::default();
         let entity = match (fact, &envelope.subject) {
             (Fact::Retraction(target), _) => Entity::Retraction(target),
@@ -177,10 +211,13 @@ impl Partnership {
             && mentored
             && let Some(view) = self.derived.people.get_mut(&person)
         {
+            // The session is the person's next unit in the cell.
+            let ordinal = view.mentoring_sessions;
             view.mentoring_sessions += 1;
+            let key = self.record_keys.get(&person).copied().unwrap_or_default();
             self.derived
                 .counters
-                .add(Cell::Total(Total::MentoringSessions), 1);
+                .add_from(Cell::Total(Total::MentoringSessions), ordinal, 1, key);
             return;
         }
         self.refresh(&touched);
@@ -325,29 +362,31 @@ impl Partnership {
 
     pub(super) fn recompute_employer(&mut self, employer: Uuid) {
         let new = self.sector_of(employer);
+        let key = self.record_key(employer);
         let derived = &mut self.derived;
         let old = match new {
             Some(sector) => derived.employers.insert(employer, sector),
             None => derived.employers.remove(&employer),
         };
         for (cell, count) in old.into_iter().flat_map(employer_cells) {
-            derived.counters.sub(cell, count);
+            derived.counters.sub(cell, count, key);
         }
         for (cell, count) in new.into_iter().flat_map(employer_cells) {
-            derived.counters.add(cell, count);
+            derived.counters.add(cell, count, key);
         }
     }
 
     pub(super) fn recompute_rotation(&mut self, rotation: Uuid) {
         let new = self.rotation_view(rotation);
+        let key = self.record_key(rotation);
         let derived = &mut self.derived;
         if let Some(old) = derived.rotations.remove(&rotation) {
             for &(cell, count) in &old.cells {
-                derived.counters.sub(cell, count);
+                derived.counters.sub(cell, count, key);
             }
         }
         for &(cell, count) in &new.cells {
-            derived.counters.add(cell, count);
+            derived.counters.add(cell, count, key);
         }
         if !new.is_empty() {
             derived.rotations.insert(rotation, new);
@@ -356,14 +395,23 @@ impl Partnership {
 
     pub(super) fn recompute_person(&mut self, person: Uuid) {
         let new = self.person_view(person);
+        let key = self.record_key(person);
         let derived = &mut self.derived;
         if let Some(old) = derived.people.remove(&person) {
-            old.cells(|cell, count| derived.counters.sub(cell, count));
+            old.cells(|cell, count| derived.counters.sub(cell, count, key));
         }
-        new.cells(|cell, count| derived.counters.add(cell, count));
+        new.cells(|cell, count| derived.counters.add(cell, count, key));
         if !new.is_empty() {
             derived.people.insert(person, new);
         }
+    }
+}
+
+impl Partnership {
+    /// The record key of an entity, kept since it was first seen; an
+    /// entity never seen has none, and adds nothing under that key.
+    pub(super) fn record_key(&self, id: Uuid) -> RecordKey {
+        self.record_keys.get(&id).copied().unwrap_or_default()
     }
 }
 

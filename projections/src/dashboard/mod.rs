@@ -74,10 +74,12 @@
 //! - this file: the entry points, [`Dashboards`] and the [`Dashboard`] it
 //!   serves.
 
+mod board;
 mod cells;
 mod counts;
 mod facts;
 mod fold;
+mod release;
 mod views;
 
 use std::collections::BTreeMap;
@@ -85,12 +87,14 @@ use std::collections::BTreeMap;
 use rotation_events::{CommittedEvent, EventData, InvalidEvent, TypedEvent};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::disclosure::{DisclosureConfig, PtableError, RecordKeySecret, ReleaseMark, SecretError};
 use crate::flags::Flag;
 
 use cells::{Category, Cell, Month, sector_key};
 pub use counts::{GroupCounts, MonthCounts, SectorCounts, Totals};
 pub(crate) use counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use fold::Partnership;
+use release::ReleaseRules;
 
 /// The scheme-rule limits of one partnership (`[partnerships.<slug>]` in
 /// the configuration). Exceptions to them are flagged, not rejected.
@@ -195,15 +199,109 @@ pub struct Dashboards {
     /// The `recordedtime` of the last applied event.
     recordedtime: String,
     partnerships: BTreeMap<String, Partnership>,
+    /// The disclosure control the board's releases were made under; a
+    /// checkpoint made under another is to be rebuilt.
+    #[serde(default)]
+    disclosure: DisclosureConfig,
+    /// Names the secret the record keys were made under (a keyed hash of
+    /// a fixed label, which says nothing of the secret); 0 for the public
+    /// one. A checkpoint made under another secret is to be rebuilt.
+    #[serde(default)]
+    keyed_with: u32,
+    #[serde(skip)]
+    control: Control,
+}
+
+/// The secret and rules of the board's releases, set by the service.
+#[derive(Clone)]
+struct Control {
+    secret: RecordKeySecret,
+    rules: ReleaseRules,
+}
+
+impl Default for Control {
+    /// A public secret, for folds outside a ledger (tests, tools): the
+    /// service always sets the ledger's own with
+    /// [`Dashboards::with_disclosure`].
+    fn default() -> Self {
+        Self {
+            secret: RecordKeySecret::new(b"rotation-ledger public test secret")
+                .expect("long enough"),
+            rules: ReleaseRules::new(&DisclosureConfig::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control(..)")
+    }
+}
+
+impl PartialEq for Control {
+    /// The secret and rules are not figures: two folds of the same log are
+    /// equal whatever they will release next (the configuration they
+    /// released under is compared as [`Dashboards::disclosure`]).
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Why a fold's disclosure control could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Ptable(#[from] PtableError),
 }
 
 impl Dashboards {
     /// The meaning of the fold's facts and figures. A checkpoint written
     /// under another version is to be discarded and the fold rebuilt.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh fold whose releases are made under `config`, with record
+    /// keys under `secret` (the ledger's own, from its key file).
+    pub fn with_disclosure(config: &DisclosureConfig, secret: &[u8]) -> Result<Self, ControlError> {
+        let mut dashboards = Self::new();
+        dashboards.set_disclosure(config, secret)?;
+        Ok(dashboards)
+    }
+
+    /// Sets the disclosure control of a fold loaded from a checkpoint; the
+    /// caller checks [`Self::disclosure`] first, since releases already
+    /// made stay as they were made.
+    pub fn set_disclosure(
+        &mut self,
+        config: &DisclosureConfig,
+        secret: &[u8],
+    ) -> Result<(), ControlError> {
+        crate::disclosure::PerturbationTable::binomial(config.max_perturbation)?;
+        let secret = RecordKeySecret::new(secret)?;
+        self.keyed_with = secret.record_key(b"rotation-ledger secret id").0;
+        self.control = Control {
+            secret,
+            rules: ReleaseRules::new(config),
+        };
+        self.disclosure = config.clone();
+        Ok(())
+    }
+
+    /// The disclosure control this fold's releases were made under.
+    pub fn disclosure(&self) -> &DisclosureConfig {
+        &self.disclosure
+    }
+
+    /// Whether `other`'s releases and record keys were made under the same
+    /// disclosure control and secret as this fold's, so that one may go on
+    /// from the other.
+    pub fn same_control(&self, other: &Dashboards) -> bool {
+        self.disclosure == other.disclosure && self.keyed_with == other.keyed_with
     }
 
     /// Applies one committed event. Events at or below [`Self::position`]
@@ -237,13 +335,22 @@ impl Dashboards {
         self.position = position;
         self.recordedtime.clone_from(&event.ledger.recordedtime);
         let envelope = &event.envelope;
-        if let Some(partnership) = self.partnerships.get_mut(&envelope.partnership) {
-            partnership.apply(envelope, position, data);
-        } else {
-            let mut partnership = Partnership::default();
-            partnership.apply(envelope, position, data);
-            self.partnerships
-                .insert(envelope.partnership.clone(), partnership);
+        let secret = &self.control.secret;
+        let partnership = self
+            .partnerships
+            .entry(envelope.partnership.clone())
+            .or_default();
+        partnership.apply(envelope, position, secret, data);
+        if let Ok(recorded_at) = chrono::DateTime::parse_from_rfc3339(&self.recordedtime) {
+            let mark = ReleaseMark {
+                position,
+                recorded_at: recorded_at.to_utc(),
+            };
+            partnership.releases.after_event(
+                &mut partnership.derived.counters,
+                mark,
+                &self.control.rules,
+            );
         }
     }
 
@@ -271,7 +378,8 @@ impl Dashboards {
                 .insert(category.name().to_owned(), GroupCounts::default());
         }
         let mut monthly: BTreeMap<Month, MonthCounts> = BTreeMap::new();
-        for (&cell, &count) in &state.derived.counters.0 {
+        for (&cell, keyed) in &state.derived.counters.cells {
+            let count = keyed.count;
             match cell {
                 Cell::Total(total) => *totals.slot(total) = count,
                 Cell::Sector(sector, measure) => {

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rotation_events::{EndReason, Sector};
 use uuid::Uuid;
 
-use super::cells::{Category, Cell, Counters, Month};
+use super::cells::{Category, Cell, Month};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use super::facts::{
     Facts, PersonFact, Registration, ReleaseStart, RotationFact, SubstitutionStart,
@@ -286,16 +286,18 @@ impl Partnership {
             }
         }
         let starts = substitution_starts(facts);
-        let mut cells = Counters::default();
+        let mut cells: BTreeMap<Cell, u64> = BTreeMap::new();
         let mut count = |total: Total,
                          by_sector: Option<SectorMeasure>,
                          by_month: Option<(NaiveDate, MonthMeasure)>| {
-            cells.add(Cell::Total(total), 1);
+            *cells.entry(Cell::Total(total)).or_default() += 1;
             if let Some(measure) = by_sector {
-                cells.add(Cell::Sector(sector, measure), 1);
+                *cells.entry(Cell::Sector(sector, measure)).or_default() += 1;
             }
             if let Some((date, measure)) = by_month {
-                cells.add(Cell::Month(Month::of(date), measure), 1);
+                *cells
+                    .entry(Cell::Month(Month::of(date), measure))
+                    .or_default() += 1;
             }
         };
         let mut checks = Vec::new();
@@ -372,7 +374,7 @@ impl Partnership {
             }
         }
         RotationView {
-            cells: cells.0.into_iter().collect(),
+            cells: cells.into_iter().collect(),
             checks,
         }
     }

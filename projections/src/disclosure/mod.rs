@@ -60,6 +60,10 @@ pub struct DisclosureConfig {
     /// entered or left it since its previous release (see [`cadence`]).
     /// 0 or 1 releases at every change.
     pub release_min_units: u64,
+    /// The file of the ledger's record-key secret, relative to the data
+    /// directory; `keys/disclosure.key` when absent. Read by the service,
+    /// which hands the projections its bytes.
+    pub record_key_file: Option<String>,
 }
 
 impl Default for DisclosureConfig {
@@ -70,6 +74,7 @@ impl Default for DisclosureConfig {
             rounding: 5,
             max_perturbation: 2,
             release_min_units: 10,
+            record_key_file: None,
         }
     }
 }

@@ -69,7 +69,9 @@ impl fmt::Debug for RecordKeySecret {
 }
 
 /// A unit's record key: `self.0 / 2^32` is uniform on [0, 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct RecordKey(pub u32);
 
 /// A cell's key: the sum of its units' record keys modulo 2^32. The empty
