@@ -8,7 +8,7 @@ use rotation_events::CommittedEvent;
 use rotation_projections::dashboard::{
     Dashboard, Dashboards, GroupCounts, MonthCounts, SchemeLimits, SectorCounts, Totals,
 };
-use rotation_projections::disclosure::{DisclosureConfig, protect};
+use rotation_projections::disclosure::{DisclosureConfig, Method, protect};
 use rotation_projections::flags::FlagRule;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -1340,4 +1340,196 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Disclosure across releases: the board's view under attack
+
+/// The ethnicity of the `i`-th newcomer: seven in ten white, the rest
+/// spread over the other answers, from a fixed sequence.
+fn ethnicity_of(i: u64) -> &'static str {
+    let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+    match mixed % 10 {
+        0 => "asian",
+        1 => "black",
+        2 => "mixed",
+        _ => "white",
+    }
+}
+
+/// A small partnership of 60 referred jobseekers, then `newcomers` more,
+/// each registered and referred; returns the history and, for each
+/// newcomer, the position of their referral and their ethnicity.
+fn growing_partnership(newcomers: u64) -> (History, Vec<(usize, &'static str)>) {
+    let mut history = History::new();
+    history.register_partnership(STOKE);
+    let mut referrals = Vec::new();
+    for i in 0..60 + newcomers {
+        let person = Uuid::from_u128(0x5000 + u128::from(i));
+        let ethnicity = ethnicity_of(i);
+        let profile = json!({"birth_year": 1990, "sex": "female", "ethnicity": ethnicity});
+        history.jobseeker(person, "2024-01-01", profile, "2025-03-01");
+        history.refer(person, "2025-03-02");
+        if i >= 60 {
+            referrals.push((history.events.len(), ethnicity));
+        }
+    }
+    (history, referrals)
+}
+
+/// Folds `history` under `config`, and returns the board's view after
+/// each event.
+fn board_views(history: &History, config: &DisclosureConfig) -> Vec<Value> {
+    let mut dashboards = Dashboards::with_disclosure(config, b"the ledger's own secret, 32 bytes")
+        .expect("a valid configuration");
+    let limits = SchemeLimits::default();
+    history
+        .events
+        .iter()
+        .map(|event| {
+            dashboards.apply(event);
+            dashboards.board(STOKE, &limits).expect("the partnership")
+        })
+        .collect()
+}
+
+const ETHNICITIES: &[&str] = &[
+    "asian",
+    "black",
+    "mixed",
+    "white",
+    "other",
+    "prefer_not_to_say",
+];
+
+fn referred(view: &Value, ethnicity: &str) -> Option<u64> {
+    view["by_group"]["ethnicity"][ethnicity]["referred"].as_u64()
+}
+
+/// The differencing attacker: after each referral, guesses the newcomer's
+/// ethnicity as the one published cell that rose while the others did
+/// not, or else the largest group (white). Returns the attacker's share of
+/// right guesses and that of always guessing the largest group.
+fn differencing_attack(config: &DisclosureConfig) -> (f64, f64) {
+    let (history, referrals) = growing_partnership(300);
+    let views = board_views(&history, config);
+    let (mut right, mut baseline) = (0u32, 0u32);
+    for &(at, truth) in &referrals {
+        let (before, after) = (&views[at - 2], &views[at - 1]);
+        let rose: Vec<&str> = ETHNICITIES
+            .iter()
+            .copied()
+            .filter(|&e| referred(after, e).unwrap_or(0) > referred(before, e).unwrap_or(0))
+            .collect();
+        let guess = match rose.as_slice() {
+            [one] => *one,
+            _ => "white",
+        };
+        right += u32::from(guess == truth);
+        baseline += u32::from(truth == "white");
+    }
+    let n = f64::from(u32::try_from(referrals.len()).expect("few"));
+    (f64::from(right) / n, f64::from(baseline) / n)
+}
+
+/// The tolerance of the attack tests: with 300 newcomers a share's
+/// standard error is at most 0.029, so 0.06 is two of them; the plain rule
+/// beats guessing by about a fifth of the other groups' share (one step
+/// of rounding in five shows a single newcomer), well over it.
+const TOLERANCE: f64 = 0.06;
+
+#[test]
+fn differencing_does_not_beat_guessing_the_largest_group_under_cell_key() {
+    let (attacker, baseline) = differencing_attack(&DisclosureConfig::default());
+    assert!(
+        attacker <= baseline + TOLERANCE,
+        "the attacker was right {attacker:.3} of the time, guessing {baseline:.3}"
+    );
+}
+
+#[test]
+fn differencing_beats_guessing_under_the_plain_rule_released_every_unit() {
+    let config = DisclosureConfig {
+        method: Method::Round,
+        release_min_units: 1,
+        ..DisclosureConfig::default()
+    };
+    let (attacker, baseline) = differencing_attack(&config);
+    assert!(
+        attacker > baseline + TOLERANCE,
+        "the attacker was right only {attacker:.3} of the time, guessing {baseline:.3}"
+    );
+}
+
+/// The step-up attacker: a published count that just rose is taken to sit
+/// on the lowest value its figure stands for under rounding (the figure
+/// minus 2). Returns the share of such guesses that were right.
+fn step_up_attack(config: &DisclosureConfig) -> f64 {
+    let (history, _) = growing_partnership(300);
+    let views = board_views(&history, config);
+    let (mut right, mut guesses) = (0u32, 0u32);
+    let mut raw = fold(&history.events[..1]);
+    for at in 1..history.events.len() {
+        raw.apply(&history.events[at]);
+        let truth = raw
+            .dashboard(STOKE, &SchemeLimits::default())
+            .expect("the partnership");
+        for &e in ETHNICITIES {
+            let (Some(before), Some(now)) = (referred(&views[at - 1], e), referred(&views[at], e))
+            else {
+                continue;
+            };
+            if now > before {
+                guesses += 1;
+                let exact = truth.by_group["ethnicity"][e].referred;
+                right += u32::from(exact == now - 2);
+            }
+        }
+    }
+    assert!(guesses >= 20, "only {guesses} step-ups to judge");
+    f64::from(right) / f64::from(guesses)
+}
+
+#[test]
+fn step_ups_do_not_give_exact_counts_under_cell_key() {
+    let share = step_up_attack(&DisclosureConfig::default());
+    assert!(share <= 0.5 + TOLERANCE, "right {share:.3} of the time");
+    let plain = DisclosureConfig {
+        method: Method::Round,
+        release_min_units: 1,
+        ..DisclosureConfig::default()
+    };
+    let share = step_up_attack(&plain);
+    assert!(
+        share > 0.9,
+        "the plain rule gave exact counts only {share:.3} of the time"
+    );
+}
+
+#[test]
+fn the_same_log_gives_the_same_board_view_after_a_checkpoint() {
+    let (history, _) = growing_partnership(40);
+    let config = DisclosureConfig::default();
+    let secret = b"the ledger's own secret, 32 bytes";
+    let mut whole = Dashboards::with_disclosure(&config, secret).expect("valid");
+    for event in &history.events {
+        whole.apply(event);
+    }
+    let mut first = Dashboards::with_disclosure(&config, secret).expect("valid");
+    let half = history.events.len() / 2;
+    for event in &history.events[..half] {
+        first.apply(event);
+    }
+    let json = serde_json::to_vec(&first).expect("serialises");
+    let mut resumed: Dashboards = serde_json::from_slice(&json).expect("deserialises");
+    resumed.set_disclosure(&config, secret).expect("valid");
+    for event in &history.events {
+        resumed.apply(event);
+    }
+    let limits = SchemeLimits::default();
+    let view = |d: &Dashboards| serde_json::to_vec(&d.board(STOKE, &limits)).expect("json");
+    assert_eq!(view(&whole), view(&resumed));
+    assert!(
+        whole.board(STOKE, &limits).expect("known")["releases"]["jobseekers_referred"].is_object()
+    );
 }
