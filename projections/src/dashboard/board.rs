@@ -50,7 +50,10 @@ impl Dashboards {
         }
         let released = |total: Total| releases.published(Table::Measure(total)).is_some();
         let mut value_of = |name: String, total: Total, path: String| -> Value {
+            // A table not released yet is held back whole, and its cells
+            // are listed as hidden like any other.
             if !released(total) {
+                suppressed.push(Value::String(path));
                 return Value::Null;
             }
             match cells.get(&name) {
