@@ -84,6 +84,9 @@ pub(crate) struct SubstitutionCheck {
     /// `None` when a covered release is not known, since the rule cannot
     /// then be judged.
     pub covered_milli: Option<u64>,
+    /// The month the substitution started, `YYYY-MM`: a board sees
+    /// exceptions counted per rule and month.
+    pub month: String,
 }
 
 impl SubstitutionCheck {
@@ -175,6 +178,7 @@ mod tests {
             actual_days: None,
             hours_milli: 37_500,
             covered_milli: Some(37_500),
+            month: "2025-03".to_owned(),
         }
     }
 

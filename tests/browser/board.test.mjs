@@ -144,6 +144,14 @@ async function run(page) {
     check(shown === String(count), `flags for ${rule}: ${shown}, expected ${count}`);
   }
 
+  // A board token sees no exception in detail.
+  const pageText = await page.evaluate(() => document.body.innerText);
+  for (const text of expect.forbidden_text || []) {
+    check(!pageText.includes(text), `the page shows ${text} to a board token`);
+  }
+  const details = await page.$$eval('.flag-meta, .flag-list', (nodes) => nodes.length);
+  check(details === 0, `the page lists ${details} exceptions in detail to a board token`);
+
   await checkNoHorizontalScroll(page, 390);
   await checkNoHorizontalScroll(page, 1280);
 

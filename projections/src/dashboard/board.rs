@@ -6,7 +6,7 @@
 //! the releases the fold made, so the same log gives the same view byte
 //! for byte, however often and whenever it is read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
@@ -51,7 +51,11 @@ impl Dashboards {
         let released = |total: Total| releases.published(Table::Measure(total)).is_some();
         let mut value_of = |name: String, total: Total, path: String| -> Value {
             // A table not released yet is held back whole, and its cells
-            // are listed as hidden like any other.
+            // are listed as hidden like any other, unless it has never
+            // counted anything.
+            if releases.never_counted(Table::Measure(total)) {
+                return json!(0);
+            }
             if !released(total) {
                 suppressed.push(Value::String(path));
                 return Value::Null;
@@ -170,31 +174,43 @@ impl Dashboards {
     }
 
     /// The scheme-rule exceptions for a board: how many substitutions each
-    /// rule flags, perturbed through the cell key of the flagged
-    /// substitutions' record keys, thresholded and rounded like any count.
+    /// rule flags in each month they started, perturbed through the cell
+    /// key of the flagged substitutions' record keys, thresholded and
+    /// rounded like any count. Months where no rule flags anything are
+    /// left out; each listed month lists every rule.
     fn flag_counts(&self, state: &super::fold::Partnership, limits: &SchemeLimits) -> Value {
+        let secret = &self.control.secret;
+        let mut cells: BTreeMap<(&str, &'static str), (u64, CellKey)> = BTreeMap::new();
         let mut flags: Vec<Flag> = Vec::new();
         for view in state.derived.rotations.values() {
             for check in &view.checks {
+                flags.clear();
                 check.flags(limits, &mut flags);
+                for flag in &flags {
+                    let cell = cells
+                        .entry((check.month.as_str(), flag.rule.as_str()))
+                        .or_default();
+                    cell.0 += 1;
+                    cell.1.add(secret.record_key(flag.substitution));
+                }
             }
         }
-        let secret = &self.control.secret;
-        let mut by_rule: BTreeMap<&'static str, (u64, CellKey)> = FlagRule::ALL
-            .iter()
-            .map(|rule| (rule.as_str(), (0, CellKey::default())))
-            .collect();
-        for flag in &flags {
-            let cell = by_rule.entry(flag.rule.as_str()).or_default();
-            cell.0 += 1;
-            cell.1.add(secret.record_key(flag.substitution));
-        }
+        let months: BTreeSet<&str> = cells.keys().map(|&(month, _)| month).collect();
         let rule = &self.control.rules.publication;
-        Value::Array(
-            by_rule
-                .into_iter()
-                .map(|(name, (count, key))| json!({"rule": name, "count": publish(count, key, rule)}))
-                .collect(),
-        )
+        let mut out = Vec::new();
+        for month in months {
+            for flag_rule in FlagRule::ALL {
+                let (count, key) = cells
+                    .get(&(month, flag_rule.as_str()))
+                    .copied()
+                    .unwrap_or_default();
+                out.push(json!({
+                    "month": month,
+                    "rule": flag_rule.as_str(),
+                    "count": publish(count, key, rule),
+                }));
+            }
+        }
+        Value::Array(out)
     }
 }

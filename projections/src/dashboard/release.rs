@@ -312,6 +312,22 @@ impl Releases {
         }
     }
 
+    /// Whether `table` has never counted anything: before its first
+    /// release such a table is a true 0, which tells nothing of anyone.
+    pub(crate) fn never_counted(&self, table: Table) -> bool {
+        self.published(table).is_none()
+            && self
+                .derived
+                .members
+                .get(&table)
+                .is_none_or(BTreeSet::is_empty)
+            && self
+                .derived
+                .deltas
+                .get(&table)
+                .is_none_or(BTreeMap::is_empty)
+    }
+
     /// The last release of `table`, `None` before its first.
     pub(crate) fn published(&self, table: Table) -> Option<&Published> {
         self.tables.get(table.name())?.published.as_ref()

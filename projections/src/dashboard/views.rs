@@ -397,6 +397,7 @@ impl Partnership {
             planned_days: (start.planned_end - start.date).num_days(),
             actual_days: end.map(|end| (end - start.date).num_days()),
             hours_milli: start.hours_milli,
+            month: Month::of(start.date).to_string(),
             covered_milli: start
                 .covers
                 .iter()

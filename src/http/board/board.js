@@ -100,7 +100,7 @@
 
   /** The monthly series: JSON key, total key, label and line style. */
   const SERIES = [
-    { key: 'referrals', total: 'referrals', label: 'Referrals', colour: '#1d70b8', dash: [], point: 'circle' },
+    { key: 'referrals', total: 'jobseekers_referred', label: 'Referrals', colour: '#1d70b8', dash: [], point: 'circle' },
     { key: 'releases_started', total: 'releases_started', label: 'Released for training', colour: '#a8480f', dash: [8, 4], point: 'rect' },
     { key: 'substitutions_started', total: 'substitutions_started', label: 'Substitutions started', colour: '#00703c', dash: [], point: 'triangle' },
     { key: 'training_completed', total: 'training_completed', label: 'Training completed', colour: '#4c2c92', dash: [2, 3], point: 'rectRot' },
@@ -677,6 +677,12 @@
 
   function renderFlags(d) {
     const flags = Array.isArray(d.flags) ? d.flags : [];
+    // A board sees counts per rule and month; only an admin's raw view
+    // lists each exception.
+    if (flags.length > 0 && !('message' in flags[0])) {
+      renderFlagCounts(d, flags);
+      return;
+    }
     const container = $('flags');
     const open = new Set([...container.querySelectorAll('details[open]')].map((node) => node.dataset.rule));
     if (flags.length === 0) {
@@ -717,6 +723,38 @@
       groups);
   }
 
+  /** Exceptions as a board sees them: counts per rule and month, under the same protection as every other count. */
+  function renderFlagCounts(d, counts) {
+    const container = $('flags');
+    const byRule = new Map();
+    for (const cell of counts) {
+      if (!byRule.has(cell.rule)) byRule.set(cell.rule, []);
+      byRule.get(cell.rule).push(cell);
+    }
+    const order = Object.keys(RULES).filter((rule) => byRule.has(rule))
+      .concat([...byRule.keys()].filter((rule) => !(rule in RULES)));
+    const groups = order.map((rule) => {
+      const cells = byRule.get(rule);
+      const words = RULES[rule] || { title: () => rule.replace(/_/g, ' '), why: () => '' };
+      const hidden = cells.some((cell) => cell.count === null);
+      const total = cells.reduce((sum, cell) => sum + (cell.count || 0), 0);
+      const shown = hidden && total === 0 ? '[c]' : numbers.format(total) + (hidden ? ' or more' : '');
+      return el('details', { class: 'flag-group', 'data-rule': rule },
+        el('summary', {},
+          words.title(d.limits),
+          el('span', { class: 'flag-group__count', 'data-count': hidden && total === 0 ? 'hidden' : String(total) }, shown)),
+        el('p', { class: 'flag-group__why' }, words.why(d.limits)),
+        el('table', { class: 'flag-months' },
+          el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Month started'), el('th', { scope: 'col' }, 'Placements'))),
+          el('tbody', {}, cells.map((cell) => el('tr', {},
+            el('th', { scope: 'row' }, cell.month),
+            el('td', {}, cell.count === null ? '[c]' : numbers.format(cell.count)))))));
+    });
+    replaceChildren(container,
+      el('p', { class: 'flags-summary' }, 'Placements outside the scheme\u2019s rules, counted by rule and by the month they started. Each exception in detail is for the scheme\u2019s administrators.'),
+      groups);
+  }
+
   function renderAbout(d) {
     const disclosure = d.disclosure || {};
     const threshold = disclosure.threshold;
@@ -729,6 +767,14 @@
     }
     if (rounding > 1) {
       parts.push(`The other counts are rounded to the nearest ${rounding}, so parts may not add up exactly to their totals.`);
+    }
+    if (disclosure.method === 'cell_key') {
+      parts.push(`Each table is updated only once at least ${disclosure.release_min_units} people or events have changed in it, so that no one can work out who has just joined a count by comparing two versions of the page. Until then the page shows the table as it last was.`);
+      parts.push(`Before rounding, each count is moved by up to ${disclosure.max_perturbation} in a way fixed by the people it counts: figures never move when nothing has happened, and may move by a few when they do.`);
+      const dates = Object.values(d.releases || {}).filter(Boolean).map((r) => r.date).sort();
+      if (dates.length > 0) {
+        parts.push(`The latest update was on ${new Date(dates[dates.length - 1]).toLocaleString('en-GB', { dateStyle: 'long', timeStyle: 'short' })}.`);
+      }
     }
     if (parts.length > 0) {
       parts.push(`${numbers.format(hiddenCount)} ${hiddenCount === 1 ? 'count is' : 'counts are'} hidden on this page.`);
