@@ -1533,3 +1533,82 @@ fn the_same_log_gives_the_same_board_view_after_a_checkpoint() {
         whole.board(STOKE, &limits).expect("known")["releases"]["jobseekers_referred"].is_object()
     );
 }
+
+/// The interval audit as a reader would run it on a small partnership's
+/// published `referred` table: 60 people, 30 women and 30 men, one lone
+/// parent and one who did not say, the issue's own example.
+#[test]
+fn every_hidden_cell_of_a_small_table_spans_at_least_five_values() {
+    use rotation_projections::disclosure::{IntervalRule, Relation, audit};
+
+    let mut history = History::new();
+    history.register_partnership(STOKE);
+    for i in 0..60u128 {
+        let person = Uuid::from_u128(0x7000 + i);
+        let sex = if i % 2 == 0 { "female" } else { "male" };
+        let mut profile = json!({"birth_year": 1990, "sex": sex});
+        match i {
+            0 => profile["lone_parent"] = json!(true),
+            1 => {}
+            _ => profile["lone_parent"] = json!(false),
+        }
+        history.jobseeker(person, "2024-01-01", profile, "2025-03-01");
+        history.refer(person, "2025-03-02");
+    }
+    let plain = DisclosureConfig {
+        method: Method::Round,
+        ..DisclosureConfig::default()
+    };
+    // Under the plain rule the lone-parent cells narrow to 1 to 3 unless
+    // more is hidden; under cell_key the perturbation widens every range.
+    let cases = [
+        (
+            DisclosureConfig::default(),
+            &b"the ledger's own secret, 32 bytes"[..],
+        ),
+        (
+            DisclosureConfig::default(),
+            b"another ledger's secret, 32 bytes",
+        ),
+        (plain, b"the ledger's own secret, 32 bytes"),
+    ];
+    for (config, secret) in cases {
+        let mut dashboards = Dashboards::with_disclosure(&config, secret).expect("valid");
+        for event in &history.events {
+            dashboards.apply(event);
+        }
+        let limits = SchemeLimits::default();
+        let view = dashboards.board(STOKE, &limits).expect("known");
+        let raw = dashboards.dashboard(STOKE, &limits).expect("known");
+        // The table's cells as a reader sees them: the total, then every
+        // category of every dimension, each dimension adding up to it.
+        let mut values = vec![raw.totals.jobseekers_referred];
+        let mut published = vec![view["totals"]["jobseekers_referred"].as_u64()];
+        let mut relations = Vec::new();
+        for (dimension, categories) in &raw.by_group {
+            let mut parts = Vec::new();
+            for (category, counts) in categories {
+                parts.push(values.len());
+                values.push(counts.referred);
+                published.push(view["by_group"][dimension][category]["referred"].as_u64());
+            }
+            relations.push(Relation { total: 0, parts });
+        }
+        let hidden = published.iter().filter(|p| p.is_none()).count();
+        assert!(
+            hidden >= 2,
+            "the small lone-parent cells are hidden: {view}"
+        );
+        let ranges = audit(&values, &published, &relations, &IntervalRule::new(&config))
+            .expect("the published table is consistent");
+        for (cell, range) in ranges.iter().enumerate() {
+            if let Some(range) = range {
+                assert!(
+                    range.is_protected(4),
+                    "hidden cell {cell} (true {}) narrows to {range:?}",
+                    values[cell]
+                );
+            }
+        }
+    }
+}
