@@ -325,3 +325,96 @@ async fn settle() {
         tokio::task::yield_now().await;
     }
 }
+
+/// The board's view (the protected dashboard) of `slug` as served now.
+fn board_bytes(projector: &Projector, slug: &str) -> bytes::Bytes {
+    match projector.dashboard(slug, DashboardView::Protected) {
+        DashboardRead::Found(bytes) => bytes,
+        other => panic!("no board view of {slug}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_same_log_gives_the_same_board_view_after_restart_rebuild_and_replay() {
+    let mut config = Config::default();
+    config.record_key =
+        rotation_ledger::record_key::RecordKeyBytes(b"a ledger's record-key secret".to_vec());
+    let config = Arc::new(config);
+    let start_with = |ledger: &Ledger| {
+        let shutdown = CancellationToken::new();
+        let ledger = ledger.clone();
+        let config = Arc::clone(&config);
+        async move {
+            let (projector, task) =
+                Projector::start(ledger, config, rare_checkpoints(), shutdown.clone())
+                    .await
+                    .unwrap();
+            Running {
+                projector,
+                task,
+                shutdown,
+            }
+        }
+    };
+    let temp = TempLedger::new();
+    let ledger = &temp.ledger;
+    let lines = history();
+    let (first, second) = lines.split_at(lines.len() / 2);
+
+    // Half the log, checkpointed on a clean stop.
+    load(ledger, first).await;
+    let running = start_with(ledger).await;
+    running.projector.wait_for(ledger.head().position).await;
+    running.stop().await;
+    let half = ledger
+        .checkpoint(CHECKPOINT)
+        .unwrap()
+        .expect("a checkpoint");
+
+    // The rest, folded on top of it.
+    load(ledger, second).await;
+    let head = ledger.head().position;
+    let running = start_with(ledger).await;
+    running.projector.wait_for(head).await;
+    let slugs = running.projector.partnerships();
+    let views = |projector: &Projector| -> Vec<bytes::Bytes> {
+        slugs
+            .iter()
+            .map(|slug| board_bytes(projector, slug))
+            .collect()
+    };
+    let served = views(&running.projector);
+    let board: serde_json::Value = serde_json::from_slice(&served[0]).unwrap();
+    assert!(
+        board["releases"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|r| r.is_object()),
+        "some table was released: {board}"
+    );
+    running.stop().await;
+
+    // A restart resumes from the last checkpoint.
+    let running = start_with(ledger).await;
+    running.projector.wait_for(head).await;
+    assert_eq!(running.projector.progress().resumed_from, head);
+    assert_eq!(views(&running.projector), served, "after a restart");
+    running.stop().await;
+
+    // An unreadable checkpoint means a rebuild from the whole log.
+    store_checkpoint(ledger, b"not a checkpoint");
+    let running = start_with(ledger).await;
+    running.projector.wait_for(head).await;
+    assert_eq!(running.projector.progress().resumed_from, 0);
+    assert_eq!(views(&running.projector), served, "after a rebuild");
+    running.stop().await;
+
+    // The half-way checkpoint means a replay of the second half.
+    store_checkpoint(ledger, &half);
+    let running = start_with(ledger).await;
+    running.projector.wait_for(head).await;
+    assert!(running.projector.progress().resumed_from < head);
+    assert_eq!(views(&running.projector), served, "after a replay");
+    running.stop().await;
+}
