@@ -336,10 +336,12 @@ fn board_bytes(projector: &Projector, slug: &str) -> bytes::Bytes {
 
 #[tokio::test]
 async fn the_same_log_gives_the_same_board_view_after_restart_rebuild_and_replay() {
-    let mut config = Config::default();
-    config.record_key =
-        rotation_ledger::record_key::RecordKeyBytes(b"a ledger's record-key secret".to_vec());
-    let config = Arc::new(config);
+    let config = Arc::new(Config {
+        record_key: rotation_ledger::record_key::RecordKeyBytes(
+            b"a ledger's record-key secret".to_vec(),
+        ),
+        ..Config::default()
+    });
     let start_with = |ledger: &Ledger| {
         let shutdown = CancellationToken::new();
         let ledger = ledger.clone();
