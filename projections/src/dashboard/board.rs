@@ -103,6 +103,10 @@ impl Dashboards {
 
         let mut by_group = Map::new();
         for category in Category::all() {
+            // A merged category is shown under the one it is merged into.
+            if category.published_as() != category {
+                continue;
+            }
             let dimension = by_group
                 .entry(category.dimension().to_owned())
                 .or_insert_with(|| Value::Object(Map::new()));

@@ -73,6 +73,19 @@ impl Category {
         }
     }
 
+    /// The category a board sees this one under: "prefer not to say" is
+    /// published together with "not recorded" (both say the answer is not
+    /// known, and each is small in most partnerships, so apart they would
+    /// mostly be hidden); every other category is its own.
+    pub(super) fn published_as(self) -> Self {
+        match self {
+            Self::Sex(Some(Sex::PreferNotToSay)) => Self::Sex(None),
+            Self::Disability(Some(YesNo::PreferNotToSay)) => Self::Disability(None),
+            Self::Ethnicity(Some(Ethnicity::PreferNotToSay)) => Self::Ethnicity(None),
+            other => other,
+        }
+    }
+
     /// Every category of every dimension, so that the dashboard lists them
     /// all, zeros included.
     pub(super) fn all() -> Vec<Category> {

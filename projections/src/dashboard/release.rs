@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use super::cells::{Category, Cell, Counters, Month, sector_key};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use crate::disclosure::{
-    DisclosureConfig, IntervalRule, PublicationRule, Relation, ReleaseMark, protect_intervals,
-    publish, publish_rate,
+    DisclosureConfig, IntervalRule, KeyedCount, PublicationRule, Relation, ReleaseMark,
+    protect_intervals, publish, publish_rate,
 };
 
 /// One table of the board.
@@ -349,8 +349,19 @@ impl Releases {
         let keyed = |cell: &Cell| counters.cells.get(cell).copied().unwrap_or_default();
         let published = match table {
             Table::Measure(total) => {
+                // Merged categories are one cell: the union of their units,
+                // whose count and key are the sums of theirs.
+                let mut merged: BTreeMap<Cell, KeyedCount> = BTreeMap::new();
+                merged.insert(Cell::Total(total), keyed(&Cell::Total(total)));
+                for &cell in members.iter().filter(|&&c| c != Cell::Total(total)) {
+                    let slot = merged.entry(published_as(cell)).or_default();
+                    let part = keyed(&cell);
+                    slot.count += part.count;
+                    slot.key.0 = slot.key.0.wrapping_add(part.key.0);
+                }
+                let keyed = |cell: &Cell| merged.get(cell).copied().unwrap_or_default();
                 let mut cells: Vec<Cell> = vec![Cell::Total(total)];
-                cells.extend(members.iter().copied().filter(|&c| c != Cell::Total(total)));
+                cells.extend(merged.keys().copied().filter(|&c| c != Cell::Total(total)));
                 let values: Vec<u64> = cells.iter().map(|c| keyed(c).count).collect();
                 let mut shown: Vec<Option<u64>> = cells
                     .iter()
@@ -417,6 +428,14 @@ impl Releases {
         self.derived.released.insert(table, released);
         self.derived.deltas.remove(&table);
         self.derived.spreads.remove(&table);
+    }
+}
+
+/// The cell a board sees `cell` under (see [`Category::published_as`]).
+fn published_as(cell: Cell) -> Cell {
+    match cell {
+        Cell::Group(category, measure) => Cell::Group(category.published_as(), measure),
+        other => other,
     }
 }
 
