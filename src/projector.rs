@@ -250,30 +250,30 @@ impl Projector {
         if let Some(bytes) = inner.cached(partnership, view, generation) {
             return DashboardRead::Found(bytes);
         }
-        let (generation, dashboard) = {
+        // One hold of the read lock, so that the JSON is of the generation
+        // it is cached under.
+        let (generation, json) = {
             let served = inner.served.read().unwrap_or_else(PoisonError::into_inner);
             let limits = inner.config.limits(partnership);
-            (
-                served.generation,
-                served.dashboards.dashboard(partnership, &limits),
-            )
+            let dashboards = &served.dashboards;
+            let json = match view {
+                DashboardView::Raw => dashboards
+                    .dashboard(partnership, &limits)
+                    .map(|d| serde_json::to_vec(&d)),
+                DashboardView::Protected => dashboards
+                    .board(partnership, &limits)
+                    .map(|b| serde_json::to_vec(&b)),
+            };
+            (served.generation, json)
         };
-        let Some(dashboard) = dashboard else {
+        let Some(json) = json else {
             return if inner.progress.borrow().live {
                 DashboardRead::Unknown
             } else {
                 DashboardRead::CatchingUp
             };
         };
-        let json = match view {
-            DashboardView::Raw => serde_json::to_vec(&dashboard),
-            DashboardView::Protected => {
-                let served = inner.served.read().unwrap_or_else(PoisonError::into_inner);
-                let limits = inner.config.limits(partnership);
-                serde_json::to_vec(&served.dashboards.board(partnership, &limits))
-            }
-        }
-        .expect("a dashboard always serialises");
+        let json = json.expect("a dashboard always serialises");
         let bytes = Bytes::from(json);
         let mut cache = inner.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = &mut cache.entry(partnership.to_owned()).or_default()[view.slot()];

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::cells::{Category, NOT_RECORDED};
+use super::cells::{Category, NOT_RECORDED, unit_key};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use super::release::{Published, Table};
 use super::{Dashboards, SchemeLimits};
@@ -180,10 +180,11 @@ impl Dashboards {
     /// The scheme-rule exceptions for a board: how many substitutions each
     /// rule flags in each month they started, perturbed through the cell
     /// key of the flagged substitutions' record keys, thresholded and
-    /// rounded like any count. Months where no rule flags anything are
+    /// rounded like any count. A substitution's record key is its
+    /// rotation's mixed with the substitution's id, so a read computes no
+    /// keyed hash. Months where no rule flags anything are
     /// left out; each listed month lists every rule.
     fn flag_counts(&self, state: &super::fold::Partnership, limits: &SchemeLimits) -> Value {
-        let secret = &self.control.secret;
         let mut cells: BTreeMap<(&str, &'static str), (u64, CellKey)> = BTreeMap::new();
         let mut flags: Vec<Flag> = Vec::new();
         for view in state.derived.rotations.values() {
@@ -195,7 +196,9 @@ impl Dashboards {
                         .entry((check.month.as_str(), flag.rule.as_str()))
                         .or_default();
                     cell.0 += 1;
-                    cell.1.add(secret.record_key(flag.substitution));
+                    let rotation = state.record_key(check.rotation);
+                    let low = flag.substitution.as_u128() as u64;
+                    cell.1.add(unit_key(rotation, low));
                 }
             }
         }
