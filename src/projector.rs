@@ -462,10 +462,11 @@ fn write_checkpoint(ledger: &Ledger, dashboards: &Dashboards) -> Result<(), Stor
 /// position reached and the head every chunk. Blocking.
 pub fn fold(
     ledger: &Ledger,
+    config: &Config,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Dashboards, StoreError> {
     let head = ledger.head().position;
-    let mut dashboards = Dashboards::new();
+    let mut dashboards = fresh_dashboards(config);
     for_each_chunk(ledger, 0, |chunk| {
         for event in chunk {
             dashboards.apply_typed(event);
@@ -479,8 +480,12 @@ pub fn fold(
 /// `rotation-ledger rebuild`: folds the whole log afresh and writes the
 /// checkpoint. Returns the position the checkpoint reflects. Blocking; the
 /// ledger must not be served meanwhile (the store's lock sees to that).
-pub fn rebuild(ledger: &Ledger, on_progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
-    let dashboards = fold(ledger, on_progress)?;
+pub fn rebuild(
+    ledger: &Ledger,
+    config: &Config,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<u64, StoreError> {
+    let dashboards = fold(ledger, config, on_progress)?;
     write_checkpoint(ledger, &dashboards)?;
     Ok(dashboards.position())
 }

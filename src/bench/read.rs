@@ -90,11 +90,15 @@ pub(super) async fn dashboards(ledger: &Ledger, replay_per_s: f64) -> Result<(Fi
         move || -> Result<Duration> {
             let started = Instant::now();
             let mut folded = Duration::ZERO;
-            crate::projector::rebuild(&ledger, |position, head| {
-                if position == head {
-                    folded = started.elapsed();
-                }
-            })?;
+            crate::projector::rebuild(
+                &ledger,
+                &crate::config::Config::default(),
+                |position, head| {
+                    if position == head {
+                        folded = started.elapsed();
+                    }
+                },
+            )?;
             Ok(folded)
         }
     })

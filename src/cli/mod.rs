@@ -122,6 +122,9 @@ pub(crate) enum Command {
     Rebuild {
         #[command(flatten)]
         data: DataDir,
+        /// The TOML configuration: the disclosure control the dashboards are folded under.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Measure the ledger against raw sled (and NATS) in the same run.
     Bench(BenchArgs),
@@ -141,7 +144,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Stats { data } => log::stats(&data),
         Command::Serve(args) => serve::serve(*args).await,
         Command::Demo(args) => serve::demo(*args).await,
-        Command::Rebuild { data } => rebuild::run(&data).await,
+        Command::Rebuild { data, config } => rebuild::run(&data, config.as_deref()).await,
         Command::Bench(args) => {
             bench::run(args.into()).await?;
             Ok(ExitCode::SUCCESS)

@@ -121,7 +121,7 @@ async fn start(
 
 /// The ledger's record-key secret for disclosure control, made on first
 /// start.
-fn load_record_key(
+pub(super) fn load_record_key(
     data: &Path,
     config: &Config,
 ) -> Result<rotation_ledger::record_key::RecordKeyBytes> {

@@ -95,7 +95,7 @@ fn store_checkpoint(ledger: &Ledger, bytes: &[u8]) {
 
 /// Asserts that the projector serves exactly what a fold from position 1 gives.
 fn assert_equals_full_fold(projector: &Projector, ledger: &Ledger) {
-    let fresh = projector::fold(ledger, |_, _| {}).expect("the log folds");
+    let fresh = projector::fold(ledger, &config(), |_, _| {}).expect("the log folds");
     assert_eq!(fresh.position(), ledger.head().position);
     assert!(
         projector.snapshot() == fresh,
