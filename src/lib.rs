@@ -7,6 +7,8 @@
 //! - [`rules`]: the domain rules and the per-stream state they need.
 //! - [`store`]: the sled log; the only module that knows sled's keys.
 //! - [`chain`]: the hash chain and its verification.
+//! - [`checkpoint`]: the Merkle tree over the log, its proofs, and signed
+//!   checkpoints.
 //! - [`auth`]: roles, scopes and token digests.
 //! - [`export`]: the evaluation data package: dataset rows pseudonymised,
 //!   written as CSV with a Frictionless descriptor and provenance.
@@ -25,6 +27,7 @@
 pub mod auth;
 pub mod bench;
 pub mod chain;
+pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod export;
