@@ -156,6 +156,38 @@ class NoteTests(unittest.TestCase):
                 vc.parse_checkpoint(text)
 
 
+class LedgerVectorTests(unittest.TestCase):
+    """What the ledger's own code signed and proved (testdata written by the
+    Rust test `the_outsider_verifier_vectors_are_current`)."""
+
+    @classmethod
+    def setUpClass(cls):
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "testdata", "checkpoint_vectors.json"), encoding="utf-8") as f:
+            cls.vectors = json.load(f)
+        key = vc.parse_verifier_key(cls.vectors["verifier_key"])
+        cls.checkpoint = vc.parse_checkpoint(vc.open_note(cls.vectors["checkpoint"], key))
+
+    def test_inclusion_proofs_lead_to_the_signed_root(self):
+        for case in self.vectors["inclusion"]:
+            leaf = vc.leaf_hash(bytes.fromhex(case["event_hash"]))
+            hashes = [bytes.fromhex(h) for h in case["hashes"]]
+            root = vc.root_from_inclusion_proof(case["position"] - 1, case["size"], leaf, hashes)
+            self.assertEqual(root, self.checkpoint.root, case["position"])
+
+    def test_consistency_proofs_join_the_signed_roots(self):
+        key = vc.parse_verifier_key(self.vectors["verifier_key"])
+        older = vc.parse_checkpoint(vc.open_note(self.vectors["older_checkpoint"], key))
+        roots = {case["from"]: case["from_root"] for case in self.vectors["consistency"]}
+        self.assertEqual(roots[older.size], older.root.hex())
+        for case in self.vectors["consistency"]:
+            hashes = [bytes.fromhex(h) for h in case["hashes"]]
+            first_root = bytes.fromhex(case["from_root"])
+            vc.verify_consistency(
+                case["from"], case["to"], first_root, self.checkpoint.root, hashes
+            )
+
+
 class FakeLedger(http.server.BaseHTTPRequestHandler):
     """Serves a checkpoint, events and proofs over `leaves` (set per test)."""
 

@@ -129,6 +129,8 @@ mod tests {
     use std::collections::HashMap;
     use std::convert::Infallible;
 
+    use sha2::Digest;
+
     use super::*;
 
     #[derive(Default)]
@@ -189,6 +191,69 @@ mod tests {
                 Err(SignError::DoesNotExtend { last_size: 30, .. })
             ));
         }
+    }
+
+    /// The vectors `scripts/verify_checkpoint_test.py` checks with its own
+    /// code: a checkpoint this module signed, and proofs from the stored
+    /// tree, so the outsider's verifier is held to what the ledger makes.
+    /// Regenerate with `UPDATE_VECTORS=1 cargo test --lib checkpoint`.
+    #[test]
+    fn the_outsider_verifier_vectors_are_current() {
+        let signer = NoteSigner::new(ORIGIN, [7; 32]).unwrap();
+        let size = 37;
+        let leaves: Vec<Hash> = (0..size)
+            .map(|i: u64| sha2::Sha256::digest(i.to_be_bytes()).into())
+            .collect();
+        let mut frontier = Frontier::new();
+        let mut nodes = Nodes::default();
+        for leaf in &leaves {
+            nodes.0.extend(frontier.append(leaf));
+        }
+        let hex_all = |hashes: Vec<Hash>| hashes.iter().map(hex::encode).collect::<Vec<_>>();
+        let (note, _) = sign_checkpoint(&signer, ORIGIN, &nodes, size, size, None).unwrap();
+        let (old, _) = sign_checkpoint(&signer, ORIGIN, &nodes, 20, size, None).unwrap();
+        let inclusion: Vec<_> = [1, 2, 19, 32, 37]
+            .into_iter()
+            .map(|position| {
+                serde_json::json!({
+                    "position": position,
+                    "size": size,
+                    "event_hash": hex::encode(leaves[position as usize - 1]),
+                    "hashes": hex_all(tree::inclusion_proof(&nodes, position, size, size).unwrap()),
+                })
+            })
+            .collect();
+        let consistency: Vec<_> = [1, 4, 20, 33, 37]
+            .into_iter()
+            .map(|from| {
+                serde_json::json!({
+                    "from": from,
+                    "from_root": hex::encode(tree::root(&nodes, from, size).unwrap()),
+                    "to": size,
+                    "hashes": hex_all(tree::consistency_proof(&nodes, from, size, size).unwrap()),
+                })
+            })
+            .collect();
+        let vectors = serde_json::json!({
+            "verifier_key": signer.verifier().to_string(),
+            "checkpoint": note,
+            "older_checkpoint": old,
+            "inclusion": inclusion,
+            "consistency": consistency,
+        });
+        let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts/testdata/checkpoint_vectors.json");
+        if std::env::var_os("UPDATE_VECTORS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let stored = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            stored == text,
+            "stale {}: run UPDATE_VECTORS=1 cargo test --lib checkpoint",
+            path.display()
+        );
     }
 
     #[test]
