@@ -13,6 +13,8 @@
 //! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `N` | the next rejection sequence |
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
+//! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 3 or above (`crate::checkpoint`) |
+//! | `L` name | the ledger's own facts: its id, and whether the tree covers the log |
 //!
 //! A commit (chunks, id runs, stream states, head, rejections) is one
 //! `apply_batch`, which sled recovers atomically: after a crash either all
@@ -63,6 +65,8 @@ const REJECTION: u8 = b'R';
 const HEAD: &[u8] = b"H";
 const NEXT_REJECTION: &[u8] = b"N";
 const CHECKPOINT: u8 = b'C';
+const TREE_NODE: u8 = b'M';
+const LEDGER_FACT: u8 = b'L';
 
 /// How long [`Store::open`] waits for a directory lock that a just-closed
 /// handle of this process is still releasing.
@@ -234,6 +238,18 @@ impl Commit {
         self.batch.insert(checkpoint_key(name), value);
     }
 
+    /// Adds a complete subtree of the Merkle tree.
+    pub fn tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) {
+        self.writes += 1;
+        self.batch.insert(&tree_node_key(level, index), hash);
+    }
+
+    /// Sets one of the ledger's own facts.
+    pub fn ledger_fact(&mut self, name: &str, value: &[u8]) {
+        self.writes += 1;
+        self.batch.insert(named_key(LEDGER_FACT, name), value);
+    }
+
     /// Whether the commit writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes == 0
@@ -258,8 +274,19 @@ fn state_key(subject: &str) -> Vec<u8> {
 }
 
 fn checkpoint_key(name: &str) -> Vec<u8> {
-    let mut key = vec![CHECKPOINT];
+    named_key(CHECKPOINT, name)
+}
+
+fn named_key(prefix: u8, name: &str) -> Vec<u8> {
+    let mut key = vec![prefix];
     key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn tree_node_key(level: u8, index: u64) -> [u8; 10] {
+    let mut key = [TREE_NODE; 10];
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
@@ -599,6 +626,26 @@ impl Store {
         Ok(self.db.get(checkpoint_key(name))?)
     }
 
+    /// A stored complete subtree of the Merkle tree.
+    pub fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let Some(bytes) = self.db.get(tree_node_key(level, index))? else {
+            return Ok(None);
+        };
+        bytes
+            .as_ref()
+            .try_into()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                key: format!("tree node {level}/{index}"),
+                message: format!("expected 32 bytes, found {}", bytes.len()),
+            })
+    }
+
+    /// One of the ledger's own facts.
+    pub fn ledger_fact(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.db.get(named_key(LEDGER_FACT, name))?)
+    }
+
     /// Overwrites the stored bytes of one event, bypassing every check. Only
     /// for tests of `verify` that simulate tampering with the disk.
     #[cfg(any(test, feature = "test-hooks"))]
@@ -631,6 +678,23 @@ impl Store {
             batch.remove(key?);
             removed += 1;
         }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Removes every stored tree node and the fact that the tree covers
+    /// the log, as in a store written before the tree existed. Only for
+    /// tests of its rebuild. Returns how many nodes were removed.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn forget_tree(&self) -> Result<u64, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for key in self.db.scan_prefix([TREE_NODE]).keys() {
+            batch.remove(key?);
+            removed += 1;
+        }
+        batch.remove(named_key(LEDGER_FACT, "tree"));
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         Ok(removed)

@@ -22,7 +22,9 @@
 //!   the answers and the new durable head;
 //! - `receipt`: the answers (receipts, outcomes) and the kept rejections;
 //! - `recent`: the last events made durable, in memory;
-//! - `reader`: every read, and the one [`Follower`] of the durable head.
+//! - `reader`: every read, and the one [`Follower`] of the durable head;
+//! - `tree`: the Merkle tree's stored nodes (written with the events) and
+//!   the ledger's id, checked or built on opening; roots and proofs.
 //!
 //! The store stays behind this front door: nothing outside the ledger
 //! writes to it, and other modules keep their checkpoints through
@@ -36,6 +38,7 @@ mod reader;
 mod receipt;
 mod recent;
 mod submission;
+mod tree;
 mod writer;
 
 use std::path::Path;
@@ -53,6 +56,7 @@ pub use hooks::IdEntry;
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use submission::Submission;
+pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
 
 use recent::{Recent, TAIL_BYTES};
 use writer::Writer;
@@ -142,9 +146,10 @@ impl Ledger {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
         };
+        let frontier = tree::open(&store, durable.head.position)?;
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
-        let writer = Writer::new(store.clone(), options, durable);
+        let writer = Writer::new(store.clone(), options, durable, frontier);
         let recent = Arc::new(Recent::new(TAIL_BYTES));
         let tail = Arc::clone(&recent);
         let handle = std::thread::Builder::new()

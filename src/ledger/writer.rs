@@ -22,6 +22,7 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::chain;
+use crate::checkpoint::tree::{Frontier, Hash};
 use crate::rules::{self, StateView, StreamState, Violation};
 use crate::store::{Commit, Head, IdRecord, Store, StoreError};
 use rotation_events::ErrorCode;
@@ -38,6 +39,9 @@ pub(super) struct Writer {
     /// Every applied event's id; loaded when the first submission comes,
     /// so that reads and read-only tools never pay for it.
     ids: Option<IdIndex>,
+    /// The right edge of the Merkle tree over what is applied: each
+    /// commit's new nodes go into its batch.
+    frontier: Frontier,
 }
 
 /// How many stream states the writer keeps in memory before it starts the
@@ -63,6 +67,8 @@ struct Staged {
     event_type: EventType,
     streamversion: u64,
     digest: [u8; 32],
+    /// The event's hash: its leaf in the Merkle tree.
+    leaf: Hash,
 }
 
 /// What applying a group gave: each request's outcomes, and the events
@@ -73,13 +79,19 @@ struct Applied {
 }
 
 impl Writer {
-    pub(super) fn new(store: Store, options: LedgerOptions, applied: Durable) -> Self {
+    pub(super) fn new(
+        store: Store,
+        options: LedgerOptions,
+        applied: Durable,
+        frontier: Frontier,
+    ) -> Self {
         Self {
             store,
             options,
             applied,
             cache: HashMap::default(),
             ids: None,
+            frontier,
         }
     }
 
@@ -220,6 +232,11 @@ impl Writer {
             .map(|s| (s.id, s.streamversion, s.digest))
             .collect();
         commit.ids(first, &records);
+        let mut nodes = Vec::with_capacity(group.staged.len() * 2);
+        for staged in &group.staged {
+            self.frontier.append_into(&staged.leaf, &mut nodes);
+        }
+        super::tree::stage_nodes(&mut commit, &nodes);
         for (subject, state) in &group.states {
             commit.state(subject, state);
         }
@@ -424,6 +441,8 @@ impl Writer {
             hash: String::new(),
         };
         let (hash, json) = chain::seal(framed, &ledger);
+        let mut leaf = [0; 32];
+        hex::decode_to_slice(&hash, &mut leaf).expect("a sealed hash is 64 hex digits");
         head.position = position;
         head.hash = hash;
         head.recordedtime = deciding.recordedtime.to_owned();
@@ -442,6 +461,7 @@ impl Writer {
             event_type: envelope.event_type,
             streamversion,
             digest,
+            leaf,
         });
         Ok(Ok(Receipt {
             id: Some(envelope.id.to_string()),

@@ -350,6 +350,16 @@ async fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<C
     }
     let verdict = ledger.verify().expect("verify runs");
     assert!(verdict.ok, "round {round}: {verdict:?}");
+    // The Merkle tree was written in the same batches as the events: after
+    // the kill it is still the tree of exactly the log that survived.
+    let hashes: Vec<String> = log.iter().map(|e| e.ledger.hash.clone()).collect();
+    assert_eq!(
+        ledger
+            .tree_root(head.position)
+            .expect("the tree's root reads"),
+        crate::support::merkle_root(&hashes),
+        "round {round}: the stored tree is the log's"
+    );
     let seqs: Vec<u64> = ledger
         .rejections(0)
         .map(|r| r.expect("a rejection record").seq)

@@ -3,6 +3,7 @@
 //! `tools` and `support`.
 
 mod browser;
+mod checkpoint;
 mod cli;
 mod contract;
 mod crash;

@@ -324,3 +324,35 @@ pub async fn replay_accepted(log: &[rotation_events::CommittedEvent]) -> TempLed
     }
     fresh
 }
+
+/// RFC 9162 §2.1.1's Merkle Tree Hash of events' hashes (hex), computed
+/// here from the definition, apart from the ledger's stored tree.
+pub fn merkle_root(event_hashes: &[String]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
+        match leaves.len() {
+            0 => Sha256::digest([]).into(),
+            1 => Sha256::new_with_prefix([0])
+                .chain_update(leaves[0])
+                .finalize()
+                .into(),
+            n => {
+                let k = 1 << (usize::BITS - 1 - (n - 1).leading_zeros());
+                Sha256::new_with_prefix([1])
+                    .chain_update(mth(&leaves[..k]))
+                    .chain_update(mth(&leaves[k..]))
+                    .finalize()
+                    .into()
+            }
+        }
+    }
+    let leaves: Vec<[u8; 32]> = event_hashes
+        .iter()
+        .map(|hash| {
+            let mut leaf = [0; 32];
+            hex::decode_to_slice(hash, &mut leaf).expect("an event hash is 64 hex digits");
+            leaf
+        })
+        .collect();
+    mth(&leaves)
+}
