@@ -45,6 +45,37 @@ pub struct Config {
     /// ([`crate::record_key`]), never from the configuration itself.
     #[serde(skip)]
     pub record_key: crate::record_key::RecordKeyBytes,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Where the ledger's own keys are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The checkpoint signing key; `keys/checkpoint.key` in the data
+    /// directory when not given.
+    pub checkpoint_key_file: Option<std::path::PathBuf>,
+}
+
+/// How checkpoints are signed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The checkpoints' origin line; `rotation-ledger/<ledger id>` when
+    /// not given.
+    pub origin: Option<String>,
+}
+
+impl KeysConfig {
+    /// The checkpoint key file of a ledger whose data is in `data`.
+    pub fn checkpoint_key_file(&self, data: &Path) -> std::path::PathBuf {
+        self.checkpoint_key_file
+            .clone()
+            .unwrap_or_else(|| data.join(crate::checkpoint::DEFAULT_KEY_FILE))
+    }
 }
 
 impl Config {

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Role;
+use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, TokenEntry};
 use crate::http::{self, AppState};
 use crate::ledger::Ledger;
@@ -43,6 +44,8 @@ pub enum ServerError {
     Http(std::io::Error),
     #[error("NATS failed: {0}")]
     Nats(#[from] NatsError),
+    #[error("checkpoints: {0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -139,6 +142,8 @@ pub struct Server {
     projector_task: ProjectorTask,
     http: JoinHandle<std::io::Result<()>>,
     nats: Option<JoinHandle<Result<(), NatsError>>>,
+    /// The checkpoint signing task (and its publisher to NATS).
+    checkpoints: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -160,6 +165,7 @@ impl Server {
             shutdown.clone(),
         )
         .await?;
+        let nats_args = nats.clone();
         let nats = nats.url.is_some().then(|| {
             let ledger = ledger.clone();
             let shutdown = shutdown.clone();
@@ -174,7 +180,28 @@ impl Server {
                 result
             })
         });
-        let state = AppState::new(ledger.clone(), projector.clone(), config, shutdown.clone());
+        let mut state = AppState::new(
+            ledger.clone(),
+            projector.clone(),
+            Arc::clone(&config),
+            shutdown.clone(),
+        );
+        let mut checkpoint_tasks = Vec::new();
+        if let Some(key_file) = &config.keys.checkpoint_key_file {
+            let (signer, origin) =
+                checkpoint::service::signer(ledger, key_file, config.checkpoint.origin.as_deref())?;
+            let (checkpoints, task) =
+                Checkpoints::start(ledger.clone(), signer, origin, shutdown.clone()).await?;
+            checkpoint_tasks.push(task);
+            if nats_args.url.is_some() {
+                checkpoint_tasks.push(tokio::spawn(nats::publish_checkpoints(
+                    nats_args,
+                    checkpoints.subscribe(),
+                    shutdown.clone(),
+                )));
+            }
+            state = state.with_checkpoints(checkpoints);
+        }
         let http = tokio::spawn(http::serve(listener, state, shutdown.clone()));
         tracing::info!(%addr, "serving HTTP");
         Ok(Self {
@@ -183,6 +210,7 @@ impl Server {
             projector_task,
             http,
             nats,
+            checkpoints: checkpoint_tasks,
             shutdown,
         })
     }
@@ -205,6 +233,9 @@ impl Server {
             Some(task) => task.await.map_err(ServerError::from).and_then(|r| Ok(r?)),
             None => Ok(()),
         };
+        for task in self.checkpoints {
+            task.await?;
+        }
         drop(self.projector);
         let projector = self.projector_task.join().await;
         http?.map_err(ServerError::Http)?;

@@ -7,18 +7,24 @@
 //! - [`note`]: C2SP `tlog-checkpoint` bodies signed as C2SP `signed-note`s
 //!   with Ed25519, and the note format's key strings.
 //! - [`keys`]: the signing key's file, generated on first start.
+//! - [`audit`]: holding the ledger to a checkpoint: signature, root, chain.
+//! - [`service`]: the task that signs the durable head's checkpoint after
+//!   new events, at most once a second, off the append path.
 //!
 //! This module owns the rule that makes checkpoints worth keeping: the
 //! ledger never signs a tree that does not extend the last one it signed
 //! ([`sign_checkpoint`]), so any two of its checkpoints are joined by a
 //! consistency proof.
 
+pub mod audit;
 pub mod keys;
 pub mod note;
+pub mod service;
 pub mod tree;
 
 pub use keys::{DEFAULT_KEY_FILE, KeyFileError};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
+pub use service::{CheckpointError, Checkpoints, Signed};
 pub use tree::{Frontier, Hash, NodeId, NodeSource, TreeError};
 
 /// The last checkpoint signed: kept durably, so that no later one can
@@ -69,7 +75,8 @@ pub enum SignError<E: std::error::Error + 'static> {
 }
 
 /// Signs the checkpoint of the stored tree's first `size` leaves (`size`
-/// at most `head`), if that tree extends `last`, the last one signed.
+/// at most `head`), if that tree extends `last`, the last one signed, or
+/// is a prefix of it.
 ///
 /// Returns the signed note and the record to keep as the new last signed
 /// one; the caller stores that record durably before giving the note out.
@@ -97,7 +104,14 @@ pub fn sign_checkpoint<S: NodeSource>(
         return Err(NoteError::MalformedCheckpoint("the origin is not one line of text").into());
     }
     let note = signer.sign_checkpoint(&checkpoint)?;
-    Ok((note, LastSigned { size, root }))
+    // An earlier tree that the last signed one extends is signed (an
+    // export as of a past time needs it), but the last signed stays the
+    // larger one.
+    let kept = match last {
+        Some(last) if last.size > size => *last,
+        _ => LastSigned { size, root },
+    };
+    Ok((note, kept))
 }
 
 /// Whether the tree of `size` leaves with root `root` extends `last`.
@@ -113,7 +127,12 @@ fn check_extends<S: NodeSource>(
         size,
     };
     let extends = match last.size {
-        _ if last.size > size => false,
+        _ if last.size > head => false,
+        _ if last.size > size && size == 0 => true,
+        _ if last.size > size => {
+            let proof = tree::consistency_proof(source, size, last.size, head)?;
+            tree::verify_consistency(size, root, last.size, &last.root, &proof)
+        }
         0 => last.root == tree::empty_root(),
         _ if last.size == size => last.root == *root,
         _ => {
@@ -170,6 +189,11 @@ mod tests {
         assert_eq!(second.size, 40);
         let (_, same) = sign_checkpoint(&signer, ORIGIN, &nodes, 40, 40, Some(&second)).unwrap();
         assert_eq!(same, second);
+        let (_, kept) = sign_checkpoint(&signer, ORIGIN, &nodes, 9, 40, Some(&second)).unwrap();
+        assert_eq!(
+            kept, second,
+            "an earlier prefix is signed; the last signed stays"
+        );
         let empty = LastSigned {
             size: 0,
             root: tree::empty_root(),
@@ -184,7 +208,7 @@ mod tests {
         for (nodes, size) in [
             (stored(45, Some(3)), 45),
             (stored(30, Some(29)), 30),
-            (stored(45, None), 29),
+            (stored(45, Some(3)), 29),
         ] {
             assert!(matches!(
                 sign_checkpoint(&signer, ORIGIN, &nodes, size, 45, Some(&last)),

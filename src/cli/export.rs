@@ -53,6 +53,7 @@ pub(super) async fn run(args: ExportArgs) -> Result<ExitCode> {
         None => chrono::DateTime::parse_from_rfc3339(&ledger.head().recordedtime)
             .map_or(chrono::DateTime::UNIX_EPOCH, |t| t.to_utc()),
     };
+    let (signer, origin) = super::checkpoint::signer(&ledger, &data, None)?;
     let options = rotation_ledger::export::ExportOptions {
         out: out.clone(),
         key: rotation_ledger::export::key_from_file(&key),
@@ -60,6 +61,11 @@ pub(super) async fn run(args: ExportArgs) -> Result<ExitCode> {
         reference_date: reference_date.unwrap_or_else(|| as_of.date_naive()),
         partnerships: (!partnerships.is_empty()).then(|| partnerships.into_iter().collect()),
         program_version: env!("CARGO_PKG_VERSION").to_owned(),
+        checkpoint: Some(rotation_ledger::checkpoint::service::provenance_signer(
+            ledger.clone(),
+            signer,
+            origin,
+        )),
     };
     let events = ledger.replay_typed(0);
     let summary = tokio::task::spawn_blocking(move || {

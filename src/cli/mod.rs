@@ -9,6 +9,7 @@
 //! - `serve`: `serve` and `demo`, which start the same way;
 //! - `export`, `simulate`, `rebuild`: one verb each.
 
+mod checkpoint;
 mod export;
 mod log;
 mod options;
@@ -27,6 +28,7 @@ use rotation_ledger::bench;
 use rotation_ledger::config::Config;
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
 
+pub(crate) use checkpoint::CheckpointArgs;
 pub(crate) use export::ExportArgs;
 pub(crate) use options::{BenchArgs, DemoArgs, ServeArgs};
 pub(crate) use simulate::SimulateArgs;
@@ -94,12 +96,33 @@ pub(crate) enum Command {
         after: u64,
     },
     /// Recompute the hash chain from the first event; exits 1 if it is broken.
+    /// With --checkpoint, hold the log to a signed checkpoint.
     Verify {
         #[command(flatten)]
         data: DataDir,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// A signed checkpoint (a file, as `GET /v1/checkpoint` gives it): check its
+        /// signature, that the log's tree at its size has its root, and the chain.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The verifier key (`<name>+<id>+<key>`, or a file holding it); default this
+        /// ledger's own checkpoint key.
+        #[arg(long, value_name = "KEY", requires = "checkpoint")]
+        key: Option<String>,
+    },
+    /// Print the checkpoints' verifier key, in the note format.
+    CheckpointKey(CheckpointArgs),
+    /// Print an inclusion proof (JSON) of the event at a position.
+    Prove {
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
+        /// The event's position.
+        position: u64,
+        /// The tree size; default the last signed checkpoint's (or the head).
+        #[arg(long)]
+        size: Option<u64>,
     },
     /// List rejected submissions, one line each: id, code, message.
     Rejections {
@@ -139,7 +162,19 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Import { data, file } => log::import(&data, &file).await,
         Command::Dump { data, after } => log::dump(&data, after),
-        Command::Verify { data, json } => log::verify(&data, json),
+        Command::Verify {
+            data,
+            checkpoint: Some(file),
+            key,
+            ..
+        } => checkpoint::verify(&data, &file, key.as_deref()),
+        Command::Verify { data, json, .. } => log::verify(&data, json),
+        Command::CheckpointKey(args) => checkpoint::key(&args),
+        Command::Prove {
+            checkpoint,
+            position,
+            size,
+        } => checkpoint::prove(&checkpoint, position, size),
         Command::Rejections { data, json } => log::rejections(&data, json),
         Command::Stats { data } => log::stats(&data),
         Command::Serve(args) => serve::serve(*args).await,

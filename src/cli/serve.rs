@@ -114,6 +114,7 @@ async fn start(
         fresh_token,
     } = access;
     config.record_key = load_record_key(dir, &config)?;
+    config.keys.checkpoint_key_file = Some(config.keys.checkpoint_key_file(dir));
     let server = Server::start(ledger, Arc::new(config), listener, nats, shutdown.clone()).await?;
     announce(&server, ledger, dir, fresh_token.as_deref()).await;
     Ok(Running { server, shutdown })

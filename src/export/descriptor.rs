@@ -8,10 +8,10 @@ use chrono::SecondsFormat;
 use rotation_projections::dataset::DEFINITIONS_VERSION;
 use serde::Serialize;
 
-use super::ExportOptions;
 use super::dictionary::{Column, ColumnType, TABLES, Table};
 use super::package::Written;
 use super::pseudonym::{PSEUDONYM_PATTERN, PSEUDONYMISATION_METHOD, PSEUDONYMISED, key_id};
+use super::{ExportOptions, ProvenanceCheckpoint};
 
 /// The Data Package descriptor. Structs rather than a JSON map keep the
 /// properties in a reader's order (name and schema first, provenance last).
@@ -125,6 +125,10 @@ struct Provenance<'a> {
     pseudonymisation: Pseudonymisation,
     rows: BTreeMap<&'static str, usize>,
     sha256: BTreeMap<&'a str, &'a str>,
+    /// The signed checkpoint of the tree at `head_position`, with its
+    /// verifier key: what proves which log the dataset came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a ProvenanceCheckpoint>,
 }
 
 #[derive(Serialize)]
@@ -162,6 +166,7 @@ pub(super) fn descriptor<'a>(
     head_position: u64,
     head_hash: &'a str,
     written: &'a [Written; 3],
+    checkpoint: Option<&'a ProvenanceCheckpoint>,
 ) -> Package<'a> {
     let resources = TABLES
         .iter()
@@ -228,6 +233,7 @@ pub(super) fn descriptor<'a>(
                 .iter()
                 .map(|w| (w.file.as_str(), w.sha256.as_str()))
                 .collect(),
+            checkpoint,
         },
     }
 }

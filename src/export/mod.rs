@@ -63,6 +63,32 @@ pub struct ExportOptions {
     /// Recorded in the provenance, so that a reader knows which program's
     /// definitions produced the rows.
     pub program_version: String,
+    /// Signs the checkpoint of the export's head for `provenance.checkpoint`;
+    /// without it the provenance has none.
+    pub checkpoint: Option<CheckpointSigner>,
+}
+
+/// The signed checkpoint an export's provenance carries: the ledger's
+/// tree at the export's head, and the key to check its signature with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProvenanceCheckpoint {
+    /// The signed note (C2SP `tlog-checkpoint` in a `signed-note`).
+    pub note: String,
+    /// The verifier key in the note format.
+    pub verifier_key: String,
+}
+
+/// Signs the checkpoint of the tree of a given size (the export's head
+/// position), or says why not.
+#[derive(Clone)]
+pub struct CheckpointSigner(
+    pub std::sync::Arc<dyn Fn(u64) -> Result<ProvenanceCheckpoint, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for CheckpointSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointSigner")
+    }
 }
 
 /// What an export used and wrote.
@@ -105,6 +131,8 @@ pub enum ExportError {
         table: &'static str,
         pseudonym: String,
     },
+    #[error("signing the checkpoint of the export's head: {0}")]
+    Checkpoint(String),
     #[error("writing {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -170,7 +198,19 @@ pub fn export_decoded<E: std::error::Error + Send + Sync + 'static>(
     let folded = std::time::Instant::now();
     let dataset = fold.finish(options.reference_date);
     let finished = std::time::Instant::now();
-    let summary = write_package(&dataset, options, head_position, head_hash);
+    let checkpoint = options
+        .checkpoint
+        .as_ref()
+        .map(|sign| (sign.0)(head_position))
+        .transpose()
+        .map_err(ExportError::Checkpoint)?;
+    let summary = write_package(
+        &dataset,
+        options,
+        head_position,
+        head_hash,
+        checkpoint.as_ref(),
+    );
     tracing::debug!(
         finish = ?(finished - folded),
         write = ?finished.elapsed(),

@@ -13,7 +13,7 @@ use super::cells::{jobseeker_cells, release_cells, substitution_cells};
 use super::descriptor::descriptor;
 use super::dictionary::{TABLES, Table};
 use super::pseudonym::Pseudonymiser;
-use super::{ExportError, ExportOptions, ExportSummary};
+use super::{ExportError, ExportOptions, ExportSummary, ProvenanceCheckpoint};
 
 /// A writer that hashes and counts what passes through it, so that a file's
 /// digest and size are known without reading it back.
@@ -127,13 +127,14 @@ pub(super) fn write_package(
     options: &ExportOptions,
     head_position: u64,
     head_hash: String,
+    checkpoint: Option<&ProvenanceCheckpoint>,
 ) -> Result<ExportSummary, ExportError> {
     let dir = &options.out;
     fs::create_dir_all(dir).map_err(|source| ExportError::Io {
         path: dir.clone(),
         source,
     })?;
-    let written = match write_files(dataset, options, head_position, &head_hash) {
+    let written = match write_files(dataset, options, head_position, &head_hash, checkpoint) {
         Ok(written) => written,
         Err(error) => {
             // A failed export leaves nothing behind but what was there.
@@ -170,6 +171,7 @@ fn write_files(
     options: &ExportOptions,
     head_position: u64,
     head_hash: &str,
+    checkpoint: Option<&ProvenanceCheckpoint>,
 ) -> Result<[Written; 3], ExportError> {
     let dir = &options.out;
     let pseudonyms = Pseudonymiser::new(&options.key);
@@ -209,7 +211,7 @@ fn write_files(
         };
         Ok::<_, ExportError>([join(jobseekers)?, join(releases)?, substitutions?])
     })?;
-    let descriptor = descriptor(options, head_position, head_hash, &written);
+    let descriptor = descriptor(options, head_position, head_hash, &written, checkpoint);
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("the descriptor serialises");
     json.push(b'\n');
     fs::write(partial(dir, DESCRIPTOR), json).map_err(|source| ExportError::Io {

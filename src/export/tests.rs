@@ -168,6 +168,7 @@ fn options(out: &Path, key: &[u8]) -> ExportOptions {
         reference_date: "2026-03-01".parse().expect("a date"),
         partnerships: None,
         program_version: "0.1.0".to_owned(),
+        checkpoint: None,
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `GET /assets/{board.js,board.css,chart.js}` | anyone (code, no data) |
 //! | `GET /v1/rejections?after=&limit=` | admin |
 //! | `GET /v1/verify` | admin |
+//! | `GET /v1/checkpoint`, `/v1/checkpoint/key`, `/v1/proofs/{inclusion,consistency}` | any token |
 //! | `GET /healthz`, `GET /metrics` | anyone |
 //! | `GET /v1/openapi.json` | anyone (the description, see [`openapi`]) |
 //!
@@ -27,6 +28,7 @@ mod error;
 mod events;
 mod extract;
 pub mod openapi;
+mod proofs;
 
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     /// Cancelled at shutdown: ends the live event streams, which would
     /// otherwise keep a graceful shutdown waiting forever.
     shutdown: CancellationToken,
+    /// The signed checkpoints, when this server signs them.
+    checkpoints: Option<crate::checkpoint::Checkpoints>,
 }
 
 impl AppState {
@@ -70,7 +74,14 @@ impl AppState {
             projector,
             config,
             shutdown,
+            checkpoints: None,
         }
+    }
+
+    /// Serves `checkpoints` and the proofs against them.
+    pub fn with_checkpoints(mut self, checkpoints: crate::checkpoint::Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
     }
 }
 
@@ -82,6 +93,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/streams/{kind}/{id}", get(events::stream))
         .route("/v1/rejections", get(events::rejections))
         .route("/v1/verify", get(events::verify))
+        .route("/v1/checkpoint", get(proofs::checkpoint))
+        .route("/v1/checkpoint/key", get(proofs::key))
+        .route("/v1/proofs/inclusion", get(proofs::inclusion))
+        .route("/v1/proofs/consistency", get(proofs::consistency))
         .route("/v1/partnerships/{slug}/dashboard", get(board::dashboard))
         .route("/boards/{slug}", get(board::page))
         .route("/assets/{name}", get(board::asset))

@@ -7,6 +7,8 @@
 //!   `rotation.append` responder. Both hand what they receive to
 //!   [`Ledger::submit`] and answer (ack, reply, receipt) only after it
 //!   returned, that is after the ledger's flush.
+//! - [`checkpoints`]: publication of each signed checkpoint to
+//!   `ROTATION_CHECKPOINTS`, for witnesses.
 //! - [`outbox`]: publication of the durable log to `ROTATION_LEDGER` and of
 //!   the durable rejections to `ROTATION_REJECTED`, each from its own cursor
 //!   kept in the store.
@@ -21,6 +23,7 @@
 //! [`SHUTDOWN_GRACE`] to publish what those submissions committed, persist
 //! their cursors and return.
 
+mod checkpoints;
 pub(crate) mod ingest;
 mod outbox;
 
@@ -33,6 +36,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
+
+pub use checkpoints::publish_checkpoints;
 
 /// How to reach NATS and under which prefix. The command line's `--nats*`
 /// flags fill it in the binary; without a URL the ledger runs without NATS.

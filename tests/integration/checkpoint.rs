@@ -101,3 +101,180 @@ async fn each_store_has_its_own_id() {
     assert_ne!(id, two.ledger.ledger_id().unwrap());
     assert_eq!(one.reopen().ledger.ledger_id().unwrap(), id);
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Signs the checkpoint of the ledger's head with its own key file (the
+/// one `serve` would use), and returns the note.
+fn sign_head(ledger: &Ledger, dir: &std::path::Path) -> String {
+    let key_file = dir.join(rotation_ledger::checkpoint::DEFAULT_KEY_FILE);
+    let (signer, origin) =
+        rotation_ledger::checkpoint::service::signer(ledger, &key_file, None).unwrap();
+    ledger
+        .sign_checkpoint(&signer, &origin, ledger.head().position)
+        .unwrap()
+}
+
+/// `verify --checkpoint` on `dir`, with `extra` arguments.
+fn verify(dir: &std::path::Path, checkpoint: &str, extra: &[&str]) -> std::process::Output {
+    let file = dir.join("held.checkpoint");
+    std::fs::write(&file, checkpoint).unwrap();
+    let mut args = vec![
+        "verify",
+        "--data",
+        dir.to_str().unwrap(),
+        "--checkpoint",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[tokio::test]
+async fn a_checkpoint_holds_after_more_events_are_appended() {
+    let ledger = ledger_of(20).await;
+    let note = sign_head(&ledger.ledger, ledger.path());
+    jobseekers(&ledger, 5000, 13).await;
+    let dir = ledger.into_dir();
+    let output = verify(dir.path(), &note, &[]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    for what in ["signature: ok", "root: ok", "chain: ok"] {
+        assert!(out.contains(what), "{what} in {out}");
+    }
+}
+
+#[tokio::test]
+async fn a_log_rebuilt_with_one_event_changed_fails_its_checkpoint() {
+    let ledger = ledger_of(20).await;
+    let note = sign_head(&ledger.ledger, ledger.path());
+    let key = std::fs::read(ledger.path().join("keys/checkpoint.key")).unwrap();
+    let log: Vec<_> = ledger
+        .ledger
+        .events_iter(0)
+        .map(|e| e.unwrap().envelope.to_value())
+        .collect();
+    // The operator rebuilds the whole log from scratch, one jobseeker's
+    // birth year changed, and keeps the same key: every hash is valid.
+    let rebuilt = TempLedger::new();
+    for (i, event) in log.into_iter().enumerate() {
+        let event = if i == 12 {
+            with(event, "/data/profile/birth_year", serde_json::json!(1980))
+        } else {
+            event
+        };
+        assert_eq!(rebuilt.code(&event).await, "accepted");
+    }
+    let dir = rebuilt.into_dir();
+    let file = dir.path().join("keys/checkpoint.key");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, key).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let output = verify(dir.path(), &note, &[]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("chain: ok"),
+        "the rebuilt chain is valid: {out}"
+    );
+    assert!(out.contains("root: FAILS"), "{out}");
+    assert!(out.contains("does not hold: root"), "{out}");
+}
+
+#[tokio::test]
+async fn a_forged_root_or_another_keys_signature_fails() {
+    use rotation_ledger::checkpoint::{Checkpoint, NoteSigner};
+    let ledger = ledger_of(20).await;
+    let note = sign_head(&ledger.ledger, ledger.path());
+    let key_file = ledger
+        .path()
+        .join(rotation_ledger::checkpoint::DEFAULT_KEY_FILE);
+    let (signer, origin) =
+        rotation_ledger::checkpoint::service::signer(&ledger.ledger, &key_file, None).unwrap();
+    let verifier_key = signer.verifier().to_string();
+    let size = ledger.ledger.head().position;
+    let forged = signer
+        .sign_checkpoint(&Checkpoint {
+            origin: origin.clone(),
+            size,
+            root: [7; 32],
+        })
+        .unwrap();
+    let stranger = NoteSigner::generate(&origin).unwrap();
+    let root = ledger.ledger.tree_root(size).unwrap();
+    let strangers = stranger
+        .sign_checkpoint(&Checkpoint { origin, size, root })
+        .unwrap();
+    let dir = ledger.into_dir();
+    let held = verify(dir.path(), &note, &["--key", &verifier_key]);
+    assert!(held.status.success(), "{}", stdout(&held));
+    let output = verify(dir.path(), &forged, &["--key", &verifier_key]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("signature: ok") && out.contains("root: FAILS"),
+        "{out}"
+    );
+    let output = verify(dir.path(), &strangers, &["--key", &verifier_key]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("signature: FAILS") && out.contains("root: ok"),
+        "{out}"
+    );
+    assert!(out.contains("does not hold: signature"), "{out}");
+}
+
+#[tokio::test]
+async fn prove_prints_an_inclusion_proof_and_checkpoint_key_the_key() {
+    let ledger = ledger_of(30).await;
+    let all = hashes(&ledger.ledger);
+    let dir = ledger.into_dir();
+    let data = dir.path().to_str().unwrap();
+    let output = run(&["prove", "--data", data, "9"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let proof: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(proof["position"], 9);
+    assert_eq!(proof["size"], all.len());
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let leaf: [u8; 32] = hex::decode(proof["leaf_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    sigstore_merkle::verify_inclusion_proof(
+        &Sha256Hash::new(leaf),
+        8,
+        all.len() as u64,
+        &sigstore(&hashes),
+        &Sha256Hash::new(merkle_root(&all)),
+    )
+    .expect("the printed proof verifies");
+    let output = run(&["prove", "--data", data, "0"]);
+    assert!(!output.status.success());
+    let output = run(&["checkpoint-key", "--data", data]);
+    let key = stdout(&output);
+    assert!(output.status.success());
+    assert!(key.starts_with("rotation-ledger/"), "{key}");
+    assert_eq!(key.trim().split('+').count(), 3, "{key}");
+    let again = run(&["checkpoint-key", "--data", data]);
+    assert_eq!(stdout(&again), key, "the key is generated once");
+}
