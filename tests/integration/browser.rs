@@ -319,7 +319,7 @@ impl Drop for Server {
 }
 
 /// A port nobody listens on at the moment.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -345,7 +345,7 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<i32> {
 
 /// One HTTP/1.1 exchange on a fresh connection: the status and the body.
 /// The test needs only this much of a client.
-fn http(
+pub(crate) fn http(
     address: &str,
     method: &str,
     path: &str,

@@ -274,7 +274,240 @@ async fn prove_prints_an_inclusion_proof_and_checkpoint_key_the_key() {
     let key = stdout(&output);
     assert!(output.status.success());
     assert!(key.starts_with("rotation-ledger/"), "{key}");
-    assert_eq!(key.trim().split('+').count(), 3, "{key}");
+    key.trim()
+        .parse::<rotation_ledger::checkpoint::NoteVerifier>()
+        .expect("a verifier key in the note format");
     let again = run(&["checkpoint-key", "--data", data]);
     assert_eq!(stdout(&again), key, "the key is generated once");
+}
+
+const ADMIN_TOKEN: &str = "checkpoint-admin-token";
+
+/// A `serve` process on a fresh data directory, with one admin token.
+struct LiveServer {
+    child: std::process::Child,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl LiveServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\nrole = \"admin\"\npartnerships = [\"*\"]\n",
+                rotation_ledger::auth::token_digest(ADMIN_TOKEN)
+            ),
+        )
+        .unwrap();
+        let address = format!("127.0.0.1:{}", crate::browser::free_port());
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = std::process::Command::new(binary())
+            .args(["serve", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--http", &address])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        let server = Self {
+            child,
+            address,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while server.get("/healthz").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "{}", server.log());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        crate::browser::http(&self.address, "GET", path, Some(ADMIN_TOKEN), None)
+            .unwrap_or((0, String::new()))
+    }
+
+    fn post(&self, batch: Vec<Value>) {
+        let (status, answer) = crate::browser::http(
+            &self.address,
+            "POST",
+            "/v1/events",
+            Some(ADMIN_TOKEN),
+            Some(&Value::Array(batch)),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// The checkpoint once it covers `size` events (signing follows the
+    /// head within about a second).
+    fn checkpoint_of(&self, size: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, note) = self.get("/v1/checkpoint");
+            assert_eq!(status, 200, "{note}");
+            if note.lines().nth(1) == Some(&size.to_string()) {
+                return note;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{note}\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn verify_checkpoint_py(server: &LiveServer, key: &str, extra: &[&str]) -> std::process::Output {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_checkpoint.py");
+    std::process::Command::new(crate::tools::python())
+        .arg(script)
+        .args(["--url", &format!("http://{}", server.address)])
+        .args(["--token", ADMIN_TOKEN, "--key", key])
+        .args(extra)
+        .output()
+        .expect("python runs")
+}
+
+#[test]
+fn the_outsiders_verifier_holds_a_live_server_to_its_checkpoints() {
+    let server = LiveServer::start();
+    server.post(scheme_events());
+    let old = server.checkpoint_of(6);
+    let old_file = server.dir.path().join("old.checkpoint");
+    std::fs::write(&old_file, &old).unwrap();
+    server.post((1000..1040).map(jobseeker_registered).collect());
+    server.checkpoint_of(46);
+    let (status, key) = server.get("/v1/checkpoint/key");
+    assert_eq!(status, 200, "{key}");
+    let key = key.trim();
+    let old_path = old_file.to_str().unwrap();
+    let output = verify_checkpoint_py(
+        &server,
+        key,
+        &[
+            "--old",
+            old_path,
+            "--position",
+            "1",
+            "--position",
+            "17",
+            "--position",
+            "46",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stranger =
+        rotation_ledger::checkpoint::NoteSigner::generate(key.split('+').next().unwrap())
+            .unwrap()
+            .verifier()
+            .to_string();
+    let output = verify_checkpoint_py(&server, &stranger, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "another key's checkpoint is refused"
+    );
+}
+
+#[test]
+fn proofs_over_http_answer_bad_input_with_400_problems() {
+    let server = LiveServer::start();
+    server.post(scheme_events());
+    server.checkpoint_of(6);
+    let (status, proof) = server.get("/v1/proofs/inclusion?position=2");
+    assert_eq!(status, 200, "{proof}");
+    let proof: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(
+        (proof["position"].as_u64(), proof["size"].as_u64()),
+        (Some(2), Some(6))
+    );
+    let (status, proof) = server.get("/v1/proofs/consistency?from=3");
+    assert_eq!(status, 200, "{proof}");
+    let proof: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(
+        (proof["from"].as_u64(), proof["to"].as_u64()),
+        (Some(3), Some(6))
+    );
+    for path in [
+        "/v1/proofs/inclusion?position=0",
+        "/v1/proofs/inclusion?position=7&size=6",
+        "/v1/proofs/inclusion?position=1&size=99",
+        "/v1/proofs/inclusion?position=x",
+        "/v1/proofs/inclusion",
+        "/v1/proofs/consistency?from=5&to=4",
+        "/v1/proofs/consistency?from=0&to=4",
+        "/v1/proofs/consistency?from=1&to=99",
+    ] {
+        let (status, problem) = server.get(path);
+        assert_eq!(status, 400, "{path}: {problem}");
+        let problem: Value = serde_json::from_str(&problem).unwrap();
+        assert_eq!(problem["code"], "invalid_request", "{path}");
+    }
+    let (status, _) =
+        crate::browser::http(&server.address, "GET", "/v1/checkpoint", None, None).unwrap();
+    assert_eq!(status, 401, "a token is needed");
+}
+
+#[tokio::test]
+async fn an_export_carries_the_signed_checkpoint_of_its_head() {
+    let ledger = ledger_of(25).await;
+    let all = hashes(&ledger.ledger);
+    let dir = ledger.into_dir();
+    let key = dir.path().join("study.key");
+    std::fs::write(&key, "a study key").unwrap();
+    let out = dir.path().join("out");
+    let output = run(&[
+        "export",
+        "--data",
+        dir.path().join("").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let package: Value =
+        serde_json::from_slice(&std::fs::read(out.join("datapackage.json")).unwrap()).unwrap();
+    let provenance = &package["provenance"];
+    let verifier: rotation_ledger::checkpoint::NoteVerifier =
+        provenance["checkpoint"]["verifier_key"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let checkpoint = verifier
+        .open_checkpoint(provenance["checkpoint"]["note"].as_str().unwrap())
+        .expect("the export's checkpoint is signed by its key");
+    assert_eq!(Some(checkpoint.size), provenance["head_position"].as_u64());
+    assert_eq!(checkpoint.size, all.len() as u64);
+    assert_eq!(checkpoint.root, merkle_root(&all));
 }
