@@ -1150,4 +1150,54 @@ async fn a_conflicting_republication_reaches_the_ledger_and_is_rejected() {
     .await;
     serve.terminate();
     assert_log_holds_exactly(&serve.dump(), &events);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_checkpoint_is_published_for_witnesses() {
+    let (harness, _serve, _client, js) = start_ingest().await;
+    eventually("the first checkpoint", Duration::from_secs(20), || async {
+        stream_len(&js, "ROTATION_CHECKPOINTS").await >= 1
+    })
+    .await;
+    let events = volume(20);
+    publish(&js, "stoke", &events).await;
+    let size = events.len().to_string();
+    eventually(
+        "the checkpoint of the new head",
+        Duration::from_secs(30),
+        || {
+            let js = js.clone();
+            let size = size.clone();
+            async move {
+                read_stream(&js, "ROTATION_CHECKPOINTS")
+                    .await
+                    .iter()
+                    .any(|(_, m)| String::from_utf8_lossy(&m.payload).lines().nth(1) == Some(&size))
+            }
+        },
+    )
+    .await;
+    let info = js
+        .get_stream("ROTATION_CHECKPOINTS")
+        .await
+        .expect("the stream")
+        .info()
+        .await
+        .expect("its info")
+        .config
+        .clone();
+    assert_eq!(info.retention, jetstream::stream::RetentionPolicy::Limits);
+    assert_eq!(info.subjects, vec!["rotation.checkpoints".to_owned()]);
+    // The running server holds the store; its key file is read directly.
+    let verifier = rotation_ledger::checkpoint::keys::load(
+        &harness
+            .dir()
+            .join(rotation_ledger::checkpoint::DEFAULT_KEY_FILE),
+    )
+    .expect("the ledger's key")
+    .verifier();
+    for (_, message) in read_stream(&js, "ROTATION_CHECKPOINTS").await {
+        verifier
+            .open_checkpoint(&String::from_utf8_lossy(&message.payload))
+            .expect("every published checkpoint is signed by the ledger's key");
+    }
 }
