@@ -1150,6 +1150,7 @@ async fn a_conflicting_republication_reaches_the_ledger_and_is_rejected() {
     .await;
     serve.terminate();
     assert_log_holds_exactly(&serve.dump(), &events);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_checkpoint_is_published_for_witnesses() {
