@@ -187,6 +187,14 @@ impl EventData {
                 if let Some(level) = d.qualification_level {
                     rqf("data.qualification_level", level)?;
                 }
+                if d.profile.is_some() && d.sealed_profile.is_some() {
+                    return Err(InvalidEvent::new(
+                        "data.sealed_profile: not allowed beside data.profile",
+                    ));
+                }
+                if let Some(sealed) = &d.sealed_profile {
+                    sealed.check()?;
+                }
                 if let Some(year) = d.profile.as_ref().and_then(|p| p.birth_year) {
                     use chrono::Datelike;
                     if !(1900..=date.year()).contains(&year) {
@@ -250,6 +258,29 @@ impl EventData {
             | Self::RotationClosed(_)
             | Self::PersonProgressed(_) => Ok(()),
         }
+    }
+}
+
+impl SealedProfile {
+    /// The shape's checks: every part present, the bytes in base64url
+    /// without padding. Whether they open is for the holder of the key.
+    fn check(&self) -> Result<(), InvalidEvent> {
+        non_empty("data.sealed_profile.alg", &self.alg)?;
+        non_empty("data.sealed_profile.kid", &self.kid)?;
+        base64url("data.sealed_profile.nonce", &self.nonce)?;
+        base64url("data.sealed_profile.ciphertext", &self.ciphertext)
+    }
+}
+
+fn base64url(field: &str, value: &str) -> Result<(), InvalidEvent> {
+    let alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    // A length of 1 modulo 4 is no whole number of bytes.
+    if value.is_empty() || value.len() % 4 == 1 || !value.as_bytes().iter().all(alphabet) {
+        Err(InvalidEvent::new(format!(
+            "{field}: not base64url without padding"
+        )))
+    } else {
+        Ok(())
     }
 }
 
@@ -476,8 +507,34 @@ data_struct!(ParticipantRegistered {
     #[serde(default, skip_serializing_if = "Option::is_none")] unemployed_since: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")] benefit: Option<Benefit>,
     #[serde(default, skip_serializing_if = "Option::is_none")] qualification_level: Option<u8>,
+    /// The profile in clear, as a partner submits it. The ledger commits it
+    /// only as `sealed_profile`; events committed before sealing keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")] profile: Option<Profile>,
+    /// The profile sealed under the person's own data key, as committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")] sealed_profile: Option<SealedProfile>,
 });
+data_struct!(
+    /// A profile sealed under its person's data key (contract section 9):
+    /// an AEAD's output with the event's `id` and `subject` as associated
+    /// data. This crate knows only the shape; the ledger seals and opens.
+    SealedProfile {
+        /// The AEAD, e.g. `XChaCha20-Poly1305`.
+        alg: String,
+        /// Names the person's data key without revealing the person.
+        kid: String,
+        /// base64url without padding.
+        nonce: String,
+        /// base64url without padding; the tag included.
+        ciphertext: String,
+    }
+);
+
+impl ParticipantRegistered {
+    /// Whether a profile was given, in clear or sealed.
+    pub fn has_profile(&self) -> bool {
+        self.profile.is_some() || self.sealed_profile.is_some()
+    }
+}
 data_struct!(JobseekerReferred {
     referred_by: ReferredBy
 });

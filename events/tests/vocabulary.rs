@@ -324,3 +324,110 @@ fn typed_decoding_agrees_with_decoding_the_tree() {
         assert_eq!(lean.envelope.data, Value::Null);
     }
 }
+
+/// A `participant.registered` of a jobseeker with the given profile fields.
+fn registration(profile_fields: Value) -> Value {
+    let mut data = json!({"role": "jobseeker", "unemployed_since": "2025-01-06"});
+    data.as_object_mut()
+        .unwrap()
+        .extend(profile_fields.as_object().unwrap().clone());
+    event("jobrotation.participant.registered", PERSON, data)
+}
+
+fn sealed() -> Value {
+    json!({
+        "alg": "XChaCha20-Poly1305",
+        "kid": "q1w2e3r4t5y6u7i8o9p0aa",
+        "nonce": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+        "ciphertext": "c2VhbGVkLWJ5dGVz"
+    })
+}
+
+#[test]
+fn a_registration_carries_a_profile_in_clear_or_sealed_never_both() {
+    check(
+        registration(json!({"profile": {"birth_year": 1990, "sex": "female"}})),
+        "ok",
+    );
+    check(registration(json!({"sealed_profile": sealed()})), "ok");
+    check(registration(json!({})), "ok");
+    check(
+        registration(json!({"profile": {"sex": "male"}, "sealed_profile": sealed()})),
+        "data.sealed_profile: not allowed beside data.profile",
+    );
+}
+
+#[test]
+fn a_sealed_profile_must_have_its_shape() {
+    let mut padded = sealed();
+    padded["nonce"] = json!("c2VhbGVk==");
+    check(
+        registration(json!({"sealed_profile": padded})),
+        "data.sealed_profile.nonce: not base64url without padding",
+    );
+    let mut no_kid = sealed();
+    no_kid["kid"] = json!("");
+    check(
+        registration(json!({"sealed_profile": no_kid})),
+        "data.sealed_profile.kid: must not be empty",
+    );
+    let mut extra = sealed();
+    extra["key"] = json!("AAAA");
+    check(
+        registration(json!({"sealed_profile": extra})),
+        "data.sealed_profile.key: unknown field `key`",
+    );
+    let mut missing = sealed();
+    missing.as_object_mut().unwrap().remove("ciphertext");
+    check(
+        registration(json!({"sealed_profile": missing})),
+        "missing field `ciphertext`",
+    );
+}
+
+/// Committed events of either form read back, typed and as a tree alike:
+/// those committed before sealing keep their clear profile.
+#[test]
+fn committed_registrations_read_in_either_form() {
+    for fields in [
+        json!({"profile": {"birth_year": 1990, "lone_parent": true}}),
+        json!({"sealed_profile": sealed()}),
+    ] {
+        let mut value = registration(fields.clone());
+        value["position"] = json!(1);
+        value["streamversion"] = json!(1);
+        value["recordedtime"] = json!("2026-03-02T09:30:01Z");
+        value["prevhash"] = json!("00".repeat(32));
+        value["hash"] = json!("ab".repeat(32));
+        let text = value.to_string();
+        let full = CommittedEvent::from_json(text.as_bytes()).unwrap();
+        let TypedEvent { data, .. } = TypedEvent::from_json(text.as_bytes()).unwrap();
+        let EventData::ParticipantRegistered(typed) = data.unwrap() else {
+            panic!("wrong variant")
+        };
+        assert!(typed.has_profile());
+        assert_eq!(
+            EventData::ParticipantRegistered(typed.clone()),
+            full.envelope.data().unwrap()
+        );
+        let back = serde_json::to_value(&typed).unwrap();
+        for key in fields.as_object().unwrap().keys() {
+            assert_eq!(back[key], fields[key], "{key}");
+        }
+        assert_eq!(
+            serde_json::from_slice::<Value>(&full.to_json()).unwrap(),
+            value
+        );
+    }
+}
+
+#[test]
+fn the_registration_schema_names_the_sealed_form() {
+    let schema = serde_json::to_value(EventType::ParticipantRegistered.data_schema()).unwrap();
+    assert!(schema["properties"]["sealed_profile"].is_object());
+    let sealed = &schema["$defs"]["SealedProfile"];
+    assert_eq!(
+        sealed["required"],
+        json!(["alg", "kid", "nonce", "ciphertext"])
+    );
+}

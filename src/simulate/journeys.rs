@@ -320,6 +320,7 @@ impl Simulator {
             benefit,
             qualification_level,
             profile,
+            sealed_profile: None,
         }
     }
 }

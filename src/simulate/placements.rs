@@ -595,6 +595,7 @@ impl Simulator {
             benefit: None,
             qualification_level: present(rng, 0.1, |_| level),
             profile,
+            sealed_profile: None,
         }
     }
 
