@@ -10,6 +10,8 @@
 //! - [`checkpoint`]: the Merkle tree over the log, its proofs, and signed
 //!   checkpoints.
 //! - [`auth`]: roles, scopes and token digests.
+//! - [`personal`]: personal data sealed per person: the master key, the
+//!   data keys, sealing and opening profiles, erasure by key destruction.
 //! - [`export`]: the evaluation data package: dataset rows pseudonymised,
 //!   written as CSV with a Frictionless descriptor and provenance.
 //! - [`import`]: JSON Lines in, through the append path.
@@ -36,6 +38,7 @@ pub mod import;
 pub mod ledger;
 pub mod metrics;
 pub mod nats;
+pub mod personal;
 pub mod projector;
 pub mod record_key;
 pub mod rules;
