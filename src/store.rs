@@ -15,6 +15,8 @@
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
 //! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 3 or above (`crate::checkpoint`) |
 //! | `L` name | the ledger's own facts: its id, and whether the tree covers the log |
+//! | `K` person (16 bytes) | the person's data key, wrapped under the master key (JSON) |
+//! | `S` | present once any data key was committed: the store holds sealed personal data |
 //!
 //! A commit (chunks, id runs, stream states, head, rejections) is one
 //! `apply_batch`, which sled recovers atomically: after a crash either all
@@ -67,6 +69,8 @@ const NEXT_REJECTION: &[u8] = b"N";
 const CHECKPOINT: u8 = b'C';
 const TREE_NODE: u8 = b'M';
 const LEDGER_FACT: u8 = b'L';
+const WRAPPED_KEY: u8 = b'K';
+const SEALED: &[u8] = b"S";
 
 /// How long [`Store::open`] waits for a directory lock that a just-closed
 /// handle of this process is still releasing.
@@ -79,6 +83,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("storage holds an undecodable record at {key}: {message}")]
     Corrupt { key: String, message: String },
+    #[error(transparent)]
+    Keys(#[from] crate::personal::KeyError),
 }
 
 /// An event's JSON as the store holds it (RFC 8785), shared with the
@@ -250,10 +256,32 @@ impl Commit {
         self.batch.insert(named_key(LEDGER_FACT, name), value);
     }
 
+    /// Stores a person's wrapped data key (committed with the first event
+    /// or rejection sealed under it, or re-wrapped by a rotation), and
+    /// marks the store as holding sealed personal data.
+    pub fn wrapped_key<T: Serialize>(&mut self, person: Uuid, record: &T) {
+        let json = serde_json::to_vec(record).expect("a wrapped key always serialises");
+        self.writes += 2;
+        self.batch.insert(&wrapped_key_key(person)[..], json);
+        self.batch.insert(SEALED, &[1][..]);
+    }
+
+    /// Deletes a person's wrapped data key (erasure).
+    pub fn remove_wrapped_key(&mut self, person: Uuid) {
+        self.writes += 1;
+        self.batch.remove(&wrapped_key_key(person)[..]);
+    }
+
     /// Whether the commit writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes == 0
     }
+}
+
+fn wrapped_key_key(person: Uuid) -> [u8; 17] {
+    let mut key = [WRAPPED_KEY; 17];
+    key[1..].copy_from_slice(person.as_bytes());
+    key
 }
 
 fn event_key(position: u64) -> [u8; 9] {
@@ -620,6 +648,24 @@ impl Store {
                 let (key, value) = item?;
                 Ok((decode_u64(&key[1..], "rejection key")?, value))
             })
+    }
+
+    /// Every wrapped data key, in person order.
+    pub fn wrapped_keys<T: DeserializeOwned>(
+        &self,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
+        self.db.scan_prefix([WRAPPED_KEY]).values().map(|value| {
+            serde_json::from_slice(&value?).map_err(|e| StoreError::Corrupt {
+                key: "wrapped key".into(),
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// Whether any data key was ever committed: then profiles are sealed
+    /// and the master key file must be there.
+    pub fn holds_sealed(&self) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(SEALED)? || self.db.scan_prefix([WRAPPED_KEY]).next().is_some())
     }
 
     pub fn checkpoint(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {

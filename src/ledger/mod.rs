@@ -37,6 +37,7 @@ mod ids;
 mod reader;
 mod receipt;
 mod recent;
+mod sealing;
 mod submission;
 mod tree;
 mod writer;
@@ -48,6 +49,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::AppendMetrics;
+use crate::personal::{Keyring, MasterKeyFile, Recovery, WrappedKey};
 use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
@@ -88,6 +90,9 @@ pub struct LedgerOptions {
     /// recent events) fits well within the default; a one-pass reader such
     /// as `export` gains nothing from a large one.
     pub cache_bytes: u64,
+    /// The master key's file (`[keys] master_key_file`); `None` for
+    /// `keys/master.key` in the data directory.
+    pub master_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LedgerOptions {
@@ -95,6 +100,7 @@ impl Default for LedgerOptions {
         Self {
             max_group_events: 20_000,
             cache_bytes: 512 * 1024 * 1024,
+            master_key_file: None,
         }
     }
 }
@@ -115,6 +121,9 @@ type Reply = oneshot::Sender<Result<Vec<Outcome>, LedgerError>>;
 struct Request {
     submissions: Vec<Submission>,
     reply: Reply,
+    /// A rotation of the master key to commit with the submissions (an
+    /// erasure's): the re-wrapped keys and the destroyed ones' deletions.
+    rotation: Option<crate::personal::Rotation>,
 }
 
 /// A handle on an open ledger; clones share it.
@@ -132,6 +141,10 @@ struct Shared {
     recent: Arc<Recent>,
     /// Counts every answer of [`Ledger::submit`], whichever transport asked.
     metrics: AppendMetrics,
+    /// Every person's data key, shared by the submitters' threads (which
+    /// seal), the writer (which commits new keys) and the readers (which
+    /// open).
+    keyring: Arc<Keyring>,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -142,6 +155,11 @@ impl Ledger {
     /// head and nothing else, whatever the log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
         let store = Store::open(dir, options.cache_bytes)?;
+        let master_key_file = options
+            .master_key_file
+            .clone()
+            .map_or_else(|| MasterKeyFile::in_data_dir(dir), MasterKeyFile::new);
+        let keyring = Arc::new(open_keyring(&store, &master_key_file)?);
         let durable = Durable {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
@@ -149,7 +167,13 @@ impl Ledger {
         let frontier = tree::open(&store, durable.head.position)?;
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
-        let writer = Writer::new(store.clone(), options, durable, frontier);
+        let writer = Writer::new(
+            store.clone(),
+            options,
+            durable,
+            frontier,
+            Arc::clone(&keyring),
+        );
         let recent = Arc::new(Recent::new(TAIL_BYTES));
         let tail = Arc::clone(&recent);
         let handle = std::thread::Builder::new()
@@ -166,6 +190,7 @@ impl Ledger {
                 durable: durable_rx,
                 recent,
                 metrics: AppendMetrics::default(),
+                keyring,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -173,12 +198,34 @@ impl Ledger {
 
     /// Appends submissions, each all-or-nothing, and answers once they are
     /// durable (committed or durably rejected).
-    pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, LedgerError> {
+    pub async fn submit(
+        &self,
+        mut submissions: Vec<Submission>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        // Sealing happens here, on the submitter's thread, so that the
+        // writer only commits.
+        for submission in &mut submissions {
+            submission.seal(&self.shared.keyring);
+        }
+        self.submit_sealed(submissions, None).await
+    }
+
+    /// Hands sealed submissions (and a rotation, for an erasure) to the
+    /// writer and waits for their durable answers.
+    async fn submit_sealed(
+        &self,
+        submissions: Vec<Submission>,
+        rotation: Option<crate::personal::Rotation>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.shared
             .requests
-            .send(Request { submissions, reply })
+            .send(Request {
+                submissions,
+                reply,
+                rotation,
+            })
             .await
             .map_err(|_| LedgerError::Closed)?;
         let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
@@ -194,6 +241,11 @@ impl Ledger {
     /// The append path's counters, for `GET /metrics`.
     pub fn metrics(&self) -> &AppendMetrics {
         &self.shared.metrics
+    }
+
+    /// Every person's data key, for readers that open profiles.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.shared.keyring
     }
 
     /// The durable head.
@@ -266,4 +318,29 @@ impl Ledger {
             }
         }
     }
+}
+
+/// Opens the master key (made on first start, refused when missing over
+/// sealed data) and every stored data key, and finishes or abandons a
+/// rotation that a crash interrupted.
+fn open_keyring(store: &Store, file: &MasterKeyFile) -> Result<Keyring, StoreError> {
+    let keys = file.open(store.holds_sealed()?)?;
+    let stored = store
+        .wrapped_keys::<WrappedKey>()
+        .collect::<Result<Vec<_>, _>>()?;
+    let (keyring, recovery) = Keyring::load(keys, stored)?;
+    match recovery {
+        Recovery::Ready => {}
+        Recovery::AbandonRotation => file.abandon_rotation()?,
+        Recovery::FinishRotation(rewrapped) => {
+            let mut commit = crate::store::Commit::default();
+            for record in &rewrapped {
+                commit.wrapped_key(record.person, record);
+            }
+            store.apply(commit)?;
+            store.flush()?;
+            file.finish_rotation()?;
+        }
+    }
+    Ok(keyring)
 }

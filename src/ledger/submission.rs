@@ -33,6 +33,13 @@ pub struct Submission {
     /// far as it reads, so that the refusal is answered and kept under the
     /// ids the publisher gave; and which event was refused.
     pub(super) unparsed: Unparsed,
+    /// The clear `data` of each registration that carries a profile, by
+    /// index, until [`Submission::seal`] replaces it by its sealed form.
+    pub(super) clear_profiles: Vec<(usize, serde_json::Value)>,
+    /// The people whose data keys sealed something of this submission:
+    /// the writer commits each new key with the submission's events or
+    /// its rejection.
+    pub(super) sealed_for: Vec<uuid::Uuid>,
     /// Where it came from, for the rejection log: `http`, `nats:<subject>`,
     /// `import:<file>:<line>`.
     pub origin: String,
@@ -94,6 +101,12 @@ impl Submission {
             .map(|e| chain::Framed::new(e, &chain::canonical_data(e)))
             .collect();
         let digests = framed.iter().map(chain::Framed::digest).collect();
+        let clear_profiles = envelopes
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, e)| e.data.get("profile").is_some_and(|p| !p.is_null()))
+            .map(|(i, e)| (i, std::mem::take(&mut e.data)))
+            .collect();
         // `data` lives on in `framed` and `typed`; its tree is freed here,
         // on the thread that made it, rather than by the writer.
         for envelope in &mut envelopes {
@@ -107,6 +120,8 @@ impl Submission {
             digests,
             parse_error,
             unparsed: Unparsed::default(),
+            clear_profiles,
+            sealed_for: Vec::new(),
             origin,
             caller,
             partnership_hint: None,

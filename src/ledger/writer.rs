@@ -23,6 +23,7 @@ use super::{
 use crate::auth::Caller;
 use crate::chain;
 use crate::checkpoint::tree::{Frontier, Hash};
+use crate::personal::{Keyring, WrappedKey};
 use crate::rules::{self, StateView, StreamState, Violation};
 use crate::store::{Commit, Head, IdRecord, Store, StoreError};
 use rotation_events::ErrorCode;
@@ -42,6 +43,9 @@ pub(super) struct Writer {
     /// The right edge of the Merkle tree over what is applied: each
     /// commit's new nodes go into its batch.
     frontier: Frontier,
+    /// Every person's data key: a new key is committed with the first
+    /// event or rejection sealed under it.
+    keyring: Arc<Keyring>,
 }
 
 /// How many stream states the writer keeps in memory before it starts the
@@ -84,6 +88,7 @@ impl Writer {
         options: LedgerOptions,
         applied: Durable,
         frontier: Frontier,
+        keyring: Arc<Keyring>,
     ) -> Self {
         Self {
             store,
@@ -92,6 +97,7 @@ impl Writer {
             cache: HashMap::default(),
             ids: None,
             frontier,
+            keyring,
         }
     }
 
@@ -204,7 +210,8 @@ impl Writer {
             next_rejection,
             ..
         } = group;
-        if group.staged.is_empty() && group.rejections.is_empty() {
+        let keys = self.keys_to_commit(requests);
+        if group.staged.is_empty() && group.rejections.is_empty() && keys.is_empty() {
             return Ok(Applied {
                 outcomes,
                 recent: Vec::new(),
@@ -244,9 +251,22 @@ impl Writer {
             commit.rejection(record.seq, record);
         }
         commit.head(&head);
+        for record in &keys {
+            commit.wrapped_key(record.person, record);
+        }
+        for request in requests {
+            for person in request.rotation.iter().flat_map(|r| &r.destroyed) {
+                commit.remove_wrapped_key(*person);
+            }
+        }
         debug_assert!(!commit.is_empty(), "a commit is never empty");
         let t_built = std::time::Instant::now();
         self.store.apply(commit)?;
+        // A later group is durable only after this one, so a key marked
+        // committed here is durable before any later event sealed under it.
+        for record in &keys {
+            self.keyring.mark_committed(record);
+        }
         tracing::trace!(
             events = group.staged.len(),
             decide = ?(t_decided - t_start),
@@ -280,6 +300,22 @@ impl Writer {
             })
             .collect();
         Ok(Applied { outcomes, recent })
+    }
+
+    /// The wraps the group must commit: each new data key that sealed a
+    /// submission of it (whether accepted or kept as a rejection), and the
+    /// keys an erasure's rotation wrapped again.
+    fn keys_to_commit(&self, requests: &[Request]) -> Vec<WrappedKey> {
+        let mut keys: Vec<WrappedKey> = requests
+            .iter()
+            .flat_map(|r| &r.submissions)
+            .flat_map(|s| &s.sealed_for)
+            .filter_map(|person| self.keyring.wrap_to_commit(*person))
+            .collect();
+        for rotation in requests.iter().filter_map(|r| r.rotation.as_ref()) {
+            keys.extend(rotation.rewrapped.iter().cloned());
+        }
+        keys
     }
 
     /// Decides one submission, all-or-nothing: its events join the group,

@@ -12,6 +12,7 @@ mod http;
 mod log;
 mod nats;
 mod openapi;
+mod personal;
 mod projector;
 mod refusals;
 mod rules;

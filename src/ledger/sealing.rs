@@ -1,0 +1,106 @@
+//! Sealing on the submitter's thread (contract section 9): before a
+//! submission reaches the writer, each registration's `data.profile` is
+//! replaced by `data.sealed_profile` under the person's own data key, and
+//! the profiles of a body kept as a rejection are sealed the same way.
+//! The idempotency digest was taken of the event as submitted, so a resend
+//! of the same clear event is still a duplicate; the chain covers the
+//! sealed form the writer frames here.
+
+use rotation_events::{ErrorCode, EventData, Subject};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Submission;
+use crate::chain;
+use crate::personal::Keyring;
+use crate::rules::Violation;
+
+impl Submission {
+    /// Seals every clear profile of the submission under its person's key:
+    /// the events to commit and the body kept should it be rejected. A
+    /// partner's own `sealed_profile` is refused: only the ledger seals.
+    pub(super) fn seal(&mut self, keyring: &Keyring) {
+        if self.parse_error.is_none()
+            && self.typed.iter().any(|data| {
+                matches!(data, EventData::ParticipantRegistered(d)
+                    if d.sealed_profile.is_some() && d.profile.is_none())
+            })
+        {
+            self.parse_error = Some(Violation::new(
+                ErrorCode::InvalidEvent,
+                "data.sealed_profile is the ledger's own: submit data.profile",
+            ));
+        }
+        for (index, mut data) in std::mem::take(&mut self.clear_profiles) {
+            let envelope = &mut self.envelopes[index];
+            let Subject::Person(person) = envelope.subject else {
+                continue;
+            };
+            let Some(profile) = data.as_object_mut().and_then(|d| d.remove("profile")) else {
+                continue;
+            };
+            let sealed = keyring.seal(person, envelope.id, &envelope.subject.to_string(), &profile);
+            data["sealed_profile"] =
+                serde_json::to_value(&sealed).expect("a sealed profile serialises");
+            envelope.data = data;
+            self.framed[index] = chain::Framed::new(envelope, &chain::canonical_data(envelope));
+            envelope.data = Value::Null;
+            if let Some(EventData::ParticipantRegistered(d)) = self.typed.get_mut(index) {
+                d.profile = None;
+                d.sealed_profile = Some(sealed);
+            }
+            self.sealed_for.push(person);
+        }
+        if let Some(body) = &mut self.body
+            && memchr::memmem::find(body, b"\"profile\"").is_some()
+            && let Ok(mut value) = serde_json::from_slice::<Value>(body)
+        {
+            match &mut value {
+                Value::Array(items) => {
+                    for item in items {
+                        seal_body_event(item, keyring, &mut self.sealed_for);
+                    }
+                }
+                item => seal_body_event(item, keyring, &mut self.sealed_for),
+            }
+            *body = serde_json::to_vec(&value).expect("a JSON value serialises");
+        }
+    }
+}
+
+/// The person a `person/<uuid>` subject names.
+pub(crate) fn person_of(subject: &str) -> Option<Uuid> {
+    subject.strip_prefix("person/")?.parse().ok()
+}
+
+/// Seals the profile of one event of a body kept as a rejection, under the
+/// key of the person its subject names. A profile with no person to seal
+/// it for (a subject that names none) is dropped rather than kept in clear.
+fn seal_body_event(event: &mut Value, keyring: &Keyring, sealed_for: &mut Vec<Uuid>) {
+    let Some(object) = event.as_object_mut() else {
+        return;
+    };
+    let id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse::<Uuid>().ok());
+    let subject = object
+        .get("subject")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(profile) = data.remove("profile") else {
+        return;
+    };
+    let person = subject.as_deref().and_then(person_of);
+    if let (Some(person), Some(id), Some(subject)) = (person, id, subject) {
+        let sealed = keyring.seal(person, id, &subject, &profile);
+        data.insert(
+            "sealed_profile".into(),
+            serde_json::to_value(&sealed).expect("a sealed profile serialises"),
+        );
+        sealed_for.push(person);
+    }
+}
