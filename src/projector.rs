@@ -382,6 +382,7 @@ fn load(ledger: &Ledger, config: &Config) -> Result<Loaded, ProjectorError> {
         {
             control(&mut state, config);
             tracing::info!(position, "dashboards resumed from their checkpoint");
+            restore_profiles(ledger, &mut state)?;
             Ok(Loaded {
                 served: state,
                 aside: None,
@@ -436,6 +437,25 @@ fn secret_of(config: &Config) -> &[u8] {
     } else {
         &config.record_key.0
     }
+}
+
+/// Opens again, in memory, the profiles of the registrations a checkpoint
+/// holds without them (contract section 9: a checkpoint holds nothing
+/// derived from a profile).
+fn restore_profiles(ledger: &Ledger, dashboards: &mut Dashboards) -> Result<(), StoreError> {
+    let keyring = ledger.keyring();
+    for position in dashboards.registrations() {
+        let Some(event) = ledger.store().event(position)? else {
+            continue;
+        };
+        let Ok(data) = event.envelope.data() else {
+            continue;
+        };
+        if let Some(profile) = crate::personal::profile_of(keyring, &event, &data) {
+            dashboards.restore_profile(&event, &profile);
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint's bytes: version, position, then the state's JSON.
@@ -508,8 +528,13 @@ fn for_each_chunk<E: From<StoreError>>(
     mut apply: impl FnMut(Vec<TypedEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
     let mut events = ledger.read_typed_after(after);
+    let keyring = ledger.keyring();
     loop {
-        let chunk = read_chunk(&mut events)?;
+        // Profiles are opened here, in memory, as the fold takes them.
+        let chunk: Vec<TypedEvent> = read_chunk(&mut events)?
+            .into_iter()
+            .map(|typed| crate::personal::open_typed(keyring, typed))
+            .collect();
         if chunk.is_empty() || !apply(chunk)? {
             // Dropping a replay stops its threads.
             return Ok(());

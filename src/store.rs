@@ -16,7 +16,7 @@
 //! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 3 or above (`crate::checkpoint`) |
 //! | `L` name | the ledger's own facts: its id, and whether the tree covers the log |
 //! | `K` person (16 bytes) | the person's data key, wrapped under the master key (JSON) |
-//! | `S` | present once any data key was committed: the store holds sealed personal data |
+//! | `P` | present once any data key was committed: the store holds sealed personal data |
 //!
 //! A commit (chunks, id runs, stream states, head, rejections) is one
 //! `apply_batch`, which sled recovers atomically: after a crash either all
@@ -70,7 +70,7 @@ const CHECKPOINT: u8 = b'C';
 const TREE_NODE: u8 = b'M';
 const LEDGER_FACT: u8 = b'L';
 const WRAPPED_KEY: u8 = b'K';
-const SEALED: &[u8] = b"S";
+const SEALED: &[u8] = b"P";
 
 /// How long [`Store::open`] waits for a directory lock that a just-closed
 /// handle of this process is still releasing.

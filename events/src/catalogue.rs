@@ -106,6 +106,7 @@ catalogue! {
     RotationClosed => "jobrotation.rotation.closed", Some(R);
     PersonProgressed => "jobrotation.person.progressed", Some(H);
     OutcomeObserved => "jobrotation.person.outcome_observed", Some(H);
+    PersonErased => "jobrotation.person.erased", Some(H);
     Retracted => "jobrotation.ledger.retracted", None;
 }
 
@@ -250,6 +251,16 @@ impl EventData {
                 None => Ok(()),
             },
             Self::Retracted(d) => non_empty("data.reason", &d.reason),
+            Self::PersonErased(d) => {
+                non_empty("data.reason", &d.reason)?;
+                if d.reason.chars().count() > PersonErased::MAX_REASON {
+                    return Err(InvalidEvent::new(format!(
+                        "data.reason: longer than {} characters",
+                        PersonErased::MAX_REASON
+                    )));
+                }
+                Ok(())
+            }
             Self::JobseekerReferred(_)
             | Self::EligibilityAssessed(_)
             | Self::TrainingCompleted(_)
@@ -592,6 +603,15 @@ data_struct!(OutcomeObserved {
     #[serde(default, skip_serializing_if = "Option::is_none")] hours_per_week: Option<f64>,
     source: ObservationSource,
 });
+data_struct!(
+    /// `jobrotation.person.erased`: the person's profile was erased (its
+    /// key destroyed). Committed by the ledger itself, never by a partner.
+    PersonErased { reason: String }
+);
+impl PersonErased {
+    /// The longest reason, in characters.
+    pub const MAX_REASON: usize = 500;
+}
 data_struct!(
     /// `jobrotation.ledger.retracted`: the named event leaves every
     /// projection and dataset, and stays in the log.

@@ -272,6 +272,10 @@ struct Person {
     observations: Facts<Status>,
     /// The substitutions this person started as a substitute, by id.
     substitutions: Vec<Uuid>,
+    /// Whether their profile was erased (`person.erased`): every profile
+    /// column is then empty, even where an event committed before sealing
+    /// still holds the profile in clear.
+    erased: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -437,6 +441,10 @@ impl DatasetFold {
             EventData::OutcomeObserved(d) => {
                 let pid = stream_id(envelope, SubjectKind::Person)?;
                 self.person(pid).observations.push(stamp, d.status);
+            }
+            EventData::PersonErased(_) => {
+                let pid = stream_id(envelope, SubjectKind::Person)?;
+                self.person(pid).erased = true;
             }
             EventData::RotationAgreed(d) => {
                 let id = stream_id(envelope, SubjectKind::Rotation)?;
@@ -751,9 +759,17 @@ impl<'a> Tables<'a> {
         spans: &HashMap<Uuid, Span<'_>>,
     ) -> Option<JobseekerRow> {
         let retracted = self.retracted;
-        let registration = person.registrations.latest(retracted)?.value;
+        let mut registration = person.registrations.latest(retracted)?.value;
         if registration.role != Role::Jobseeker {
             return None;
+        }
+        if person.erased {
+            registration.birth_year = None;
+            registration.sex = None;
+            registration.ethnicity = None;
+            registration.disability = None;
+            registration.lone_parent = None;
+            registration.health_condition = None;
         }
         let referral = person.referrals.earliest(retracted);
         let referred_on = referral.map(|r| r.stamp.date);

@@ -13,6 +13,7 @@ mod checkpoint;
 mod export;
 mod log;
 mod options;
+mod person;
 mod rebuild;
 mod serve;
 mod simulate;
@@ -112,6 +113,23 @@ pub(crate) enum Command {
         #[arg(long, value_name = "KEY", requires = "checkpoint")]
         key: Option<String>,
     },
+    /// Erase a person's profile: commit `person.erased` and destroy their data key.
+    Erase {
+        #[command(flatten)]
+        data: DataDir,
+        /// The person's id (the UUID of their `person/<id>` stream).
+        person: uuid::Uuid,
+        /// Why (at most 500 characters), recorded in the event.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print everything the ledger holds about one person, as one JSON document.
+    Person {
+        #[command(flatten)]
+        data: DataDir,
+        /// The person's id.
+        person: uuid::Uuid,
+    },
     /// Print the checkpoints' verifier key, in the note format.
     CheckpointKey(CheckpointArgs),
     /// Print an inclusion proof (JSON) of the event at a position.
@@ -170,6 +188,12 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         } => checkpoint::verify(&data, &file, key.as_deref()),
         Command::Verify { data, json, .. } => log::verify(&data, json),
         Command::CheckpointKey(args) => checkpoint::key(&args),
+        Command::Erase {
+            data,
+            person,
+            reason,
+        } => person::erase(&data, person, &reason).await,
+        Command::Person { data, person } => person::access(&data, person).await,
         Command::Prove {
             checkpoint,
             position,

@@ -17,6 +17,7 @@
 //! | `GET /v1/rejections?after=&limit=` | admin |
 //! | `GET /v1/verify` | admin |
 //! | `GET /v1/checkpoint`, `/v1/checkpoint/key`, `/v1/proofs/{inclusion,consistency}` | any token |
+//! | `GET /v1/persons/<id>`, `POST /v1/persons/<id>/erasure` | admin |
 //! | `GET /healthz`, `GET /metrics` | anyone |
 //! | `GET /v1/openapi.json` | anyone (the description, see [`openapi`]) |
 //!
@@ -28,6 +29,7 @@ mod error;
 mod events;
 mod extract;
 pub mod openapi;
+mod persons;
 mod proofs;
 
 use std::sync::Arc;
@@ -100,6 +102,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/partnerships/{slug}/dashboard", get(board::dashboard))
         .route("/boards/{slug}", get(board::page))
         .route("/assets/{name}", get(board::asset))
+        .route("/v1/persons/{id}", get(persons::access))
+        .route("/v1/persons/{id}/erasure", post(persons::erase))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_json))

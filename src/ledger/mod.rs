@@ -30,6 +30,7 @@
 //! writes to it, and other modules keep their checkpoints through
 //! [`Ledger::checkpoint`] and [`Ledger::save_checkpoint`].
 
+mod erasure;
 mod flusher;
 #[cfg(feature = "test-hooks")]
 mod hooks;
@@ -53,6 +54,7 @@ use crate::personal::{Keyring, MasterKeyFile, Recovery, WrappedKey};
 use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
+pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
 #[cfg(feature = "test-hooks")]
 pub use hooks::IdEntry;
 pub use reader::{FollowedEvent, Follower};
@@ -145,6 +147,11 @@ struct Shared {
     /// seal), the writer (which commits new keys) and the readers (which
     /// open).
     keyring: Arc<Keyring>,
+    /// Where the master key lives, for the rotations of erasure.
+    master_key_file: MasterKeyFile,
+    /// Erasures one at a time: each rotates the master key. A tokio mutex:
+    /// it is held across the commit's await.
+    erasures: tokio::sync::Mutex<()>,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -191,6 +198,8 @@ impl Ledger {
                 recent,
                 metrics: AppendMetrics::default(),
                 keyring,
+                master_key_file,
+                erasures: tokio::sync::Mutex::new(()),
                 writer: Mutex::new(Some(handle)),
             }),
         })

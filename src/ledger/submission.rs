@@ -40,6 +40,9 @@ pub struct Submission {
     /// the writer commits each new key with the submission's events or
     /// its rejection.
     pub(super) sealed_for: Vec<uuid::Uuid>,
+    /// Made by the ledger itself (an erasure): only such a submission may
+    /// hold a `jobrotation.person.erased`.
+    pub(super) by_ledger: bool,
     /// Where it came from, for the rejection log: `http`, `nats:<subject>`,
     /// `import:<file>:<line>`.
     pub origin: String,
@@ -122,6 +125,7 @@ impl Submission {
             unparsed: Unparsed::default(),
             clear_profiles,
             sealed_for: Vec::new(),
+            by_ledger: false,
             origin,
             caller,
             partnership_hint: None,

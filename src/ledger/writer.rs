@@ -353,6 +353,7 @@ impl Writer {
                     data,
                     digest: *digest,
                     framed,
+                    by_ledger: submission.by_ledger,
                 };
                 match self.decide_event(
                     &candidate,
@@ -409,9 +410,16 @@ impl Writer {
             data,
             digest,
             framed,
+            by_ledger,
         } = *candidate;
         if let Err(e) = envelope.check_time(deciding.now) {
             return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0)));
+        }
+        if envelope.event_type == EventType::PersonErased && !by_ledger {
+            return Ok(Err(Violation::new(
+                ErrorCode::Forbidden,
+                "jobrotation.person.erased is committed by the ledger itself",
+            )));
         }
         if !caller.may_publish(&envelope.partnership) {
             return Ok(Err(Violation::new(
@@ -540,6 +548,8 @@ struct Candidate<'s> {
     /// SHA-256 of the event's canonical form, for idempotency.
     digest: [u8; 32],
     framed: &'s chain::Framed,
+    /// Whether the ledger itself made it.
+    by_ledger: bool,
 }
 
 /// The receipts of a rejected submission and the record kept of it.

@@ -246,6 +246,11 @@ impl Keyring {
         self.len() == 0
     }
 
+    /// Whether `person` holds a data key.
+    pub fn holds(&self, person: Uuid) -> bool {
+        self.read().keys.contains_key(&person)
+    }
+
     /// Seals `profile` (as submitted: a rejected one need not be a valid
     /// [`Profile`]) under `person`'s key, making the key if they have none.
     /// The associated data is the event's `id` and `subject`. A new key's

@@ -67,16 +67,20 @@
 //! would replace the master key's file and those two operations; the data
 //! keys, the sealing and the store's records stay as they are.
 
+mod access;
 mod keyring;
 mod master_key;
+mod open;
 mod seal;
 
 use std::path::PathBuf;
 
 use uuid::Uuid;
 
+pub use access::{AccessError, subject_access};
 pub use keyring::{KeyId, Keyring, Recovery, Rotation, WrappedKey};
 pub use master_key::{MasterKey, MasterKeyFile, MasterKeyId, MasterKeys};
+pub use open::{open_typed, profile_of};
 pub use seal::ALG;
 
 /// Why the keys could not be read or kept.

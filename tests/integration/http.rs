@@ -1004,3 +1004,62 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(u64::from_be_bytes(checkpoint[4..12].try_into().unwrap()), 6);
     ledger.close();
 }
+
+impl Api {
+    async fn post_json(&self, path: &str, token: &str, body: &Value) -> Answer {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        self.send(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn persons_are_for_admins_only_and_erasure_answers_once_durable() {
+    let api = Api::new().await;
+    api.scheme().await;
+    let person = format!("/v1/persons/{}", uuid(20));
+    let erasure = format!("{person}/erasure");
+    let reason = json!({"reason": "the person asked"});
+    for token in [BOARD, EVALUATOR, PUBLISHER] {
+        api.get(&person, Some(token))
+            .await
+            .problem(StatusCode::FORBIDDEN, "forbidden");
+        api.post_json(&erasure, token, &reason)
+            .await
+            .problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+    let unknown = format!("/v1/persons/{}", uuid(999));
+    api.get(&unknown, Some(ADMIN))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    api.post_json(&format!("{unknown}/erasure"), ADMIN, &reason)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    api.post_json(&erasure, ADMIN, &json!({"reason": "x".repeat(501)}))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_event");
+
+    let document = api.get(&person, Some(ADMIN)).await;
+    assert_eq!(document.status, StatusCode::OK);
+    assert_eq!(
+        document.json()["stream"][0]["data"]["profile"]["sex"],
+        "female"
+    );
+
+    let head = api.temp.ledger.head().position;
+    let first = api.post_json(&erasure, ADMIN, &reason).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.json()["position"], head + 1);
+    let second = api
+        .post_json(&erasure, ADMIN, &json!({"reason": "again"}))
+        .await;
+    assert_eq!(second.json()["id"], first.json()["id"]);
+    assert_eq!(second.json()["erased_now"], false);
+
+    let document = api.get(&person, Some(ADMIN)).await.json();
+    assert_eq!(document["erased"], true);
+    assert_eq!(document["stream"][0]["data"]["erased"], true, "{document}");
+    assert!(document["stream"][0]["data"].get("profile").is_none());
+}

@@ -145,3 +145,191 @@ fn a_store_with_sealed_profiles_and_no_master_key_is_refused() {
     assert!(stderr.contains("master key file"), "{stderr}");
     assert!(!data.join("keys").join("master.key").exists());
 }
+
+/// A ledger holding a partnership, two jobseekers with profiles (20, 21)
+/// and an employee without one (10), each referred.
+async fn people() -> TempLedger {
+    let ledger = TempLedger::new();
+    for event in [
+        partnership_registered(),
+        employer_enrolled(1),
+        employee_registered(10, 1),
+        profiled(20),
+        profiled(21),
+        referred(20),
+        referred(21),
+    ] {
+        assert_eq!(ledger.code(&event).await, "accepted", "{event}");
+    }
+    ledger
+}
+
+fn person(n: u128) -> uuid::Uuid {
+    uuid(n).parse().expect("a UUID")
+}
+
+fn raw_dashboard(ledger: &rotation_ledger::ledger::Ledger) -> Value {
+    let dashboards = rotation_ledger::projector::fold(ledger, &Default::default(), |_, _| {})
+        .expect("the log folds");
+    let dashboard = dashboards
+        .dashboard("stoke", &Default::default())
+        .expect("stoke has a dashboard");
+    serde_json::to_value(dashboard).expect("a dashboard serialises")
+}
+
+#[tokio::test]
+async fn erasure_destroys_the_key_and_leaves_the_chain_and_the_counts() {
+    let temp = people().await;
+    let ledger = &temp.ledger;
+    let key_file = temp.path().join("keys").join("master.key");
+    let old_key = std::fs::read_to_string(&key_file).expect("the master key file");
+    let before = raw_dashboard(ledger);
+    assert_eq!(
+        before["by_group"]["sex"]["prefer_not_to_say"]["referred"], 2,
+        "{before}"
+    );
+
+    let erasure = ledger
+        .erase(person(20), "the person asked")
+        .await
+        .expect("erased");
+    assert!(erasure.erased_now);
+    assert_eq!(erasure.position, 8);
+
+    // The old master key is gone from the directory; no copy of the
+    // erased key can be unwrapped, and its wrap is deleted.
+    let new_key = std::fs::read_to_string(&key_file).expect("the master key file");
+    assert_ne!(old_key, new_key);
+    assert!(!temp.path().join("keys").join("master.key.next").exists());
+    let old_material = serde_json::from_str::<Value>(&old_key).expect("JSON")["key"]
+        .as_str()
+        .expect("the key file holds its key")
+        .to_owned();
+    assert_eq!(
+        files_holding(temp.path(), &[&old_material]),
+        Vec::<String>::new()
+    );
+
+    // The board files the erased person under not_recorded at once; every
+    // count of events stays.
+    let after = raw_dashboard(ledger);
+    assert_eq!(after["totals"], before["totals"]);
+    assert_eq!(
+        after["by_group"]["sex"]["prefer_not_to_say"]["referred"], 1,
+        "{after}"
+    );
+    assert_eq!(
+        after["by_group"]["sex"]["not_recorded"]["referred"], 1,
+        "{after}"
+    );
+
+    // Subject access shows the profile erased, the other person's opened.
+    let erased = rotation_ledger::personal::subject_access(ledger, person(20)).expect("a document");
+    assert_eq!(erased["erased"], true);
+    assert_eq!(erased["stream"][0]["data"]["erased"], true, "{erased}");
+    assert_eq!(erased["stream"].as_array().map(Vec::len), Some(3));
+    let kept = rotation_ledger::personal::subject_access(ledger, person(21)).expect("a document");
+    assert_eq!(kept["erased"], false);
+    assert_eq!(
+        kept["stream"][0]["data"]["profile"]["birth_year"], 1961,
+        "{kept}"
+    );
+
+    // Erasing twice answers the first erasure.
+    let again = ledger.erase(person(20), "again").await.expect("answered");
+    assert_eq!(
+        (again.id, again.position, again.erased_now),
+        (erasure.id, 8, false)
+    );
+    assert_eq!(again.reason, "the person asked");
+    assert_eq!(ledger.head().position, 8);
+
+    // Reopened from its files: the remaining key opens, the erased one
+    // does not, and the chain is intact.
+    let temp = temp.reopen();
+    let kept =
+        rotation_ledger::personal::subject_access(&temp.ledger, person(21)).expect("a document");
+    assert_eq!(
+        kept["stream"][0]["data"]["profile"]["sex"], "prefer_not_to_say",
+        "{kept}"
+    );
+    let erased =
+        rotation_ledger::personal::subject_access(&temp.ledger, person(20)).expect("a document");
+    assert_eq!(erased["stream"][0]["data"]["erased"], true, "{erased}");
+    assert!(temp.ledger.verify().expect("verifies").ok);
+}
+
+#[tokio::test]
+async fn erasure_refuses_unknown_people_and_long_reasons_and_records_people_without_a_profile() {
+    let temp = people().await;
+    let ledger = &temp.ledger;
+    assert!(matches!(
+        ledger.erase(person(99), "no such person").await,
+        Err(rotation_ledger::ledger::EraseError::UnknownPerson(_))
+    ));
+    assert!(matches!(
+        ledger.erase(person(20), &"x".repeat(501)).await,
+        Err(rotation_ledger::ledger::EraseError::InvalidReason(_))
+    ));
+    let erasure = ledger
+        .erase(person(10), "no profile")
+        .await
+        .expect("recorded");
+    assert!(erasure.erased_now);
+    let stream = ledger
+        .stream(&rotation_events::Subject::Person(person(10)))
+        .expect("the stream reads");
+    let last = stream.last().expect("events");
+    assert_eq!(
+        last.envelope.event_type.as_str(),
+        "jobrotation.person.erased"
+    );
+    assert_eq!(last.envelope.source, rotation_ledger::ledger::LEDGER_SOURCE);
+}
+
+#[tokio::test]
+async fn a_partner_publishing_an_erasure_is_forbidden() {
+    let temp = people().await;
+    let erased = person_event(20, "person.erased", json!({"reason": "mine"}));
+    assert_eq!(temp.code(&erased).await, "forbidden");
+}
+
+#[tokio::test]
+async fn a_dashboards_checkpoint_holds_no_profile_and_loads_with_the_profiles_opened() {
+    let temp = people().await;
+    let before = raw_dashboard(&temp.ledger);
+    rotation_ledger::projector::rebuild(&temp.ledger, &Default::default(), |_, _| {})
+        .expect("rebuilt");
+    temp.ledger.flush().expect("flushed");
+    let checkpoint = temp
+        .ledger
+        .checkpoint(rotation_ledger::projector::CHECKPOINT)
+        .expect("reads")
+        .expect("written");
+    for needle in CLEAR {
+        assert!(
+            memchr::memmem::find(&checkpoint, needle.as_bytes()).is_none(),
+            "the checkpoint holds {needle}"
+        );
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (projector, task) = rotation_ledger::projector::Projector::start(
+        temp.ledger.clone(),
+        std::sync::Arc::new(rotation_ledger::config::Config::default()),
+        Default::default(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("the projector starts");
+    assert_eq!(projector.progress().position, temp.ledger.head().position);
+    let served = serde_json::to_value(
+        projector
+            .snapshot()
+            .dashboard("stoke", &Default::default())
+            .expect("a dashboard"),
+    )
+    .expect("serialises");
+    assert_eq!(served["by_group"], before["by_group"]);
+    shutdown.cancel();
+    task.join().await.expect("the projector stops");
+}

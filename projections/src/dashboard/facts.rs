@@ -16,16 +16,31 @@ use uuid::Uuid;
 pub(super) struct Registration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) unemployed_since: Option<NaiveDate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The profile's answers are kept in memory only: a checkpoint holds
+    // nothing derived from a profile (contract section 9), and the
+    // projector opens the profiles again when it loads one
+    // ([`super::Dashboards::restore_profile`]).
+    #[serde(skip)]
     pub(super) birth_year: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub(super) sex: Option<Sex>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub(super) ethnicity: Option<Ethnicity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub(super) disability: Option<YesNo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub(super) lone_parent: Option<bool>,
+}
+
+impl Registration {
+    /// Sets the profile's answers, or forgets them.
+    pub(super) fn set_profile(&mut self, profile: Option<&rotation_events::Profile>) {
+        self.birth_year = profile.and_then(|p| p.birth_year);
+        self.sex = profile.and_then(|p| p.sex);
+        self.ethnicity = profile.and_then(|p| p.ethnicity);
+        self.disability = profile.and_then(|p| p.disability);
+        self.lone_parent = profile.and_then(|p| p.lone_parent);
+    }
 }
 
 /// A fact from a person's stream.
@@ -33,6 +48,9 @@ pub(super) struct Registration {
 #[serde(tag = "fact", rename_all = "snake_case")]
 pub(super) enum PersonFact {
     Registered(Registration),
+    /// The person's profile was erased: every registration before it
+    /// counts as not recorded.
+    Erased,
     Referred {
         date: NaiveDate,
     },
@@ -125,6 +143,7 @@ impl Fact {
                     lone_parent: profile.and_then(|p| p.lone_parent),
                 }))
             }
+            D::PersonErased(_) => Fact::Person(PersonFact::Erased),
             D::JobseekerReferred(_) => Fact::Person(PersonFact::Referred { date }),
             D::EligibilityAssessed(d) => Fact::Person(PersonFact::Assessed {
                 eligible: d.eligible,
@@ -194,6 +213,17 @@ pub(super) struct Facts<F> {
     pub(super) live: BTreeMap<u64, F>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) parked: BTreeMap<u64, F>,
+}
+
+impl Facts<PersonFact> {
+    /// Forgets the profile of every registration so far (an erasure).
+    pub(super) fn forget_profiles(&mut self) {
+        for fact in self.live.values_mut().chain(self.parked.values_mut()) {
+            if let PersonFact::Registered(registration) = fact {
+                registration.set_profile(None);
+            }
+        }
+    }
 }
 
 impl<F> Default for Facts<F> {

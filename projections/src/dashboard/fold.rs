@@ -182,11 +182,11 @@ impl Partnership {
                 Entity::Rotation(*id)
             }
             (Fact::Person(fact), Subject::Person(id)) => {
-                self.people
-                    .entry(*id)
-                    .or_default()
-                    .live
-                    .insert(position, fact);
+                let facts = self.people.entry(*id).or_default();
+                if fact == PersonFact::Erased {
+                    facts.forget_profiles();
+                }
+                facts.live.insert(position, fact);
                 touched.people.insert(*id);
                 Entity::Person(*id)
             }
@@ -421,5 +421,54 @@ pub(super) fn unlink(index: &mut BTreeMap<Uuid, BTreeSet<Uuid>>, key: Uuid, rota
         if rotations.is_empty() {
             index.remove(&key);
         }
+    }
+}
+
+impl Partnership {
+    /// Gives the registration at `position` of `person` its profile, opened
+    /// again after a checkpoint was loaded, unless the person was erased
+    /// since.
+    pub(super) fn restore_profile(
+        &mut self,
+        person: Uuid,
+        position: u64,
+        profile: &rotation_events::Profile,
+    ) {
+        let Some(facts) = self.people.get_mut(&person) else {
+            return;
+        };
+        let erased_since = facts
+            .live
+            .range(position..)
+            .chain(facts.parked.range(position..))
+            .any(|(_, fact)| *fact == PersonFact::Erased);
+        if erased_since {
+            return;
+        }
+        for fact in [
+            facts.live.get_mut(&position),
+            facts.parked.get_mut(&position),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let PersonFact::Registered(registration) = fact {
+                registration.set_profile(Some(profile));
+            }
+        }
+        self.recompute_person(person);
+    }
+
+    /// The positions of every registration, whose profiles a checkpoint
+    /// does not hold.
+    pub(super) fn registrations(&self) -> impl Iterator<Item = u64> + '_ {
+        self.people.values().flat_map(|facts| {
+            facts
+                .live
+                .iter()
+                .chain(&facts.parked)
+                .filter(|(_, fact)| matches!(fact, PersonFact::Registered(_)))
+                .map(|(position, _)| *position)
+        })
     }
 }

@@ -54,8 +54,12 @@
 //! [`Dashboards::VERSION`] names the meaning of the facts and figures: a
 //! checkpoint written under another version is to be rebuilt from the log.
 //! The facts include profile answers (birth year, sex, ethnicity,
-//! disability, lone parent) because the breakdowns need them; a checkpoint
-//! is therefore as sensitive as the log itself.
+//! disability, lone parent) because the breakdowns need them, but only in
+//! memory: a checkpoint holds none (contract section 9), and whoever
+//! loads one opens the profiles of [`Dashboards::registrations`] again
+//! and hands them to [`Dashboards::restore_profile`]. A
+//! `jobrotation.person.erased` forgets every earlier profile of its
+//! person, so the breakdowns file them under `not_recorded` at once.
 //!
 //! # Map
 //!
@@ -84,7 +88,7 @@ mod views;
 
 use std::collections::BTreeMap;
 
-use rotation_events::{CommittedEvent, EventData, InvalidEvent, TypedEvent};
+use rotation_events::{CommittedEvent, EventData, InvalidEvent, Subject, TypedEvent};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::disclosure::{DisclosureConfig, PtableError, RecordKeySecret, ReleaseMark, SecretError};
@@ -351,6 +355,32 @@ impl Dashboards {
                 mark,
                 &self.control.rules,
             );
+        }
+    }
+
+    /// The positions of every registration folded so far. A checkpoint
+    /// holds no profile (contract section 9): whoever loads one opens
+    /// these registrations' profiles again and hands them to
+    /// [`Dashboards::restore_profile`].
+    pub fn registrations(&self) -> Vec<u64> {
+        let mut positions: Vec<u64> = self
+            .partnerships
+            .values()
+            .flat_map(Partnership::registrations)
+            .collect();
+        positions.sort_unstable();
+        positions
+    }
+
+    /// Gives the registration `event` (at its position) the profile opened
+    /// from it, as a checkpoint does not hold it. Ignored for a person
+    /// erased since.
+    pub fn restore_profile(&mut self, event: &CommittedEvent, profile: &rotation_events::Profile) {
+        let Subject::Person(person) = event.envelope.subject else {
+            return;
+        };
+        if let Some(partnership) = self.partnerships.get_mut(&event.envelope.partnership) {
+            partnership.restore_profile(person, event.ledger.position, profile);
         }
     }
 

@@ -231,7 +231,7 @@ impl Partnership {
                     PersonFact::Progressed { date, .. } => {
                         view.progression_months.push(Month::of(*date));
                     }
-                    PersonFact::Observed { .. } => {}
+                    PersonFact::Observed { .. } | PersonFact::Erased => {}
                 }
             }
         }
