@@ -45,10 +45,14 @@ pub struct Config {
     /// ([`crate::record_key`]), never from the configuration itself.
     #[serde(skip)]
     pub record_key: crate::record_key::RecordKeyBytes,
+    /// `[keys]`: where the ledger's own keys live.
     #[serde(default)]
     pub keys: KeysConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// `[retention]`: when profiles are erased by themselves.
+    #[serde(default)]
+    pub retention: crate::personal::retention::RetentionConfig,
 }
 
 /// Where the ledger's own keys are kept.
@@ -58,6 +62,9 @@ pub struct KeysConfig {
     /// The checkpoint signing key; `keys/checkpoint.key` in the data
     /// directory when not given.
     pub checkpoint_key_file: Option<std::path::PathBuf>,
+    /// The master key's file (contract section 9); default
+    /// `keys/master.key` in the data directory.
+    pub master_key_file: Option<std::path::PathBuf>,
 }
 
 /// How checkpoints are signed.

@@ -180,6 +180,13 @@ impl Server {
                 result
             })
         });
+        if let Some(days) = config.retention.erase_profiles_after_days {
+            tokio::spawn(crate::personal::retention::run(
+                ledger.clone(),
+                days,
+                shutdown.clone(),
+            ));
+        }
         let mut state = AppState::new(
             ledger.clone(),
             projector.clone(),

@@ -14,12 +14,16 @@ use rotation_ledger::server::{self, Access, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{DemoArgs, ServeArgs, load_config, open};
+use super::{DemoArgs, ServeArgs, load_config, open_with};
 
 /// `serve`: the HTTP API, the boards and NATS until Ctrl-C or SIGTERM.
 pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let access = server::access(load_config(args.config.as_deref())?, args.http)?;
-    let ledger = open(&args.data)?;
+    let options = LedgerOptions {
+        master_key_file: access.config.keys.master_key_file.clone(),
+        ..LedgerOptions::default()
+    };
+    let ledger = open_with(&args.data, options)?;
     let listener = server::bind(args.http).await?;
     let running = start(&ledger, &args.data.dir, access, listener, args.nats.into()).await?;
     running.server.wait().await?;

@@ -76,64 +76,123 @@ impl Ledger {
         let Some(state) = self.store().state::<StreamState>(&subject.to_string())? else {
             return Err(EraseError::UnknownPerson(person));
         };
-        let holds_key = self.shared.keyring.holds(person);
-        if !holds_key && let Some(earlier) = self.last_erasure(person, &subject)? {
+        if !self.shared.keyring.holds(person)
+            && let Some(earlier) = self.last_erasure(person, &subject)?
+        {
             return Ok(earlier);
         }
-        let id = Uuid::now_v7();
-        let event = serde_json::json!({
-            "specversion": "1.0",
-            "id": id,
-            "source": LEDGER_SOURCE,
-            "type": EventType::PersonErased.as_str(),
-            "subject": subject.to_string(),
-            "time": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
-            "partnership": state.partnership,
-            "datacontenttype": "application/json",
-            "data": {"reason": reason},
-        });
-        let mut submission = Submission::from_json(
-            serde_json::to_vec(&event).expect("an event serialises"),
-            "erasure",
-            Caller::operator(),
-        );
-        submission.by_ledger = true;
-        // The rotation goes into the same commit as the event: the new
-        // master key is durable in its own file first, the old one is
-        // replaced only once the commit is.
-        let rotation = if holds_key {
-            let next = self.shared.master_key_file.begin_rotation()?;
-            Some(self.shared.keyring.rotate(next, &[person]))
-        } else {
+        let mut erasures = self
+            .commit_erasures(vec![(person, state.partnership)], reason)
+            .await?;
+        erasures
+            .pop()
+            .ok_or_else(|| EraseError::NotCommitted("no receipt".into()))?
+    }
+
+    /// Erases the profile of each of `people` who still holds a data key,
+    /// all with `reason`, sharing one rotation of the master key (its cost
+    /// is one re-wrap per remaining person, whatever the number erased).
+    /// For retention. Answers once every erasure is durable.
+    pub async fn erase_all(
+        &self,
+        people: &[Uuid],
+        reason: &str,
+    ) -> Result<Vec<Result<Erasure, EraseError>>, EraseError> {
+        let _turn = self.shared.erasures.lock().await;
+        let mut known = Vec::with_capacity(people.len());
+        for person in people {
+            let subject = Subject::Person(*person).to_string();
+            if let Some(state) = self.store().state::<StreamState>(&subject)?
+                && self.shared.keyring.holds(*person)
+            {
+                known.push((*person, state.partnership));
+            }
+        }
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.commit_erasures(known, reason).await
+    }
+
+    /// Commits one `person.erased` for each of `people` (with their
+    /// partnerships) and, in the same commit, a rotation of the master key
+    /// that destroys those of their keys that exist. The caller holds the
+    /// erasures' turn.
+    async fn commit_erasures(
+        &self,
+        people: Vec<(Uuid, String)>,
+        reason: &str,
+    ) -> Result<Vec<Result<Erasure, EraseError>>, EraseError> {
+        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut ids = Vec::with_capacity(people.len());
+        let mut submissions = Vec::with_capacity(people.len());
+        for (person, partnership) in &people {
+            let id = Uuid::now_v7();
+            let event = serde_json::json!({
+                "specversion": "1.0",
+                "id": id,
+                "source": LEDGER_SOURCE,
+                "type": EventType::PersonErased.as_str(),
+                "subject": Subject::Person(*person).to_string(),
+                "time": time,
+                "partnership": partnership,
+                "datacontenttype": "application/json",
+                "data": {"reason": reason},
+            });
+            let mut submission = Submission::from_json(
+                serde_json::to_vec(&event).expect("an event serialises"),
+                "erasure",
+                Caller::operator(),
+            );
+            submission.by_ledger = true;
+            submissions.push(submission);
+            ids.push(id);
+        }
+        // The rotation goes into the same commit as the events: the new
+        // master key is durable in its own file first, and replaces the old
+        // one only once the commit is.
+        let holders: Vec<Uuid> = people
+            .iter()
+            .map(|(person, _)| *person)
+            .filter(|person| self.shared.keyring.holds(*person))
+            .collect();
+        let rotation = if holders.is_empty() {
             None
+        } else {
+            let next = self.shared.master_key_file.begin_rotation()?;
+            Some(self.shared.keyring.rotate(next, &holders))
         };
         let rotated = rotation.is_some();
-        let outcomes = self.submit_sealed(vec![submission], rotation).await?;
+        let outcomes = self.submit_sealed(submissions, rotation).await?;
         if rotated {
             self.shared.master_key_file.finish_rotation()?;
         }
-        let receipt = outcomes
-            .into_iter()
-            .next()
-            .and_then(|o| o.receipts.into_iter().next());
-        match receipt {
-            Some(receipt) if receipt.error.is_none() => Ok(Erasure {
-                person,
-                id,
-                position: receipt.position.unwrap_or_default(),
-                reason: reason.to_owned(),
-                recordedtime: self
-                    .store()
-                    .event(receipt.position.unwrap_or_default())?
-                    .map(|e| e.ledger.recordedtime)
-                    .unwrap_or_default(),
-                erased_now: true,
-            }),
-            Some(receipt) => Err(EraseError::NotCommitted(
-                receipt.error.map(|e| e.message).unwrap_or_default(),
-            )),
-            None => Err(EraseError::NotCommitted("no receipt".into())),
+        let mut erasures = Vec::with_capacity(people.len());
+        for (((person, _), id), outcome) in people.into_iter().zip(ids).zip(outcomes) {
+            let receipt = outcome.receipts.into_iter().next();
+            erasures.push(match receipt {
+                Some(receipt) if receipt.error.is_none() => {
+                    let position = receipt.position.unwrap_or_default();
+                    Ok(Erasure {
+                        person,
+                        id,
+                        position,
+                        reason: reason.to_owned(),
+                        recordedtime: self
+                            .store()
+                            .event(position)?
+                            .map(|e| e.ledger.recordedtime)
+                            .unwrap_or_default(),
+                        erased_now: true,
+                    })
+                }
+                Some(receipt) => Err(EraseError::NotCommitted(
+                    receipt.error.map(|e| e.message).unwrap_or_default(),
+                )),
+                None => Err(EraseError::NotCommitted("no receipt".into())),
+            });
         }
+        Ok(erasures)
     }
 
     /// The person's latest `person.erased`, if no registration came after it.

@@ -20,17 +20,15 @@ impl Submission {
     /// the events to commit and the body kept should it be rejected. A
     /// partner's own `sealed_profile` is refused: only the ledger seals.
     pub(super) fn seal(&mut self, keyring: &Keyring) {
-        if self.parse_error.is_none()
-            && self.typed.iter().any(|data| {
-                matches!(data, EventData::ParticipantRegistered(d)
-                    if d.sealed_profile.is_some() && d.profile.is_none())
+        // A sealed profile the ledger did not seal: refused by the writer
+        // unless the event is a resend of one already committed.
+        self.partner_sealed = self
+            .typed
+            .iter()
+            .map(|data| {
+                matches!(data, EventData::ParticipantRegistered(d) if d.sealed_profile.is_some())
             })
-        {
-            self.parse_error = Some(Violation::new(
-                ErrorCode::InvalidEvent,
-                "data.sealed_profile is the ledger's own: submit data.profile",
-            ));
-        }
+            .collect();
         for (index, mut data) in std::mem::take(&mut self.clear_profiles) {
             let envelope = &mut self.envelopes[index];
             let Subject::Person(person) = envelope.subject else {
@@ -66,6 +64,14 @@ impl Submission {
             *body = serde_json::to_vec(&value).expect("a JSON value serialises");
         }
     }
+}
+
+/// Why a partner's own `sealed_profile` is refused.
+pub(super) fn partner_sealed() -> Violation {
+    Violation::new(
+        ErrorCode::InvalidEvent,
+        "data.sealed_profile is the ledger's own: submit data.profile",
+    )
 }
 
 /// The person a `person/<uuid>` subject names.

@@ -43,6 +43,9 @@ pub struct Submission {
     /// Made by the ledger itself (an erasure): only such a submission may
     /// hold a `jobrotation.person.erased`.
     pub(super) by_ledger: bool,
+    /// Which events came with a `sealed_profile` of their own (set by
+    /// [`Submission::seal`] before the ledger seals anything).
+    pub(super) partner_sealed: Vec<bool>,
     /// Where it came from, for the rejection log: `http`, `nats:<subject>`,
     /// `import:<file>:<line>`.
     pub origin: String,
@@ -126,6 +129,7 @@ impl Submission {
             clear_profiles,
             sealed_for: Vec::new(),
             by_ledger: false,
+            partner_sealed: Vec::new(),
             origin,
             caller,
             partnership_hint: None,

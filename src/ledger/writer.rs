@@ -354,6 +354,7 @@ impl Writer {
                     digest: *digest,
                     framed,
                     by_ledger: submission.by_ledger,
+                    partner_sealed: submission.partner_sealed.get(index) == Some(&true),
                 };
                 match self.decide_event(
                     &candidate,
@@ -411,6 +412,7 @@ impl Writer {
             digest,
             framed,
             by_ledger,
+            partner_sealed,
         } = *candidate;
         if let Err(e) = envelope.check_time(deciding.now) {
             return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0)));
@@ -445,7 +447,12 @@ impl Writer {
             pending: &deciding.pending,
         };
         if let Some(record) = view.id(envelope.id)? {
-            if record.digest != digest {
+            // The committed form of a sealed event is a duplicate too,
+            // though the digest kept is of the form first submitted.
+            if record.digest != digest
+                && !(partner_sealed
+                    && committed_digest(&self.store, record.position)? == Some(digest))
+            {
                 return Ok(Err(Violation::new(
                     ErrorCode::DuplicateIdConflict,
                     format!(
@@ -462,6 +469,9 @@ impl Writer {
                 error: None,
                 partnership: Some(envelope.partnership.clone()),
             }));
+        }
+        if partner_sealed {
+            return Ok(Err(super::sealing::partner_sealed()));
         }
         let mut changes = match rules::decide(&mut view, envelope, data)? {
             Ok(changes) => changes,
@@ -550,6 +560,16 @@ struct Candidate<'s> {
     framed: &'s chain::Framed,
     /// Whether the ledger itself made it.
     by_ledger: bool,
+    /// Whether it came with a `sealed_profile` of its own.
+    partner_sealed: bool,
+}
+
+/// The idempotency digest of the event committed at `position`, in its
+/// committed (sealed) form.
+fn committed_digest(store: &Store, position: u64) -> Result<Option<[u8; 32]>, StoreError> {
+    Ok(store.event(position)?.map(|event| {
+        chain::Framed::new(&event.envelope, &chain::canonical_data(&event.envelope)).digest()
+    }))
 }
 
 /// The receipts of a rejected submission and the record kept of it.

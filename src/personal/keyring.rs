@@ -246,6 +246,11 @@ impl Keyring {
         self.len() == 0
     }
 
+    /// Everyone who holds a data key.
+    pub fn people(&self) -> Vec<Uuid> {
+        self.read().keys.keys().copied().collect()
+    }
+
     /// Whether `person` holds a data key.
     pub fn holds(&self, person: Uuid) -> bool {
         self.read().keys.contains_key(&person)

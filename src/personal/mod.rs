@@ -71,6 +71,7 @@ mod access;
 mod keyring;
 mod master_key;
 mod open;
+pub mod retention;
 mod seal;
 
 use std::path::PathBuf;

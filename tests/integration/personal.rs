@@ -333,3 +333,70 @@ async fn a_dashboards_checkpoint_holds_no_profile_and_loads_with_the_profiles_op
     shutdown.cancel();
     task.join().await.expect("the projector stops");
 }
+
+/// `event` at `time` (RFC 3339).
+fn at(event: Value, time: chrono::DateTime<chrono::Utc>) -> Value {
+    with(
+        event,
+        "/time",
+        json!(time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    )
+}
+
+/// Waits (without timers, so that a paused clock stays put) until the
+/// log's head reaches `position`.
+async fn head_reaches(ledger: &rotation_ledger::ledger::Ledger, position: u64) {
+    let mut durable = ledger.subscribe();
+    while durable.borrow_and_update().head.position < position {
+        durable.changed().await.expect("the ledger is open");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retention_erases_each_stale_profile_once_a_day() {
+    let now = chrono::Utc::now();
+    let days = |n: f64| chrono::Duration::seconds((n * 86_400.0) as i64);
+    let temp = TempLedger::new();
+    let ledger = &temp.ledger;
+    for event in [
+        partnership_registered(),
+        at(profiled(20), now - days(60.0)),
+        at(profiled(21), now - days(60.0)),
+        at(referred(21), now - days(29.5)),
+        at(profiled(22), now - days(1.0)),
+    ] {
+        assert_eq!(temp.code(&event).await, "accepted", "{event}");
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(rotation_ledger::personal::retention::run(
+        ledger.clone(),
+        30,
+        shutdown.clone(),
+    ));
+
+    // At once: only person 20's latest event is over 30 days old.
+    head_reaches(ledger, 6).await;
+    let keyring = ledger.keyring();
+    assert!(!keyring.holds(person(20)));
+    assert!(keyring.holds(person(21)) && keyring.holds(person(22)));
+
+    // A day later person 21's latest event is 30.5 days old.
+    tokio::time::advance(rotation_ledger::personal::retention::RETENTION_PERIOD).await;
+    head_reaches(ledger, 7).await;
+    assert!(!keyring.holds(person(21)));
+    assert!(keyring.holds(person(22)));
+    for n in [20, 21] {
+        let stream = ledger
+            .stream(&rotation_events::Subject::Person(person(n)))
+            .expect("reads");
+        let erased = stream.last().expect("events");
+        assert_eq!(
+            erased.envelope.event_type.as_str(),
+            "jobrotation.person.erased"
+        );
+        assert_eq!(erased.envelope.data["reason"], "retention");
+    }
+    shutdown.cancel();
+    task.await.expect("retention stops");
+    assert_eq!(ledger.head().position, 7);
+}

@@ -301,11 +301,14 @@ pub async fn replay_accepted(log: &[rotation_events::CommittedEvent]) -> TempLed
     let replay = log
         .iter()
         .map(|e| {
-            Submission::from_json(
-                e.envelope.to_value().to_string().into_bytes(),
-                "replay",
-                Caller::operator(),
-            )
+            // A sealed profile opens only under the keys of the ledger
+            // that sealed it, and a partner may not submit one: the
+            // replay carries the rest of the event.
+            let mut value = e.envelope.to_value();
+            if let Some(data) = value["data"].as_object_mut() {
+                data.remove("sealed_profile");
+            }
+            Submission::from_json(value.to_string().into_bytes(), "replay", Caller::operator())
         })
         .collect();
     let answers = fresh
