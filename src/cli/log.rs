@@ -83,6 +83,15 @@ pub(super) fn stats(data: &DataDir) -> Result<ExitCode> {
     println!("head hash   {}", head.hash);
     println!("recorded    {}", head.recordedtime);
     println!("disk bytes  {}", ledger.size_on_disk()?);
+    // Profiles committed before sealing stay in clear: the operator
+    // should know how many, and where a resealed log came from.
+    println!("clear profiles {}", ledger.clear_profiles()?);
+    if let Some(from) = ledger.resealed_from()? {
+        println!(
+            "resealed from position {} hash {}",
+            from.position, from.hash
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

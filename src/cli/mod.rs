@@ -123,6 +123,14 @@ pub(crate) enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Write a new ledger from this one: the same events in order, every profile sealed, a new chain.
+    Reseal {
+        #[command(flatten)]
+        data: DataDir,
+        /// The new ledger's data directory (must not hold a ledger yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print everything the ledger holds about one person, as one JSON document.
     Person {
         #[command(flatten)]
@@ -194,6 +202,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
             reason,
         } => person::erase(&data, person, &reason).await,
         Command::Person { data, person } => person::access(&data, person).await,
+        Command::Reseal { data, out } => person::reseal(&data, &out).await,
         Command::Prove {
             checkpoint,
             position,

@@ -38,6 +38,7 @@ mod ids;
 mod reader;
 mod receipt;
 mod recent;
+mod reseal;
 mod sealing;
 mod submission;
 mod tree;
@@ -59,6 +60,7 @@ pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
 pub use hooks::IdEntry;
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
+pub use reseal::{Provenance, RESEALED_FROM, ResealError};
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
 
