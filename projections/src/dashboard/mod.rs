@@ -263,7 +263,7 @@ pub enum ControlError {
 impl Dashboards {
     /// The meaning of the fold's facts and figures. A checkpoint written
     /// under another version is to be discarded and the fold rebuilt.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 4;
 
     pub fn new() -> Self {
         Self::default()
