@@ -53,6 +53,9 @@ pub struct Config {
     /// `[retention]`: when profiles are erased by themselves.
     #[serde(default)]
     pub retention: crate::personal::retention::RetentionConfig,
+    /// What one caller or connection may cost the server.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// Where the ledger's own keys are kept.
@@ -156,5 +159,36 @@ impl Config {
                 role: t.role,
                 scope: Scope::from_list(&t.partnerships),
             })
+    }
+}
+
+/// `[limits]`: bounds on what callers and connections may cost, so that a
+/// careless or hostile client cannot fill the disk or hold the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes of rejected submissions kept per token per hour. Past it the
+    /// token's posts get 429 until the hour is over. A publisher whose
+    /// events are refused now and then stays far below the default (64
+    /// MiB, sixteen of the largest bodies); one that keeps sending garbage
+    /// cannot grow the rejection log by more than this an hour.
+    pub rejected_bytes_per_hour: u64,
+    /// Connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a shutdown waits for requests in flight before it closes
+    /// their connections.
+    pub drain_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rejected_bytes_per_hour: 64 * 1024 * 1024,
+            max_connections: 1_024,
+            header_timeout_secs: 10,
+            drain_secs: 10,
+        }
     }
 }

@@ -123,3 +123,15 @@ pub fn render(append: &AppendMetrics, positions: Positions) -> String {
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
     text
 }
+
+/// The Prometheus text of metrics kept outside the append path (the HTTP
+/// gate's refusals), registered by `register` under the same prefix; it
+/// follows [`render`]'s text in a scrape.
+pub fn render_with(register: impl FnOnce(&mut Registry)) -> String {
+    let mut registry = Registry::with_prefix("rotation_ledger");
+    register(&mut registry);
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+    text
+}

@@ -48,7 +48,7 @@ pub fn caller(state: &AppState, token: &str) -> Result<Caller, AppError> {
 }
 
 /// The bearer token of a request, if it names one.
-fn token(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+pub(super) fn token(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -139,7 +139,7 @@ pub fn require_partnership(
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+pub(super) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Publisher => "publisher",
         Role::Board => "board",

@@ -29,7 +29,7 @@ pub struct AppError {
     /// For a rejected submission: a receipt per event, so the client knows
     /// which one failed.
     results: Option<Vec<Receipt>>,
-    /// Seconds after which a retry may succeed, for 503.
+    /// Seconds after which a retry may succeed, for 503 and 429.
     retry_after: Option<u64>,
 }
 
@@ -94,6 +94,14 @@ impl AppError {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+        }
+    }
+
+    /// 429 with `Retry-After`: the caller has used up a quota.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail)
         }
     }
 
@@ -183,6 +191,7 @@ fn title(code: &str) -> &'static str {
         "payload_too_large" => "Payload too large",
         "unsupported_media_type" => "Unsupported media type",
         "unavailable" => "Service unavailable",
+        "too_many_requests" => "Too many requests",
         _ => "Internal error",
     }
 }

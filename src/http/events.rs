@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::AppState;
 use super::access::{Auth, require_partnership, require_role};
+use super::admission::Publisher;
 use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery, JsonBody};
 use crate::auth::{Role, Scope};
@@ -54,7 +55,8 @@ impl Page {
     }
 }
 
-/// `POST /v1/events`: one CloudEvent or an array, all or nothing.
+/// `POST /v1/events`: one CloudEvent or an array, all or nothing. The
+/// caller's role and quota are checked before the body is read.
 #[utoipa::path(
     post,
     path = "/v1/events",
@@ -82,12 +84,13 @@ impl Page {
 )]
 pub async fn append(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    publisher: Publisher,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let submission = Submission::from_json(body.to_vec(), "http", caller);
+    let submission = Submission::from_json(body.to_vec(), "http", publisher.caller);
     let outcome = state.ledger.submit_one(submission).await?;
     if let Some(violation) = &outcome.rejection {
+        state.admission.rejected(&publisher.token, body.len());
         return Err(AppError::rejected(violation, outcome.receipts));
     }
     Ok(Json(json!({ "results": outcome.receipts })).into_response())

@@ -24,6 +24,7 @@
 //! `docs/http.md` describes the requests and answers in full.
 
 mod access;
+mod admission;
 mod board;
 mod error;
 mod events;
@@ -62,6 +63,8 @@ pub struct AppState {
     shutdown: CancellationToken,
     /// The signed checkpoints, when this server signs them.
     checkpoints: Option<crate::checkpoint::Checkpoints>,
+    /// Who may post a body now; shared by every request.
+    admission: Arc<admission::Admission>,
 }
 
 impl AppState {
@@ -71,12 +74,16 @@ impl AppState {
         config: Arc<Config>,
         shutdown: CancellationToken,
     ) -> Self {
+        let admission = Arc::new(admission::Admission::new(
+            config.limits.rejected_bytes_per_hour,
+        ));
         Self {
             ledger,
             projector,
             config,
             shutdown,
             checkpoints: None,
+            admission,
         }
     }
 
@@ -169,7 +176,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         head: state.ledger.head().position,
         projected: state.projector.progress().position,
     };
-    let text = metrics::render(state.ledger.metrics(), positions);
+    let mut text = metrics::render(state.ledger.metrics(), positions);
+    text.push_str(&metrics::render_with(|registry| {
+        state.admission.register(registry);
+    }));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

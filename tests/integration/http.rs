@@ -102,9 +102,13 @@ impl Answer {
 
 impl Api {
     async fn new() -> Self {
+        Self::with(config()).await
+    }
+
+    async fn with(config: Config) -> Self {
         let temp = TempLedger::new();
         let shutdown = CancellationToken::new();
-        let config = Arc::new(config());
+        let config = Arc::new(config);
         let (projector, task) = Projector::start(
             temp.ledger.clone(),
             Arc::clone(&config),
@@ -500,9 +504,95 @@ async fn roles_and_partnerships_are_enforced() {
             answer.problem(status, "forbidden");
         }
     }
-    // A board token may not publish; the ledger keeps the refusal.
+    // A board token may not publish.
     let board_post = api.post(BOARD, &employer_enrolled(5)).await;
     board_post.problem(StatusCode::FORBIDDEN, "forbidden");
+    api.stop().await;
+}
+
+/// Regression: a board or evaluator token's post used to be read,
+/// validated and kept whole as a rejection, so anyone holding a board link
+/// could grow the store by 4 MiB a request. Now the role is checked before
+/// the body is read, nothing is kept, and the refusal is counted.
+#[tokio::test]
+async fn read_only_tokens_cannot_fill_the_disk_with_rejections() {
+    let api = Api::new().await;
+    api.scheme().await;
+    let mut large = employer_enrolled(5);
+    large["padding"] = Value::from("x".repeat(MAX_BODY / 2));
+    for token in [BOARD, EVALUATOR, BOARD, EVALUATOR_HULL] {
+        api.post(token, &large)
+            .await
+            .problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+    // Not even a body that is not JSON is looked at.
+    api.post_raw(Some(BOARD), "application/json", "not JSON")
+        .await
+        .problem(StatusCode::FORBIDDEN, "forbidden");
+    let rejections = api.get("/v1/rejections", Some(ADMIN)).await.json();
+    assert_eq!(rejections["rejections"], json!([]), "{rejections}");
+    let text = String::from_utf8(api.get("/metrics", None).await.body.to_vec()).unwrap();
+    for line in [
+        "rotation_ledger_publish_refused_total{role=\"board\"} 3",
+        "rotation_ledger_publish_refused_total{role=\"evaluator\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    // A publisher's rejection is still kept.
+    api.post(PUBLISHER, &large)
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_event");
+    let rejections = api.get("/v1/rejections", Some(ADMIN)).await.json();
+    assert_eq!(rejections["rejections"].as_array().map(Vec::len), Some(1));
+    api.stop().await;
+}
+
+/// A publisher that keeps sending what is rejected is stopped at its
+/// hourly quota of rejected bytes with 429 and `Retry-After`; other
+/// publishers go on.
+#[tokio::test]
+async fn a_publishers_rejections_are_bounded_by_an_hourly_quota() {
+    let mut bad = employer_enrolled(5);
+    bad["padding"] = Value::from("x".repeat(800));
+    let size = bad.to_string().len() as u64;
+    let mut config = config();
+    // Room for two and a half such bodies.
+    config.limits.rejected_bytes_per_hour = size * 5 / 2;
+    let other = "publisher-stoke-2";
+    config.tokens.push(TokenEntry {
+        sha256: token_digest(other),
+        role: Role::Publisher,
+        partnerships: vec!["stoke".into()],
+    });
+    let api = Api::with(config).await;
+    api.scheme().await;
+    for _ in 0..3 {
+        api.post(PUBLISHER, &bad)
+            .await
+            .problem(StatusCode::BAD_REQUEST, "invalid_event");
+    }
+    // Three bodies: the quota is used up.
+    let refused = api.post(PUBLISHER, &bad).await;
+    refused.problem(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    let seconds: u64 = refused
+        .header(header::RETRY_AFTER)
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((3_500..=3_600).contains(&seconds), "{seconds}");
+    // Even a good event waits: the ledger cannot tell before reading it.
+    api.post(PUBLISHER, &employer_enrolled(6))
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    let rejections = api.get("/v1/rejections", Some(ADMIN)).await.json();
+    assert_eq!(rejections["rejections"].as_array().map(Vec::len), Some(3));
+    let answer = api.post(other, &employer_enrolled(6)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json());
+    let text = String::from_utf8(api.get("/metrics", None).await.body.to_vec()).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "rotation_ledger_publish_over_quota_total 2"),
+        "{text}"
+    );
     api.stop().await;
 }
 
