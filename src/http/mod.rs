@@ -26,6 +26,7 @@
 mod access;
 mod admission;
 mod board;
+mod connections;
 mod error;
 mod events;
 mod extract;
@@ -121,15 +122,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
-/// the requests in flight finish (the live streams end on the same token).
+/// the requests in flight finish within the drain period (the live
+/// streams end on the same token); see [`connections`] for the limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let limits = state.config.limits.clone();
+    connections::serve(listener, app(state), &limits, shutdown).await
 }
 
 /// Liveness, with where the log and the dashboards stand.

@@ -6,6 +6,7 @@ mod browser;
 mod checkpoint;
 mod cli;
 mod contract;
+mod connections;
 mod crash;
 mod export;
 mod http;
