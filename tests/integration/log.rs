@@ -592,7 +592,7 @@ async fn property(history: Vec<(Op, bool)>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn any_history_reads_back_in_order_with_a_consistent_state(history in history()) {

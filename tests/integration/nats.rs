@@ -105,11 +105,6 @@ impl NatsServer {
             let _ = child.wait();
         }
     }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
 }
 
 impl Drop for NatsServer {
@@ -133,6 +128,8 @@ struct Serve {
     child: Option<Child>,
     data: PathBuf,
     log: PathBuf,
+    /// Where its HTTP API listens.
+    port: u16,
 }
 
 impl Serve {
@@ -153,7 +150,28 @@ impl Serve {
             child: Some(child),
             data: data.to_owned(),
             log,
+            port,
         }
+    }
+
+    /// The durable head now, as `GET /healthz` reports it.
+    async fn head_position(&self) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("serve listens");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: ledger\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("an answer");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let health: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {answer}"));
+        health["head_position"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no head_position in {health}"))
     }
 
     /// Kills the ledger without warning (SIGKILL), as a crash would.
@@ -696,6 +714,13 @@ async fn ledger_killed_mid_ingest_loses_and_duplicates_nothing() {
     };
     ingest_under_way(&js).await;
     serve.kill();
+    // What the store holds now is what was committed when it was killed.
+    let at_kill = serve.dump().len();
+    assert!(
+        at_kill < events.len(),
+        "killed mid-ingest: {at_kill} of {} events were in",
+        events.len()
+    );
     publisher
         .await
         .expect("the publisher finishes while the ledger is down");
@@ -714,6 +739,13 @@ async fn sigterm_mid_ingest_publishes_what_it_committed_and_resumes() {
     ingest_under_way(&js).await;
     serve.terminate();
     let committed = serve.dump();
+    // The head at the signal was at most what the store holds after it.
+    assert!(
+        committed.len() < events.len(),
+        "stopped mid-ingest: {} of {} events were in",
+        committed.len(),
+        events.len()
+    );
     assert_eq!(
         stream_len(&js, "ROTATION_LEDGER").await,
         committed.len() as u64,
@@ -732,7 +764,16 @@ async fn nats_server_restarted_mid_ingest_loses_and_duplicates_nothing() {
     let (before, after) = events.split_at(2_501);
     publish(&js, "stoke", before).await;
     ingest_under_way(&js).await;
-    harness.nats.restart();
+    harness.nats.kill();
+    // The head can only have grown since the outage began, so a head short
+    // of what was published shows the outage came mid-ingest.
+    let at_outage = serve.head_position().await;
+    assert!(
+        at_outage < before.len() as u64,
+        "NATS stopped mid-ingest: {at_outage} of {} events were in",
+        before.len()
+    );
+    harness.nats.spawn();
     // The ledger sees the outage and reconnects; so does this client.
     eventually(
         "the test client to reconnect",

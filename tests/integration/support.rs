@@ -316,6 +316,7 @@ pub async fn replay_accepted(log: &[rotation_events::CommittedEvent]) -> TempLed
         .submit(replay)
         .await
         .expect("the ledger answers");
+    assert_eq!(answers.len(), log.len(), "one answer per replayed event");
     for (event, outcome) in log.iter().zip(&answers) {
         assert_eq!(
             outcome.rejection,
