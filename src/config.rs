@@ -94,8 +94,14 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks the text of a configuration; `path` names it in
+    /// errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
             message: e.to_string(),
         })?;
         for token in &config.tokens {
@@ -106,7 +112,7 @@ impl Config {
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !ok {
                 return Err(ConfigError::Invalid {
-                    path: path.display().to_string(),
+                    path: path.to_owned(),
                     message: format!(
                         "token digest `{}` is not a lower-case hex SHA-256",
                         token.sha256

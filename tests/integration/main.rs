@@ -8,6 +8,7 @@ mod cli;
 mod contract;
 mod connections;
 mod crash;
+mod decoders;
 mod export;
 mod http;
 mod log;
