@@ -123,7 +123,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
 /// the requests in flight finish within the drain period (the live
-/// streams end on the same token); see [`connections`] for the limits.
+/// streams end on the same token); `connections` holds the limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
