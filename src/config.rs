@@ -123,7 +123,7 @@ impl Config {
         config
             .check_slugs()
             .map_err(|message| ConfigError::Invalid {
-                path: path.display().to_string(),
+                path: path.to_owned(),
                 message,
             })?;
         Ok(config)

@@ -5,8 +5,8 @@
 mod browser;
 mod checkpoint;
 mod cli;
-mod contract;
 mod connections;
+mod contract;
 mod crash;
 mod decoders;
 mod export;
