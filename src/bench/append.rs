@@ -1,35 +1,80 @@
 //! The append figures: `append_batched`, atomic batches of [`BATCH`]
 //! through the append path, and `append_single`, single-event submissions
-//! from concurrent writers.
+//! from concurrent writers; each beside a [`RawLog`] doing the same
+//! storage work on the same events, the two taking turns.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::raw::raw_single;
-use super::{BATCH, BenchOptions, Figure, Result, Synthetic};
+use futures::StreamExt;
+use rotation_events::Envelope;
+
+use super::pairs::Pair;
+use super::raw::{RawEvent, RawLog, committed};
+use super::{BATCH, BenchOptions, Result, Synthetic};
 use crate::auth::Caller;
 use crate::ledger::{Ledger, Submission};
 
-/// Appends `count` synthetic events in atomic batches of [`BATCH`], with a
-/// few batches in flight so that preparing them overlaps committing them,
-/// as several publishers would. The events are made before the clock
-/// starts, as the baseline's bytes are: what is timed is the ledger's work
-/// from the submitted events to their acknowledgement. Returns that time.
-pub(super) async fn append_batches(ledger: &Ledger, count: u64) -> Result<Duration> {
-    use futures::StreamExt;
-    let batches = tokio::task::spawn_blocking(move || {
-        let mut synthetic = Synthetic::new(1);
-        let mut batches = Vec::with_capacity(count.div_ceil(BATCH as u64) as usize);
-        let mut made = 0;
-        while made < count {
-            let n = (count - made).min(BATCH as u64);
-            batches.push(synthetic.take(n as usize));
-            made += n;
+/// Pairs of runs behind each append figure: the events are split into
+/// this many turns of the ledger's side and the raw side.
+pub(super) const TURNS: u64 = 5;
+
+/// Batches in flight on either side of `append_batched`, so that preparing
+/// one overlaps committing another, as several publishers would.
+const IN_FLIGHT: usize = 4;
+
+/// `append_batched`: `count` synthetic events in atomic batches of
+/// [`BATCH`], in [`TURNS`] turns; after each of the ledger's turns the
+/// raw log appends the same committed events in batches of the same size
+/// with the same number in flight. Events are made before the clock
+/// starts on both sides.
+pub(super) async fn append_batched(
+    ledger: &Ledger,
+    raw: &RawLog,
+    count: u64,
+    states: &mut HashMap<String, Arc<serde_json::Value>>,
+) -> Result<Vec<Pair>> {
+    let mut synthetic = Synthetic::new(1);
+    let mut pairs = Vec::new();
+    let mut made = 0;
+    for turn in 0..TURNS {
+        let until = count * (turn + 1) / TURNS;
+        let n = until - made;
+        made = until;
+        if n == 0 {
+            continue;
         }
-        batches
-    })
-    .await?;
+        let (batches, back) = tokio::task::spawn_blocking(move || {
+            let events = synthetic.take(n as usize);
+            let batches: Vec<Vec<Envelope>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
+            (batches, synthetic)
+        })
+        .await?;
+        synthetic = back;
+        let before = ledger.head().position;
+        let ours = ledger_batches(ledger, batches).await?;
+        let after = ledger.head().position;
+        let events = committed(ledger, before, after, states)?;
+        let batches: Vec<Vec<RawEvent>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let started = Instant::now();
+        let mut outcomes = futures::stream::iter(batches)
+            .map(|batch| raw.append(batch))
+            .buffered(IN_FLIGHT);
+        while let Some(outcome) = outcomes.next().await {
+            outcome?;
+        }
+        pairs.push(Pair::counted(n, ours, after - before, started.elapsed()));
+    }
+    Ok(pairs)
+}
+
+/// The ledger's side of one turn: the batches submitted with
+/// [`IN_FLIGHT`] in flight; returns the time until the last is
+/// acknowledged.
+async fn ledger_batches(ledger: &Ledger, batches: Vec<Vec<Envelope>>) -> Result<Duration> {
     let started = Instant::now();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(IN_FLIGHT);
     let producer = tokio::task::spawn_blocking(move || {
         for events in batches {
             let submission = Submission::from_events(events, "bench", Caller::operator());
@@ -40,7 +85,7 @@ pub(super) async fn append_batches(ledger: &Ledger, count: u64) -> Result<Durati
     });
     let mut outcomes = tokio_stream::wrappers::ReceiverStream::new(rx)
         .map(|submission| ledger.submit_one(submission))
-        .buffered(4);
+        .buffered(IN_FLIGHT);
     while let Some(outcome) = outcomes.next().await {
         let outcome = outcome?;
         ensure!(
@@ -54,38 +99,64 @@ pub(super) async fn append_batches(ledger: &Ledger, count: u64) -> Result<Durati
 }
 
 /// `append_single`: single-event submissions from `--writers` concurrent
-/// writers, beside one raw sled insert plus flush per event.
+/// writers, in [`TURNS`] turns; after each of the ledger's turns, as many
+/// concurrent tasks submit the same committed events one by one to the
+/// raw log, whose writer groups whatever is waiting as the ledger's does.
 pub(super) async fn append_single(
     options: &BenchOptions,
     ledger: &Ledger,
-    raw_dir: &std::path::Path,
-) -> Result<Figure> {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    let per_writer = options.single / options.writers.max(1);
-    for w in 0..options.writers {
-        let ledger = ledger.clone();
-        let mut synthetic = Synthetic::new(1_000 + w);
-        tasks.push(tokio::spawn(async move {
-            // Each writer registers its own partnership stream first, so
-            // writers never contend for one stream.
-            for event in synthetic.take(per_writer as usize) {
-                let submission = Submission::from_events(vec![event], "bench", Caller::operator());
-                let outcome = ledger.submit_one(submission).await?;
-                ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
-            }
-            Ok(())
-        }));
+    raw: &Arc<RawLog>,
+    states: &mut HashMap<String, Arc<serde_json::Value>>,
+) -> Result<Vec<Pair>> {
+    let writers = options.writers.max(1);
+    let per_turn = (options.single / writers / TURNS).max(1);
+    // Each writer registers its own partnership stream first, so writers
+    // never contend for one stream.
+    let mut sources: Vec<Synthetic> = (0..writers).map(|w| Synthetic::new(1_000 + w)).collect();
+    let mut pairs = Vec::new();
+    for _ in 0..TURNS {
+        let before = ledger.head().position;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for mut synthetic in sources {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                for event in synthetic.take(per_turn as usize) {
+                    let submission =
+                        Submission::from_events(vec![event], "bench", Caller::operator());
+                    let outcome = ledger.submit_one(submission).await?;
+                    ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
+                }
+                Ok(synthetic)
+            }));
+        }
+        sources = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            sources.push(task.await??);
+        }
+        let ours = started.elapsed();
+        let after = ledger.head().position;
+        let events = committed(ledger, before, after, states)?;
+        let mut shares: Vec<Vec<RawEvent>> = (0..writers).map(|_| Vec::new()).collect();
+        for (i, event) in events.into_iter().enumerate() {
+            shares[i % writers as usize].push(event);
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for share in shares {
+            let raw = Arc::clone(raw);
+            tasks.push(tokio::spawn(async move {
+                for event in share {
+                    raw.append(vec![event]).await?;
+                }
+                Ok::<_, super::BenchError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let count = after - before;
+        pairs.push(Pair::counted(count, ours, count, started.elapsed()));
     }
-    for task in tasks {
-        task.await??;
-    }
-    let ours = started.elapsed();
-    let single_total = per_writer * options.writers;
-    let (raw_count, raw_took) = tokio::task::spawn_blocking({
-        let raw_dir = raw_dir.to_path_buf();
-        move || raw_single(&raw_dir)
-    })
-    .await??;
-    Ok(Figure::new(single_total, ours, raw_count, raw_took))
+    Ok(pairs)
 }

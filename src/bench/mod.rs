@@ -3,12 +3,21 @@
 //!
 //! | figure | ledger | baseline |
 //! |---|---|---|
-//! | `append_batched` | atomic batches of 1,000 through the append path (events made before the clock starts) | the same committed bytes inserted into sled in batches of 1,000, one flush each |
-//! | `append_single` | single-event submissions from 64 concurrent writers | one sled insert plus one flush per event |
-//! | `replay` | read and decode the whole log | a sled scan decoding each value as JSON |
-//! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | `replay` |
-//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`, with events published at `p99_at_per_s`) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last (3 ledger runs, 4 baseline runs, each side over all its runs; the lag over 2 runs) |
+//! | `append_batched` | atomic batches of 1,000 through the append path, 4 in flight (events made before the clock starts) | the same committed events through a raw group-commit log on the same store code: the same keys per event (chunks of 4, an id run, a state key per stream touched, the head), batches of 1,000 with 4 in flight, one flush for whatever is applied |
+//! | `append_single` | single-event submissions from 64 concurrent writers | the same committed events submitted one by one by 64 concurrent tasks to the raw log, whose writer groups what is waiting |
+//! | `replay` | read and decode the whole log | the raw log's copy read and decoded by the same reader and decoder |
+//! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | the same log read and decoded by the same typed decoder on the same threads, not folded |
+//! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`; `p99_at_per_s` the publishing rate measured in those runs) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last, each ledger run paired with the baseline run after it |
 //! | `dashboard_read` | an uncached protected dashboard read (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
+//! | `startup` | opening the ledger on the log (and the first write answered) | opening the raw log's store on the same events and reading its head |
+//! | `import` | a simulated history imported through all the rules | `append_batched`'s ledger side |
+//! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |
+//!
+//! Every figure with a raw baseline is measured in interleaved pairs (see
+//! [`pairs`]): `per_s` and `baseline_per_s` are each side's median and
+//! `ratio` the median of the pairs' ratios, with `ratio_spread` their
+//! lowest and highest. The raw log is built beside the ledger's whatever
+//! `--only` chooses, so that no baseline runs on a missing or empty log.
 //!
 //! The log is built by `append_batched` itself, so every later figure runs
 //! on a log of `--events` events.
@@ -19,7 +28,8 @@
 //! - [`read`]: `replay`, `startup`, `projection_catchup` and `dashboard_read`.
 //! - [`export`]: `import` and `export`, on a simulated history.
 //! - [`nats`]: `nats_ingest`, against a nats-server.
-//! - [`raw`]: the raw sled baselines.
+//! - [`raw`]: the raw log, the ledger's storage work without its logic.
+//! - [`pairs`]: interleaved runs and the median of their ratios.
 //! - [`synthetic`]: the cheap valid events the append figures submit.
 //! - [`steal`]: the CPU steal share measured beside every figure.
 
@@ -38,6 +48,7 @@ macro_rules! ensure {
 mod append;
 mod export;
 pub mod nats;
+mod pairs;
 mod raw;
 mod read;
 mod steal;
@@ -160,9 +171,19 @@ impl BenchOptions {
 /// One figure beside its baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
+    /// The ledger's rate: the median over its runs.
     pub per_s: f64,
+    /// The baseline's rate: the median over its runs.
     pub baseline_per_s: f64,
+    /// The median of the pairs' ratios (ledger run over the baseline run
+    /// that followed it), or the one ratio of a figure not measured in pairs.
     pub ratio: f64,
+    /// The lowest and highest ratio of the pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_spread: Option<[f64; 2]>,
+    /// How many pairs of runs the ratio is the median of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<usize>,
     /// For latency figures: the 99th percentile of one operation, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
@@ -195,24 +216,14 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub(crate) fn new(
-        count: u64,
-        took: Duration,
-        baseline_count: u64,
-        baseline_took: Duration,
-    ) -> Self {
-        Self::rates(
-            count as f64 / took.as_secs_f64().max(1e-9),
-            baseline_count as f64 / baseline_took.as_secs_f64().max(1e-9),
-        )
-    }
-
     /// A figure of `per_s` beside `baseline_per_s`, in events/s.
     pub(crate) fn rates(per_s: f64, baseline_per_s: f64) -> Self {
         Self {
             per_s,
             baseline_per_s,
             ratio: per_s / baseline_per_s,
+            ratio_spread: None,
+            pairs: None,
             p99_ms: None,
             p99_at_per_s: None,
             seconds: None,
@@ -249,28 +260,26 @@ pub async fn run(options: BenchOptions) -> Result<()> {
     let _ = std::fs::remove_dir_all(&ledger_dir);
     let _ = std::fs::remove_dir_all(&raw_dir);
     let ledger = Ledger::open(&ledger_dir, LedgerOptions::default())?;
+    // The raw log is built beside the ledger's whatever is chosen: the
+    // baselines of the read figures and of start-up read it.
+    let raw = std::sync::Arc::new(raw::RawLog::open(&raw_dir)?);
+    let mut states = std::collections::HashMap::new();
 
     let meter = StealMeter::start();
     progress(
         &options,
         &format!(
-            "append_batched: {} events in batches of {BATCH}",
-            options.events
+            "append_batched: {} events in batches of {BATCH}, in {} turns with the raw log",
+            options.events,
+            append::TURNS
         ),
     );
-    let ours = append::append_batches(&ledger, options.events).await?;
-    // The raw log is also what the replay baseline scans.
-    if options.wants("append_batched") || options.wants("replay") {
-        let raw = tokio::task::spawn_blocking({
-            let ledger = ledger.clone();
-            let raw_dir = raw_dir.clone();
-            move || raw::raw_batched(&ledger, &raw_dir)
-        })
-        .await??;
-        figures.push((
-            "append_batched",
-            Figure::new(options.events, ours, options.events, raw).stolen(&meter),
-        ));
+    let pairs = append::append_batched(&ledger, &raw, options.events, &mut states).await?;
+    let batched = Figure::paired(&pairs).stolen(&meter);
+    // The ledger's side of append_batched, the baseline of `import`.
+    let batched_per_s = batched.per_s;
+    if options.wants("append_batched") {
+        figures.push(("append_batched", batched));
     }
 
     if options.wants("append_single") {
@@ -278,26 +287,26 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         progress(
             &options,
             &format!(
-                "append_single: {} single events from {} writers",
-                options.single, options.writers
+                "append_single: {} single events from {} writers, in {} turns with the raw log",
+                options.single,
+                options.writers,
+                append::TURNS
             ),
         );
-        figures.push((
-            "append_single",
-            append::append_single(&options, &ledger, &raw_dir)
-                .await?
-                .stolen(&meter),
-        ));
+        let pairs = append::append_single(&options, &ledger, &raw, &mut states).await?;
+        figures.push(("append_single", Figure::paired(&pairs).stolen(&meter)));
     }
 
     let mut replay_per_s = None;
-    if options.wants("replay") || options.wants("projection_catchup") || options.wants("export") {
+    if options.wants("replay") || options.wants("export") {
         progress(&options, "replay: the whole log");
         let meter = StealMeter::start();
-        let replay = read::replay(&ledger, &raw_dir).await?.stolen(&meter);
+        let replay = read::replay(&ledger, raw.store()).await?.stolen(&meter);
         replay_per_s = Some(replay.per_s);
         figures.push(("replay", replay));
     }
+    drop(states);
+    drop(raw);
 
     if options.wants("projection_catchup") || options.wants("dashboard_read") {
         progress(
@@ -305,10 +314,14 @@ pub async fn run(options: BenchOptions) -> Result<()> {
             "projection_catchup: the dashboards from position 0",
         );
         let meter = StealMeter::start();
-        let (catchup, read) = read::dashboards(&ledger, replay_per_s.unwrap_or(f64::NAN)).await?;
-        figures.push(("projection_catchup", catchup.stolen(&meter)));
-        progress(&options, "dashboard_read: the dashboard read path");
-        figures.push(("dashboard_read", read.stolen(&meter)));
+        let (catchup, read) = read::dashboards(&ledger).await?;
+        if options.wants("projection_catchup") {
+            figures.push(("projection_catchup", catchup.stolen(&meter)));
+        }
+        if options.wants("dashboard_read") {
+            progress(&options, "dashboard_read: the dashboard read path");
+            figures.push(("dashboard_read", read.stolen(&meter)));
+        }
     }
 
     ledger.close();
@@ -321,8 +334,6 @@ pub async fn run(options: BenchOptions) -> Result<()> {
     }
 
     if options.wants("import") || options.wants("export") {
-        // The ledger's side of append_batched, measured whatever was chosen.
-        let batched = options.events as f64 / ours.as_secs_f64().max(1e-9);
         progress(
             &options,
             &format!(
@@ -332,7 +343,7 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         );
         let meter = StealMeter::start();
         let (import, events) =
-            export::import_history(&root, options.export_jobseekers, batched).await?;
+            export::import_history(&root, options.export_jobseekers, batched_per_s).await?;
         figures.push(("import", import.stolen(&meter)));
         if options.wants("export") {
             progress(
@@ -373,12 +384,13 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         progress(
             &options,
             &format!(
-                "nats_ingest: ledger {} events/s; baseline {} events/s (in turns, baseline first); lag p99 {lags} ms; each figure is over all its runs",
+                "nats_ingest: ledger {} events/s; baseline {} events/s (in turns, baseline first); lag p99 {lags} ms at a measured {:.0} events/s; each ratio pairs a ledger run with the baseline run after it",
                 rates(&measured.took),
                 rates(&measured.baseline_took),
+                measured.lag_load,
             ),
         );
-        let mut figure = Figure::rates(measured.per_s(), measured.baseline_per_s()).stolen(&meter);
+        let mut figure = Figure::paired(&measured.pairs()).stolen(&meter);
         figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
@@ -412,6 +424,9 @@ fn report(options: &BenchOptions, figures: &[(&'static str, Figure)]) -> Result<
                 f.ratio,
                 f.unit,
                 [
+                    f.ratio_spread.zip(f.pairs).map(|([low, high], pairs)| {
+                        format!(", ratio {low:.2} to {high:.2} over {pairs} pairs")
+                    }),
                     f.p99_ms.map(|ms| format!(", p99 {ms:.3} ms")),
                     f.p99_at_per_s.map(|l| format!(" at {l:.0} events/s")),
                     f.seconds.map(|s| format!(", {s:.3} s")),

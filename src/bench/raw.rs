@@ -1,73 +1,239 @@
-//! The raw sled baselines: the same work as the ledger's figures, done
-//! straight on a sled database with nothing of the ledger in between.
+//! The raw sled baselines: the ledger's storage work with none of its
+//! logic. A [`RawLog`] writes through the same store code as the ledger,
+//! so every event costs the same keys (chunks of
+//! [`crate::store::CHUNK_EVENTS`] events, an id run per group, one state
+//! key per stream a group touches, the head), with the same group commit:
+//! a writer thread applies everything waiting as one batch while a flusher
+//! thread makes the previous groups durable with one flush and only then
+//! answers. What it leaves out is what the ledger decides: shape, time,
+//! permission, idempotency, the rules, the chain hash, canonical JSON.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{BATCH, Result};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{BenchError, Result};
 use crate::ledger::Ledger;
+use crate::store::{Commit, Head, Store};
 
-/// The baseline of `append_batched`: the ledger's committed bytes, inserted
-/// raw into a fresh sled in batches of the same size with one flush each.
-/// Only the inserts and flushes are timed.
-pub(super) fn raw_batched(ledger: &Ledger, dir: &std::path::Path) -> Result<Duration> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(512 * 1024 * 1024)
-        .open()?;
-    let head = ledger.head().position;
-    let mut took = Duration::ZERO;
-    let mut position = 0;
-    while position < head {
-        let until = (position + BATCH as u64).min(head);
-        let rows: Vec<_> = ledger
-            .store()
-            .events_json(position, until)
-            .collect::<Result<_, _>>()?;
-        let started = Instant::now();
-        let mut batch = sled::Batch::default();
-        for (p, json) in rows {
-            batch.insert(&p.to_be_bytes(), &*json);
+/// One event as the raw log stores it: the ledger's committed bytes and
+/// what the ledger's commit writes beside them, prepared before any clock
+/// starts.
+#[derive(Debug, Clone)]
+pub(super) struct RawEvent {
+    json: bytes::Bytes,
+    subject: Arc<str>,
+    /// The stream's rule state as the ledger stored it, written under the
+    /// stream's key as the ledger writes it once per group.
+    state: Arc<serde_json::Value>,
+    id: Uuid,
+    streamversion: u64,
+    digest: [u8; 32],
+    hash: Arc<str>,
+    recordedtime: Arc<str>,
+}
+
+/// The ledger's committed events `after + 1 ..= until`, with their streams'
+/// states, ready for a [`RawLog`]. States are looked up once per stream
+/// and kept in `states` across calls.
+pub(super) fn committed(
+    ledger: &Ledger,
+    after: u64,
+    until: u64,
+    states: &mut HashMap<String, Arc<serde_json::Value>>,
+) -> Result<Vec<RawEvent>> {
+    let store = ledger.store();
+    let mut events = Vec::with_capacity((until - after) as usize);
+    for item in store.events_json(after, until) {
+        let (_, json) = item?;
+        let event = rotation_events::CommittedEvent::from_json(&json)
+            .map_err(|e| BenchError::Check(format!("an undecodable bench event: {e}")))?;
+        let subject = event.envelope.subject.to_string();
+        let state = match states.get(&subject) {
+            Some(state) => Arc::clone(state),
+            None => {
+                let state: serde_json::Value = store.state(&subject)?.unwrap_or_default();
+                let state = Arc::new(state);
+                states.insert(subject.clone(), Arc::clone(&state));
+                state
+            }
+        };
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(&event.ledger.hash, &mut digest)
+            .map_err(|e| BenchError::Check(format!("a bench event's hash: {e}")))?;
+        events.push(RawEvent {
+            json: bytes::Bytes::copy_from_slice(&json),
+            subject: subject.into(),
+            state,
+            id: event.envelope.id,
+            streamversion: event.ledger.streamversion,
+            digest,
+            hash: event.ledger.hash.into(),
+            recordedtime: event.ledger.recordedtime.into(),
+        });
+    }
+    Ok(events)
+}
+
+/// One submission to the raw log: its events and where to answer.
+struct RawRequest {
+    events: Vec<RawEvent>,
+    reply: oneshot::Sender<()>,
+}
+
+/// A raw group-commit log on sled: the ledger's writer and flusher threads
+/// without their decisions.
+pub(super) struct RawLog {
+    store: Store,
+    requests: Option<mpsc::Sender<RawRequest>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RawLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawLog").finish_non_exhaustive()
+    }
+}
+
+/// The most events the raw writer takes into one group, as the ledger's
+/// default `max_group_events`.
+const MAX_GROUP_EVENTS: usize = 20_000;
+
+impl RawLog {
+    /// Opens (or creates) a raw log in `dir`, configured as the ledger's
+    /// store is.
+    pub(super) fn open(dir: &Path) -> Result<Self> {
+        let store = Store::open(dir, crate::ledger::LedgerOptions::default().cache_bytes)?;
+        let head = store.head()?.position;
+        let (requests, rx) = mpsc::channel::<RawRequest>(1024);
+        let writer = std::thread::Builder::new()
+            .name("raw-writer".into())
+            .spawn({
+                let store = store.clone();
+                move || write_loop(&store, rx, head)
+            })?;
+        Ok(Self {
+            store,
+            requests: Some(requests),
+            writer: Some(writer),
+        })
+    }
+
+    /// Appends `events` and returns once they are durable.
+    pub(super) async fn append(&self, events: Vec<RawEvent>) -> Result<()> {
+        let (reply, answered) = oneshot::channel();
+        let stopped = || BenchError::Check("the raw log's writer stopped".to_owned());
+        self.requests
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(RawRequest { events, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())
+    }
+
+    /// The store under the raw log, for the read baselines.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for RawLog {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
-        db.apply_batch(batch)?;
-        let applied = started.elapsed();
-        db.flush()?;
-        tracing::trace!(apply = ?applied, flush = ?(started.elapsed() - applied), "raw batch");
-        took += started.elapsed();
-        position = until;
     }
-    Ok(took)
 }
 
-/// The baseline of `append_single`: one insert and one flush per event, for
-/// about two seconds.
-pub(super) fn raw_single(dir: &std::path::Path) -> Result<(u64, Duration)> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(512 * 1024 * 1024)
-        .open()?;
-    let value = vec![b'x'; 700];
-    let started = Instant::now();
-    let mut count = 0u64;
-    while started.elapsed() < Duration::from_secs(2) {
-        db.insert((u64::MAX - count).to_be_bytes(), value.as_slice())?;
-        db.flush()?;
-        count += 1;
+/// The raw writer: every request waiting becomes one commit, keyed as the
+/// ledger keys its commits; the flusher thread answers after its flush.
+fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) {
+    let (jobs, pending) = std::sync::mpsc::channel::<Vec<oneshot::Sender<()>>>();
+    let flusher = std::thread::Builder::new()
+        .name("raw-flusher".into())
+        .spawn({
+            let store = store.clone();
+            move || {
+                while let Ok(first) = pending.recv() {
+                    let mut replies = first;
+                    for more in pending.try_iter() {
+                        replies.extend(more);
+                    }
+                    if let Err(error) = store.flush() {
+                        tracing::error!(%error, "the raw baseline's flush failed");
+                        return;
+                    }
+                    for reply in replies {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+        });
+    let Ok(flusher) = flusher else {
+        return;
+    };
+    while let Some(first) = rx.blocking_recv() {
+        let mut requests = vec![first];
+        let mut events = requests[0].events.len();
+        while events < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(request) => {
+                    events += request.events.len();
+                    requests.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let group: Vec<&RawEvent> = requests.iter().flat_map(|r| &r.events).collect();
+        let mut commit = Commit::default();
+        let first = head + 1;
+        let jsons: Vec<&[u8]> = group.iter().map(|e| &e.json[..]).collect();
+        commit.events(first, &jsons);
+        let records: Vec<_> = group
+            .iter()
+            .map(|e| (e.id, e.streamversion, e.digest))
+            .collect();
+        commit.ids(first, &records);
+        let states: HashMap<&str, &serde_json::Value> =
+            group.iter().map(|e| (&*e.subject, &*e.state)).collect();
+        for (subject, state) in states {
+            commit.state(subject, state);
+        }
+        head += group.len() as u64;
+        if let Some(last) = group.last() {
+            commit.head(&Head {
+                position: head,
+                hash: last.hash.to_string(),
+                recordedtime: last.recordedtime.to_string(),
+            });
+        }
+        if let Err(error) = store.apply(commit) {
+            tracing::error!(%error, "the raw baseline's apply failed");
+            break;
+        }
+        let replies = requests.into_iter().map(|r| r.reply).collect();
+        if jobs.send(replies).is_err() {
+            break;
+        }
     }
-    Ok((count, started.elapsed()))
+    drop(jobs);
+    let _ = flusher.join();
 }
 
-/// The baseline of `replay`: scan and decode every value as JSON.
-pub(super) fn raw_replay(dir: &std::path::Path) -> Result<(u64, Duration)> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(512 * 1024 * 1024)
-        .open()?;
+/// The baseline of `replay`: the raw log's events read and decoded by the
+/// ledger's own reader and decoder.
+pub(super) fn raw_replay(store: &Store) -> Result<(u64, Duration)> {
+    let head = store.head()?.position;
     let started = Instant::now();
     let mut count = 0u64;
-    for item in db.range(0u64.to_be_bytes()..(u64::MAX / 2).to_be_bytes()) {
-        let (_, value) = item?;
-        let decoded: serde_json::Value = serde_json::from_slice(&value)?;
-        std::hint::black_box(&decoded);
+    for event in store.events(0, head) {
+        std::hint::black_box(&event?);
         count += 1;
     }
     Ok((count, started.elapsed()))

@@ -2,6 +2,7 @@
 //! NATS, crashes and the browser. One test binary, shared helpers in
 //! `tools` and `support`.
 
+mod bench;
 mod browser;
 mod checkpoint;
 mod cli;

@@ -1,0 +1,104 @@
+//! `rotation-ledger bench` on a small log: every figure it prints is a
+//! measured, finite rate beside a measured, finite baseline, with its name.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::binary;
+
+/// Runs `bench --json` on a small log with `extra` arguments and returns
+/// its figures.
+fn bench(extra: &[&str]) -> serde_json::Map<String, Value> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(binary())
+        .arg("bench")
+        .arg("--json")
+        .args(["--events", "3000", "--single", "320", "--writers", "8"])
+        .args(["--export-jobseekers", "40"])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(extra)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    figures.as_object().expect("an object of figures").clone()
+}
+
+/// Checks that `figure` is finite and positive on both sides, and, when it
+/// was measured in pairs, that its ratio lies within its spread.
+fn check(name: &str, figure: &Value) {
+    for field in ["per_s", "baseline_per_s", "ratio"] {
+        let value = figure[field].as_f64();
+        assert!(
+            value.is_some_and(|v| v.is_finite() && v > 0.0),
+            "{name}.{field} is not a finite positive rate: {figure}"
+        );
+    }
+    if let Some(spread) = figure.get("ratio_spread") {
+        let ratio = figure["ratio"].as_f64().unwrap_or_default();
+        let low = spread[0].as_f64().unwrap_or(f64::NAN);
+        let high = spread[1].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            low <= ratio && ratio <= high,
+            "{name}: the median ratio lies within its pairs' spread: {figure}"
+        );
+        assert!(figure["pairs"].as_u64().is_some_and(|n| n >= 3), "{figure}");
+    }
+}
+
+#[test]
+fn bench_prints_every_figure_finite_and_labelled() {
+    let figures = bench(&[]);
+    let expected = [
+        "append_batched",
+        "append_single",
+        "replay",
+        "projection_catchup",
+        "dashboard_read",
+        "startup",
+        "import",
+        "export",
+    ];
+    let names: Vec<&str> = figures.keys().map(String::as_str).collect();
+    for name in expected {
+        assert!(names.contains(&name), "{name} is missing from {names:?}");
+    }
+    for (name, figure) in &figures {
+        check(name, figure);
+    }
+    for paired in [
+        "append_batched",
+        "append_single",
+        "replay",
+        "projection_catchup",
+        "dashboard_read",
+        "startup",
+    ] {
+        assert!(
+            figures[paired].get("ratio_spread").is_some(),
+            "{paired} is measured in interleaved pairs: {}",
+            figures[paired]
+        );
+    }
+}
+
+/// `--only projection_catchup` or `--only export` once compared with a raw
+/// database that was never built (a ratio of `inf`), and `--only startup`
+/// with an empty one.
+#[test]
+fn bench_only_builds_what_the_chosen_figures_baselines_need() {
+    let figures = bench(&["--only", "projection_catchup,export,startup"]);
+    let names: Vec<&str> = figures.keys().map(String::as_str).collect();
+    for name in ["projection_catchup", "export", "startup"] {
+        assert!(names.contains(&name), "{name} is missing from {names:?}");
+    }
+    for (name, figure) in &figures {
+        check(name, figure);
+    }
+}
