@@ -72,7 +72,10 @@ pub(super) async fn append_batched(
 /// The ledger's side of one turn: the batches submitted with
 /// [`IN_FLIGHT`] in flight; returns the time until the last is
 /// acknowledged.
-async fn ledger_batches(ledger: &Ledger, batches: Vec<Vec<Envelope>>) -> Result<Duration> {
+pub(super) async fn ledger_batches(
+    ledger: &Ledger,
+    batches: Vec<Vec<Envelope>>,
+) -> Result<Duration> {
     let started = Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(IN_FLIGHT);
     let producer = tokio::task::spawn_blocking(move || {
@@ -116,25 +119,8 @@ pub(super) async fn append_single(
     let mut pairs = Vec::new();
     for _ in 0..TURNS {
         let before = ledger.head().position;
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for mut synthetic in sources {
-            let ledger = ledger.clone();
-            tasks.push(tokio::spawn(async move {
-                for event in synthetic.take(per_turn as usize) {
-                    let submission =
-                        Submission::from_events(vec![event], "bench", Caller::operator());
-                    let outcome = ledger.submit_one(submission).await?;
-                    ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
-                }
-                Ok(synthetic)
-            }));
-        }
-        sources = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            sources.push(task.await??);
-        }
-        let ours = started.elapsed();
+        let (ours, back) = ledger_singles(ledger, sources, per_turn as usize).await?;
+        sources = back;
         let after = ledger.head().position;
         let events = committed(ledger, before, after, states)?;
         let mut shares: Vec<Vec<RawEvent>> = (0..writers).map(|_| Vec::new()).collect();
@@ -159,4 +145,32 @@ pub(super) async fn append_single(
         pairs.push(Pair::counted(count, ours, count, started.elapsed()));
     }
     Ok(pairs)
+}
+
+/// The ledger's side of one turn of `append_single`: each source a
+/// concurrent writer submitting `per_writer` single events. Returns the
+/// time until the last is acknowledged, and the sources to go on with.
+pub(super) async fn ledger_singles(
+    ledger: &Ledger,
+    sources: Vec<Synthetic>,
+    per_writer: usize,
+) -> Result<(Duration, Vec<Synthetic>)> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut synthetic in sources {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            for event in synthetic.take(per_writer) {
+                let submission = Submission::from_events(vec![event], "bench", Caller::operator());
+                let outcome = ledger.submit_one(submission).await?;
+                ensure!(!outcome.is_rejected(), "rejected: {:?}", outcome.rejection);
+            }
+            Ok(synthetic)
+        }));
+    }
+    let mut back = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        back.push(task.await??);
+    }
+    Ok((started.elapsed(), back))
 }

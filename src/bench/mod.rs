@@ -49,6 +49,8 @@ mod append;
 mod export;
 pub mod nats;
 mod pairs;
+#[cfg(feature = "peers")]
+mod peers;
 mod raw;
 mod read;
 mod steal;
@@ -88,6 +90,13 @@ pub struct BenchOptions {
     pub nats: Option<String>,
     /// Events for `nats_ingest`; by default `events`, at most 200,000.
     pub nats_events: Option<u64>,
+    /// Measure the PostgreSQL peer on a throwaway server of its own
+    /// (`postgres_*` figures; needs the `peers` feature).
+    pub peers: bool,
+    /// Measure the PostgreSQL peer on this existing server instead (a
+    /// `tokio-postgres` connection string or URL); it works in a schema of
+    /// its own and drops it afterwards.
+    pub postgres: Option<String>,
     /// Measure only these figures (names from [`FIGURES`]); all when empty.
     /// The log is built by `append_batched` whatever is chosen.
     pub only: Vec<String>,
@@ -104,6 +113,8 @@ impl Default for BenchOptions {
             export_jobseekers: 100_000,
             nats: None,
             nats_events: None,
+            peers: false,
+            postgres: None,
             only: Vec::new(),
         }
     }
@@ -139,6 +150,13 @@ pub enum BenchError {
     Json(#[from] serde_json::Error),
     #[error("a bench task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The PostgreSQL peer failed.
+    #[cfg(feature = "peers")]
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The throwaway PostgreSQL server could not be started.
+    #[error("the throwaway PostgreSQL server: {0}")]
+    PostgresServer(String),
     /// What was measured is not what was meant: events refused, a log not
     /// read whole, a child process failed.
     #[error("{0}")]
@@ -149,7 +167,7 @@ pub enum BenchError {
 type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Every figure's name, in the order they are measured.
-pub const FIGURES: [&str; 9] = [
+pub const FIGURES: [&str; 13] = [
     "append_batched",
     "append_single",
     "replay",
@@ -159,6 +177,10 @@ pub const FIGURES: [&str; 9] = [
     "import",
     "export",
     "nats_ingest",
+    "postgres_append_batched",
+    "postgres_append_single",
+    "postgres_replay",
+    "postgres_stream_read",
 ];
 
 impl BenchOptions {
@@ -187,6 +209,9 @@ pub struct Figure {
     /// For latency figures: the 99th percentile of one operation, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// For latency figures against a peer: the peer's 99th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_p99_ms: Option<f64>,
     /// For a latency measured at a set load: that load, events/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_at_per_s: Option<f64>,
@@ -225,6 +250,7 @@ impl Figure {
             ratio_spread: None,
             pairs: None,
             p99_ms: None,
+            baseline_p99_ms: None,
             p99_at_per_s: None,
             seconds: None,
             peak_mib: None,
@@ -395,7 +421,30 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
     }
+    if options.peers || options.postgres.is_some() {
+        figures.extend(peer_figures(&options, &root).await?);
+    }
     report(&options, &figures)
+}
+
+/// The `postgres_*` figures, when the binary was built with the peer.
+#[cfg(feature = "peers")]
+async fn peer_figures(
+    options: &BenchOptions,
+    root: &std::path::Path,
+) -> Result<Vec<(&'static str, Figure)>> {
+    peers::figures(options, root).await
+}
+
+/// Without the `peers` feature there is no PostgreSQL client to measure with.
+#[cfg(not(feature = "peers"))]
+async fn peer_figures(
+    _: &BenchOptions,
+    _: &std::path::Path,
+) -> Result<Vec<(&'static str, Figure)>> {
+    Err(BenchError::Check(
+        "this binary was built without the PostgreSQL peer: build it with `cargo build --release --features peers` to use `bench --peers` or `bench --postgres URL`".to_owned(),
+    ))
 }
 
 fn progress(options: &BenchOptions, message: &str) {
@@ -428,6 +477,8 @@ fn report(options: &BenchOptions, figures: &[(&'static str, Figure)]) -> Result<
                         format!(", ratio {low:.2} to {high:.2} over {pairs} pairs")
                     }),
                     f.p99_ms.map(|ms| format!(", p99 {ms:.3} ms")),
+                    f.baseline_p99_ms
+                        .map(|ms| format!(" (baseline p99 {ms:.3} ms)")),
                     f.p99_at_per_s.map(|l| format!(" at {l:.0} events/s")),
                     f.seconds.map(|s| format!(", {s:.3} s")),
                     f.peak_mib.map(|m| format!(", peak {m:.0} MiB")),

@@ -140,6 +140,14 @@ pub(crate) struct BenchArgs {
     /// Events for `nats_ingest`; by default `--events`, at most 200,000.
     #[arg(long, value_name = "N")]
     pub(crate) nats_events: Option<u64>,
+    /// Also measure a PostgreSQL event store on the same events, on a
+    /// throwaway server of its own (Debian's `postgresql`; needs a binary
+    /// built with `--features peers`).
+    #[arg(long)]
+    pub(crate) peers: bool,
+    /// Measure the PostgreSQL peer on this existing server instead.
+    #[arg(long, value_name = "URL")]
+    pub(crate) postgres: Option<String>,
     /// Measure only these figures (comma-separated names, as in the
     /// report); the log is built by `append_batched` whatever is chosen.
     #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
@@ -157,6 +165,8 @@ impl From<BenchArgs> for BenchOptions {
             export_jobseekers: args.export_jobseekers,
             nats: args.nats,
             nats_events: args.nats_events,
+            peers: args.peers,
+            postgres: args.postgres,
             only: args.only,
         }
     }
