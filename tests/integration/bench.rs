@@ -102,3 +102,67 @@ fn bench_only_builds_what_the_chosen_figures_baselines_need() {
         check(name, figure);
     }
 }
+
+/// Where Debian installs PostgreSQL's programs, one folder per version.
+const POSTGRES_PROGRAMS: &str = "/usr/lib/postgresql";
+
+#[test]
+fn bench_peers_measures_a_throwaway_postgres_beside_the_ledger() {
+    let installed = std::fs::read_dir(POSTGRES_PROGRAMS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/initdb").exists());
+    assert!(
+        installed,
+        "bench --peers needs Debian's PostgreSQL under {POSTGRES_PROGRAMS}: run `apt-get install -y postgresql` (./scripts/test does it where it is missing)"
+    );
+    let peers = [
+        "postgres_append_batched",
+        "postgres_append_single",
+        "postgres_replay",
+        "postgres_stream_read",
+    ];
+    let figures = bench(&["--peers", "--only", &peers.join(",")]);
+    let names: Vec<&str> = figures.keys().map(String::as_str).collect();
+    assert_eq!(
+        names.len(),
+        peers.len(),
+        "only the peer's figures: {names:?}"
+    );
+    for name in peers {
+        let figure = figures
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is missing from {names:?}"));
+        check(name, figure);
+        assert!(
+            figure.get("ratio_spread").is_some(),
+            "{name} is measured in turns"
+        );
+    }
+    let read = &figures["postgres_stream_read"];
+    for p99 in ["p99_ms", "baseline_p99_ms"] {
+        assert!(
+            read[p99]
+                .as_f64()
+                .is_some_and(|ms| ms.is_finite() && ms > 0.0),
+            "{read}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("rotation-bench-pg")
+                && entry.path().join("data/postmaster.pid").exists()
+        })
+        .map(|entry| entry.path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a throwaway server was left running: {left:?}"
+    );
+}
