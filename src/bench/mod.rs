@@ -422,7 +422,9 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         figures.push(("nats_ingest", figure));
     }
     if options.peers || options.postgres.is_some() {
-        figures.extend(peer_figures(&options, &root).await?);
+        let meter = StealMeter::start();
+        let peers = peer_figures(&options, &root).await?;
+        figures.extend(peers.into_iter().map(|(name, f)| (name, f.stolen(&meter))));
     }
     report(&options, &figures)
 }
