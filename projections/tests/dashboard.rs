@@ -178,6 +178,10 @@ impl History {
         )
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the event's data fields, each named at the call"
+    )]
     fn substitute(
         &mut self,
         rotation: Uuid,
