@@ -1546,8 +1546,7 @@ fn the_same_log_gives_the_same_board_view_after_a_checkpoint() {
     for event in &history.events[..half] {
         first.apply(event);
     }
-    let json = serde_json::to_vec(&first).expect("serialises");
-    let mut resumed: Dashboards = serde_json::from_slice(&json).expect("deserialises");
+    let mut resumed = through_checkpoint(&first, &history.events);
     resumed.set_disclosure(&config, secret).expect("valid");
     for event in &history.events {
         resumed.apply(event);

@@ -12,6 +12,7 @@
 //! | `startup` | opening the ledger on the log (and the first write answered) | opening the raw log's store on the same events and reading its head |
 //! | `import` | a simulated history imported through all the rules | `append_batched`'s ledger side |
 //! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |
+//! | `erase` | erasures on a log of 100,000 people with profiles, each durable: `person.erased` and every remaining data key re-wrapped under a new master key, one batch | the same number of key records written raw, one sled batch and flush an erasure |
 //!
 //! Every figure with a raw baseline is measured in interleaved pairs (see
 //! [`pairs`]): `per_s` and `baseline_per_s` are each side's median and
@@ -46,6 +47,7 @@ macro_rules! ensure {
 }
 
 mod append;
+mod erase;
 mod export;
 pub mod nats;
 mod pairs;
@@ -167,7 +169,7 @@ pub enum BenchError {
 type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Every figure's name, in the order they are measured.
-pub const FIGURES: [&str; 13] = [
+pub const FIGURES: [&str; 14] = [
     "append_batched",
     "append_single",
     "replay",
@@ -177,6 +179,7 @@ pub const FIGURES: [&str; 13] = [
     "import",
     "export",
     "nats_ingest",
+    "erase",
     "postgres_append_batched",
     "postgres_append_single",
     "postgres_replay",
@@ -381,6 +384,18 @@ pub async fn run(options: BenchOptions) -> Result<()> {
             let export = export::export_dataset(&root, events, replay)?.stolen(&meter);
             figures.push(("export", export));
         }
+    }
+
+    if options.wants("erase") {
+        progress(
+            &options,
+            &format!("erase: erasures on a log of {} people", erase::PEOPLE),
+        );
+        let meter = StealMeter::start();
+        let figure = erase::erase(&root, erase::PEOPLE, erase::ERASURES)
+            .await?
+            .stolen(&meter);
+        figures.push(("erase", figure));
     }
 
     if let Some(url) = options

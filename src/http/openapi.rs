@@ -50,6 +50,12 @@ pub fn description() -> &'static Value {
         super::healthz,
         super::metrics,
         super::openapi_json,
+        super::persons::access,
+        super::persons::erase,
+        super::proofs::checkpoint,
+        super::proofs::key,
+        super::proofs::inclusion,
+        super::proofs::consistency,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -366,6 +372,12 @@ mod tests {
             "/healthz",
             "/metrics",
             "/v1/openapi.json",
+            "/v1/persons/{id}",
+            "/v1/persons/{id}/erasure",
+            "/v1/checkpoint",
+            "/v1/checkpoint/key",
+            "/v1/proofs/inclusion",
+            "/v1/proofs/consistency",
         ] {
             assert!(paths.contains_key(path), "{path} is not described");
         }

@@ -24,6 +24,21 @@ struct ErasureRequest {
 }
 
 /// `GET /v1/persons/<id>`: everything the ledger holds about one person.
+#[utoipa::path(
+    get,
+    path = "/v1/persons/{id}",
+    tag = "persons",
+    summary = "Subject access: everything the ledger holds about one person (admin)",
+    params(("id" = String, Path, description = "the person's id, a UUID")),
+    responses(
+        (status = 200, description = "One JSON document: the person's stream with profiles opened (or erased), the rotation events and the rejections that name them", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`: the id is not a UUID", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no person of that id is known to the ledger", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn access(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -44,6 +59,24 @@ pub async fn access(
 
 /// `POST /v1/persons/<id>/erasure`: erases the person's profile; answers
 /// once the erasure is durable, or with the first erasure if there was one.
+#[utoipa::path(
+    post,
+    path = "/v1/persons/{id}/erasure",
+    tag = "persons",
+    summary = "Erase a person's profile: commit person.erased and destroy their data key (admin)",
+    params(("id" = String, Path, description = "the person's id, a UUID")),
+    request_body(content = serde_json::Value, description = "`{\"reason\": \"...\"}`, at most 500 characters", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The erasure, durable; a second erasure answers the first", body = serde_json::Value),
+        (status = 400, description = "`invalid_event`: the body is not `{\"reason\"}` or the reason is over 500 characters; or `invalid_request`: the id is not a UUID", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no person of that id is known to the ledger", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 4 MiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn erase(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -44,6 +44,17 @@ fn latest_size(state: &AppState) -> Result<u64, AppError> {
 }
 
 /// `GET /v1/checkpoint`: the latest signed checkpoint, as a signed note.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint",
+    tag = "checkpoints",
+    summary = "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn checkpoint(
     State(state): State<AppState>,
     Auth(_): Auth,
@@ -55,11 +66,35 @@ pub async fn checkpoint(
 }
 
 /// `GET /v1/checkpoint/key`: the verifier key in the note format.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint/key",
+    tag = "checkpoints",
+    summary = "The checkpoints' verifier key, in the note format",
+    responses(
+        (status = 200, description = "`<name>+<hex key id>+<base64 key>`", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn key(State(state): State<AppState>, Auth(_): Auth) -> Result<Response, AppError> {
     Ok(text(format!("{}\n", checkpoints(&state)?.verifier_key())))
 }
 
 /// `GET /v1/proofs/inclusion?position=P&size=N`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/inclusion",
+    tag = "checkpoints",
+    summary = "An RFC 9162 inclusion proof",
+    params(("position" = u64, Query, description = "the event's position, 1-based"), ("size" = Option<u64>, Query, description = "the tree size; default the latest checkpoint's")),
+    responses(
+        (status = 200, description = "`{position, size, leaf_hash, hashes}`, hashes as lower-case hex", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`: a position of 0 or beyond the size, a size beyond the head, `from` of 0 or greater than `to`, a missing or non-numeric parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn inclusion(
     State(state): State<AppState>,
     Auth(_): Auth,
@@ -83,6 +118,19 @@ pub async fn inclusion(
 }
 
 /// `GET /v1/proofs/consistency?from=M&to=N`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/consistency",
+    tag = "checkpoints",
+    summary = "An RFC 9162 consistency proof",
+    params(("from" = u64, Query, description = "the older tree size"), ("to" = Option<u64>, Query, description = "the newer tree size; default the latest checkpoint's")),
+    responses(
+        (status = 200, description = "`{from, to, hashes}`, hashes as lower-case hex", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`: a position of 0 or beyond the size, a size beyond the head, `from` of 0 or greater than `to`, a missing or non-numeric parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn consistency(
     State(state): State<AppState>,
     Auth(_): Auth,
