@@ -169,14 +169,14 @@ async fn a_log_rebuilt_with_one_event_changed_fails_its_checkpoint() {
     for (i, mut event) in log.into_iter().enumerate() {
         // The committed log holds profiles sealed; the operator submits
         // them in clear again, and they are sealed anew.
-        if let Some(data) = event["data"].as_object_mut() {
-            if data.remove("sealed_profile").is_some() {
-                let birth_year = if i == 12 { 1980 } else { 1990 };
-                data.insert(
-                    "profile".into(),
-                    serde_json::json!({ "birth_year": birth_year }),
-                );
-            }
+        if let Some(data) = event["data"].as_object_mut()
+            && data.remove("sealed_profile").is_some()
+        {
+            let birth_year = if i == 12 { 1980 } else { 1990 };
+            data.insert(
+                "profile".into(),
+                serde_json::json!({ "birth_year": birth_year }),
+            );
         }
         assert_eq!(rebuilt.code(&event).await, "accepted");
     }
