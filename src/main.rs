@@ -55,7 +55,7 @@ fn main() -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match runtime.block_on(cli::run(cli.command)) {
+    match runtime.block_on(cli::run(cli)) {
         // A closed pipe (`dump | head`) is the reader's choice, not a failure.
         Err(error)
             if error

@@ -184,8 +184,13 @@ pub(crate) enum Command {
 }
 
 /// Carries out one verb.
-pub(crate) async fn run(command: Command) -> Result<ExitCode> {
-    match command {
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
+    // `[keys] master_key_file` of the global `--config` tells every verb
+    // where the master key is, not only `serve`.
+    let configured =
+        load_config(cli.common.config.as_deref())?.and_then(|config| config.keys.master_key_file);
+    let _ = MASTER_KEY_FILE.set(configured);
+    match cli.command {
         Command::Import { data, file } => log::import(&data, &file).await,
         Command::Dump { data, after } => log::dump(&data, after),
         Command::Verify {
@@ -239,7 +244,13 @@ pub(crate) fn open(data: &DataDir) -> Result<Ledger> {
     open_with(data, LedgerOptions::default())
 }
 
-pub(crate) fn open_with(data: &DataDir, options: LedgerOptions) -> Result<Ledger> {
+/// The master key file the configuration names, if it names one.
+static MASTER_KEY_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+pub(crate) fn open_with(data: &DataDir, mut options: LedgerOptions) -> Result<Ledger> {
+    if options.master_key_file.is_none() {
+        options.master_key_file = MASTER_KEY_FILE.get().cloned().flatten();
+    }
     Ledger::open(&data.dir, options)
         .with_context(|| format!("cannot open the ledger in {}", data.dir.display()))
 }

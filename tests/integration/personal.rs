@@ -146,6 +146,51 @@ fn a_store_with_sealed_profiles_and_no_master_key_is_refused() {
     assert!(!data.join("keys").join("master.key").exists());
 }
 
+#[test]
+fn every_verb_finds_the_master_key_the_configuration_names() {
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let data = work.path().join("ledger");
+    let key = work.path().join("elsewhere").join("master.key");
+    let config = work.path().join("ledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[keys]\nmaster_key_file = {:?}\n",
+            key.display().to_string()
+        ),
+    )
+    .expect("the configuration is written");
+    let file = import_file(work.path(), &[partnership_registered(), profiled(20)]);
+    let out = rotation_ledger(&[
+        "--config",
+        path(&config),
+        "import",
+        "--data",
+        path(&data),
+        &file,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(key.exists(), "the key is where the configuration says");
+    assert!(!data.join("keys").join("master.key").exists());
+    let id = person(20).to_string();
+    let out = rotation_ledger(&[
+        "person",
+        &id,
+        "--data",
+        path(&data),
+        "--config",
+        path(&config),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let document: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(document.to_string().contains("birth_year"), "{document}");
+    let out = rotation_ledger(&["person", &id, "--data", path(&data)]);
+    assert!(
+        !out.status.success(),
+        "without the configuration the key is not found"
+    );
+}
+
 /// A ledger holding a partnership, two jobseekers with profiles (20, 21)
 /// and an employee without one (10), each referred.
 async fn people() -> TempLedger {
