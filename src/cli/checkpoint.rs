@@ -52,13 +52,21 @@ pub(super) fn prove(args: &CheckpointArgs, position: u64, size: Option<u64>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The checkpoint signing key (generated on first use) and origin.
+/// The checkpoint signing key (generated on first use) and origin, from
+/// `config` or else the command line's configuration.
 pub(super) fn signer(
     ledger: &Ledger,
     data: &DataDir,
     config: Option<&Path>,
 ) -> Result<(rotation_ledger::checkpoint::NoteSigner, String)> {
-    let config = load_config(config)?.unwrap_or_default();
+    let loaded;
+    let config = match config {
+        Some(path) => {
+            loaded = load_config(Some(path))?.unwrap_or_default();
+            &loaded
+        }
+        None => super::configured(),
+    };
     let key_file = config.keys.checkpoint_key_file(&data.dir);
     Ok(rotation_ledger::checkpoint::service::signer(
         ledger,

@@ -185,11 +185,9 @@ pub(crate) enum Command {
 
 /// Carries out one verb.
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
-    // `[keys] master_key_file` of the global `--config` tells every verb
-    // where the master key is, not only `serve`.
-    let configured =
-        load_config(cli.common.config.as_deref())?.and_then(|config| config.keys.master_key_file);
-    let _ = MASTER_KEY_FILE.set(configured);
+    // The global `--config` tells every verb where the ledger's keys are
+    // (`[keys]`), not only `serve`.
+    let _ = CONFIG.set(load_config(cli.common.config.as_deref())?.unwrap_or_default());
     match cli.command {
         Command::Import { data, file } => log::import(&data, &file).await,
         Command::Dump { data, after } => log::dump(&data, after),
@@ -244,12 +242,20 @@ pub(crate) fn open(data: &DataDir) -> Result<Ledger> {
     open_with(data, LedgerOptions::default())
 }
 
-/// The master key file the configuration names, if it names one.
-static MASTER_KEY_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+/// The global `--config`, read once before the verb runs; the defaults
+/// without one.
+static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+
+/// The configuration the command line names, for the verbs that need its
+/// keys (the master key, the checkpoint key) without a `--config` of
+/// their own.
+pub(crate) fn configured() -> &'static Config {
+    CONFIG.get_or_init(Config::default)
+}
 
 pub(crate) fn open_with(data: &DataDir, mut options: LedgerOptions) -> Result<Ledger> {
     if options.master_key_file.is_none() {
-        options.master_key_file = MASTER_KEY_FILE.get().cloned().flatten();
+        options.master_key_file = configured().keys.master_key_file.clone();
     }
     Ledger::open(&data.dir, options)
         .with_context(|| format!("cannot open the ledger in {}", data.dir.display()))

@@ -479,6 +479,56 @@ fn proofs_over_http_answer_bad_input_with_400_problems() {
     assert_eq!(status, 401, "a token is needed");
 }
 
+/// Regression: `export` signed with the default key file in the data
+/// directory (making one there) whatever `[keys] checkpoint_key_file`
+/// said, so its checkpoint was not the ledger's.
+#[tokio::test]
+async fn an_export_signs_with_the_checkpoint_key_the_configuration_names() {
+    let ledger = ledger_of(5).await;
+    let dir = ledger.into_dir();
+    let data = dir.path().join("");
+    let config = dir.path().join("ledger.toml");
+    let key_file = dir.path().join("elsewhere").join("checkpoint.key");
+    std::fs::write(
+        &config,
+        format!(
+            "[keys]\ncheckpoint_key_file = {:?}\n",
+            key_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let study = dir.path().join("study.key");
+    std::fs::write(&study, "a study key").unwrap();
+    let out = dir.path().join("out");
+    let output = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "export",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        study.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(key_file.exists(), "the key is where the configuration says");
+    assert!(!dir.path().join("keys").join("checkpoint.key").exists());
+    let configured_key = stdout(&run(&[
+        "checkpoint-key",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    let package: Value =
+        serde_json::from_slice(&std::fs::read(out.join("datapackage.json")).unwrap()).unwrap();
+    assert_eq!(
+        package["provenance"]["checkpoint"]["verifier_key"].as_str(),
+        Some(configured_key.trim())
+    );
+}
+
 #[tokio::test]
 async fn an_export_carries_the_signed_checkpoint_of_its_head() {
     let ledger = ledger_of(25).await;
