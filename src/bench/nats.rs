@@ -238,9 +238,10 @@ fn baseline_name(round: usize) -> String {
 }
 
 /// The streams a ledger run under `names` makes.
-fn ledger_streams(names: &Names) -> [String; 3] {
+fn ledger_streams(names: &Names) -> [String; 4] {
     [
         names.in_stream(),
+        names.in_anchor_stream(),
         names.ledger_stream(),
         names.rejected_stream(),
     ]
