@@ -342,7 +342,7 @@ async fn consume_session(
 /// every [`PURGE_INTERVAL`], until the committer stops. Everything up to
 /// the last answered message is committed or durably rejected, whether or
 /// not its ack reached JetStream. When an operator gave the stream other
-/// subjects too, the purge is filtered to the consumer's, so theirs stay;
+/// subjects (or sources) too, the purge is filtered to the consumer's, so theirs stay;
 /// otherwise it is not, as JetStream then drops whole blocks instead of
 /// looking at each message. A purge that fails is tried again with the
 /// next. Returns when the committer has stopped.
@@ -352,7 +352,12 @@ async fn purge(
     mut answered_through: watch::Receiver<u64>,
 ) {
     let ours = names.in_subjects();
-    let filter = (stream.cached_info().config.subjects != [ours.as_str()]).then_some(ours);
+    let config = &stream.cached_info().config;
+    // The anchor brings nothing but `rotation.in.>`; another source may.
+    let anchor = names.in_anchor_stream();
+    let only_ours = config.subjects == [ours.as_str()]
+        && config.sources.iter().flatten().all(|s| s.name == anchor);
+    let filter = (!only_ours).then_some(ours);
     let mut purged = 0;
     while answered_through.changed().await.is_ok() {
         let through = *answered_through.borrow_and_update();
