@@ -24,7 +24,7 @@
 //! their cursors and return.
 
 mod checkpoints;
-mod inbound;
+pub(crate) mod inbound;
 pub(crate) mod ingest;
 mod outbox;
 
