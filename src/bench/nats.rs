@@ -228,6 +228,8 @@ pub async fn ingest(url: &str, events: u64, dir: &Path) -> Result<IngestMeasurem
             delete_streams(&js, &[names.stream(&baseline_name(round))]).await;
         }
     }
+    // The baselines' streams source this one; it goes once they are gone.
+    delete_streams(&js, &[names.in_anchor_stream()]).await;
     result
 }
 
@@ -238,9 +240,10 @@ fn baseline_name(round: usize) -> String {
 }
 
 /// The streams a ledger run under `names` makes.
-fn ledger_streams(names: &Names) -> [String; 3] {
+fn ledger_streams(names: &Names) -> [String; 4] {
     [
         names.in_stream(),
+        names.in_anchor_stream(),
         names.ledger_stream(),
         names.rejected_stream(),
     ]
@@ -321,6 +324,18 @@ async fn baseline(
     let mut config = names.in_config();
     config.name = stream_name.clone();
     config.subjects = vec![format!("{subjects}.>")];
+    // The ledger's inbound settings: no duplicate window where the server
+    // allows, so that the baseline tracks no ids the ledger's stream does
+    // not.
+    let without_window = nats::inbound::can_go_without_window(&js.client().server_info().version);
+    if without_window {
+        js.get_or_create_stream(names.in_anchor_config())
+            .await
+            .or_nats("create the baseline's anchor stream")?;
+    }
+    if let Some(update) = names.inbound_update(config.clone(), without_window) {
+        config = update;
+    }
     let retention = config.retention;
     let stream = js
         .create_stream(config)

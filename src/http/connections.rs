@@ -10,6 +10,10 @@
 //!   closes whatever is still open, so that no client, however slow, keeps
 //!   the process alive.
 //!
+//! Each request head passes [`HeadGuard`] before hyper reads it, so that a
+//! request too large to serve gets a problem body like any other error
+//! (see `heads`).
+//!
 //! Only HTTP/1.1 is spoken. Detecting HTTP/2 means reading a preface
 //! before any header timeout applies, which a client could stall forever;
 //! the ledger's clients (services, browsers over plain HTTP, curl) speak
@@ -25,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::heads::HeadGuard;
 use crate::config::Limits;
 
 /// How long to wait before accepting again after `accept` failed, as it
@@ -41,7 +46,13 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)));
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)))
+        // A head the guard refuses ends the connection for hyper; with
+        // half-close, hyper takes that end as the client's and still
+        // finishes the answers to the requests before it. A client that
+        // goes away mid-answer is noticed when a write fails (the live
+        // stream writes at least every 15 s).
+        .half_close(true);
     let max_connections = limits.max_connections.max(1);
     let mut connections = JoinSet::new();
     loop {
@@ -65,8 +76,10 @@ pub async fn serve(
                 }
             },
         };
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = builder.serve_connection(
+            TokioIo::new(HeadGuard::new(stream)),
+            TowerToHyperService::new(app.clone()),
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);

@@ -81,6 +81,28 @@ impl AppError {
         )
     }
 
+    /// 414: a request line longer than the API serves.
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request line is longer than {limit} bytes"),
+        )
+    }
+
+    /// 431: a request head larger than the API serves, or with too many
+    /// header fields.
+    pub fn header_fields_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_fields_too_large",
+            format!(
+                "the request's headers are larger than {limit} bytes or more than {} fields",
+                super::heads::MAX_HEADERS
+            ),
+        )
+    }
+
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -189,6 +211,8 @@ fn title(code: &str) -> &'static str {
         "method_not_allowed" => "Method not allowed",
         "invalid_request" => "Invalid request",
         "payload_too_large" => "Payload too large",
+        "uri_too_long" => "URI too long",
+        "header_fields_too_large" => "Request header fields too large",
         "unsupported_media_type" => "Unsupported media type",
         "unavailable" => "Service unavailable",
         "too_many_requests" => "Too many requests",
@@ -196,8 +220,9 @@ fn title(code: &str) -> &'static str {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+impl AppError {
+    /// The problem body (RFC 9457).
+    fn problem_body(&self) -> Vec<u8> {
         let problem = Problem {
             kind: format!("urn:rotation-ledger:problem:{}", self.code),
             title: title(self.code),
@@ -207,7 +232,28 @@ impl IntoResponse for AppError {
             current_version: self.current_version,
             results: self.results.as_deref(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        serde_json::to_vec(&problem).unwrap_or_default()
+    }
+
+    /// The whole HTTP/1.1 response, closing the connection, for an answer
+    /// written below the router (see `heads`).
+    pub(crate) fn to_http1_close(&self) -> Vec<u8> {
+        let body = self.problem_body();
+        let mut answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        answer
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = self.problem_body();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -30,6 +30,7 @@ mod connections;
 mod error;
 mod events;
 mod extract;
+mod heads;
 pub mod openapi;
 mod persons;
 mod proofs;

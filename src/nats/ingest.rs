@@ -263,17 +263,24 @@ async fn consume_session(
         .get_or_create_stream(names.in_config())
         .await
         .map_err(|e| setup("the inbound stream")(&e))?;
-    // A stream made by an earlier version (or an operator) with a
-    // deduplication window would swallow conflicting re-publications:
-    // narrow it, keeping the rest of its configuration.
-    let mut config = stream.cached_info().config.clone();
-    if config.duplicate_window > super::IN_DUPLICATE_WINDOW {
+    // The inbound stream goes without deduplication where the server
+    // allows, and with the smallest window elsewhere; one made by an
+    // earlier version (or an operator) is brought to that, keeping the
+    // rest of its configuration.
+    let without_window = super::inbound::can_go_without_window(&js.client().server_info().version);
+    if without_window {
+        js.get_or_create_stream(names.in_anchor_config())
+            .await
+            .map_err(|e| setup("the inbound stream's anchor")(&e))?;
+    }
+    if let Some(config) = names.inbound_update(stream.cached_info().config.clone(), without_window)
+    {
         tracing::info!(
             stream = %config.name,
-            window = ?config.duplicate_window,
-            "narrowing the inbound stream's duplicate window: the ledger's idempotency is permanent"
+            from = ?stream.cached_info().config.duplicate_window,
+            to = ?config.duplicate_window,
+            "changing the inbound stream's duplicate window: the ledger's idempotency is permanent"
         );
-        config.duplicate_window = super::IN_DUPLICATE_WINDOW;
         js.update_stream(config)
             .await
             .map_err(|e| setup("the inbound stream's duplicate window")(&e))?;
@@ -281,6 +288,14 @@ async fn consume_session(
             .get_stream(names.in_stream())
             .await
             .map_err(|e| setup("the inbound stream")(&e))?;
+    }
+    if !without_window {
+        tracing::warn!(
+            version = %js.client().server_info().version,
+            "nats-server before 2.14 cannot keep ROTATION_IN without deduplication: \
+             a re-publication within 100 ms of its id is acknowledged as a duplicate \
+             and never reaches the ledger"
+        );
     }
     let consumer = in_order(&stream, names, js.client())
         .await
@@ -327,7 +342,7 @@ async fn consume_session(
 /// every [`PURGE_INTERVAL`], until the committer stops. Everything up to
 /// the last answered message is committed or durably rejected, whether or
 /// not its ack reached JetStream. When an operator gave the stream other
-/// subjects too, the purge is filtered to the consumer's, so theirs stay;
+/// subjects (or sources) too, the purge is filtered to the consumer's, so theirs stay;
 /// otherwise it is not, as JetStream then drops whole blocks instead of
 /// looking at each message. A purge that fails is tried again with the
 /// next. Returns when the committer has stopped.
@@ -337,7 +352,12 @@ async fn purge(
     mut answered_through: watch::Receiver<u64>,
 ) {
     let ours = names.in_subjects();
-    let filter = (stream.cached_info().config.subjects != [ours.as_str()]).then_some(ours);
+    let config = &stream.cached_info().config;
+    // The anchor brings nothing but `rotation.in.>`; another source may.
+    let anchor = names.in_anchor_stream();
+    let only_ours = config.subjects == [ours.as_str()]
+        && config.sources.iter().flatten().all(|s| s.name == anchor);
+    let filter = (!only_ours).then_some(ours);
     let mut purged = 0;
     while answered_through.changed().await.is_ok() {
         let through = *answered_through.borrow_and_update();

@@ -24,6 +24,7 @@
 //! their cursors and return.
 
 mod checkpoints;
+pub(crate) mod inbound;
 pub(crate) mod ingest;
 mod outbox;
 
@@ -106,14 +107,13 @@ pub const DEFAULT_PREFIX: &str = "rotation";
 /// How long the outboxes may keep publishing after the ingest has stopped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// How long JetStream remembers a `Nats-Msg-Id` on `ROTATION_IN`: as
-/// little as it allows (nats-server refuses less than 100 ms, and zero
-/// means its default of two minutes). The ledger's idempotency is
-/// permanent, so the inbound stream needs none of its own, and a window
-/// swallows a conflicting re-publication of an id as a "duplicate" before
-/// the ledger can reject it (contract section 4). JetStream forgets an id
-/// after the window, checking every 50 ms at most; `docs/nats.md` says
-/// what this leaves to publishers.
+/// How long JetStream remembers a `Nats-Msg-Id` on `ROTATION_IN` when the
+/// server cannot go without deduplication (before nats-server 2.14): as
+/// little as it allows. The ledger's idempotency is permanent, so the
+/// inbound stream needs none of its own, and a window swallows a
+/// conflicting re-publication of an id as a "duplicate" before the ledger
+/// can reject it (contract section 4). The stream is made with it and then
+/// goes without any window where the server allows (see [`inbound`]).
 pub const IN_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
 
 /// How long JetStream remembers a `Nats-Msg-Id` on the ledger's own streams.

@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use serde_json::Value;
+
 use crate::support::binary;
 
 /// The start of a request whose headers never end.
@@ -84,6 +86,19 @@ impl Serve {
         tokio::time::timeout(wait, ask).await.ok().flatten()
     }
 
+    /// Everything the server answers to `request` sent on a connection of
+    /// its own, up to its close.
+    async fn answer_to(&self, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(&self.addr).await.expect("a connection");
+        stream.write_all(request).await.expect("sent");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and closes")
+            .expect("the answer is read");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     fn terminate(&self) {
         let pid = self.child.id().expect("serve runs").to_string();
         let sent = std::process::Command::new("kill")
@@ -105,6 +120,64 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
             Err(_) => panic!("the connection was still open after {limit:?}"),
         }
     }
+}
+
+/// Asserts that `answer` ends with one problem response of `status` and
+/// `code`.
+fn assert_last_problem(answer: &str, status: u16, code: &str) {
+    let at = answer.rfind("HTTP/1.1 ").expect("a response");
+    let (head, body) = answer[at..]
+        .split_once("\r\n\r\n")
+        .expect("a head and a body");
+    assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let problem: Value = serde_json::from_str(body).expect("a JSON problem body");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status, "{problem}");
+}
+
+/// Regression: a request hyper would not read (a URI over 64 KiB, headers
+/// over its buffer) was answered 414 or 431 with an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_too_large_to_serve_get_problem_bodies() {
+    let serve = Serve::start("").await;
+    let long_uri = format!(
+        "GET /v1/events?after={} HTTP/1.1\r\nHost: ledger\r\n\r\n",
+        "1".repeat(100_000)
+    );
+    let answer = serve.answer_to(long_uri.as_bytes()).await;
+    assert_last_problem(&answer, 414, "uri_too_long");
+
+    let padding: String = (0..200)
+        .map(|i| format!("X-Padding-{i}: {}\r\n", "p".repeat(1_000)))
+        .collect();
+    let big_headers = format!("GET /healthz HTTP/1.1\r\nHost: ledger\r\n{padding}\r\n");
+    let answer = serve.answer_to(big_headers.as_bytes()).await;
+    assert_last_problem(&answer, 431, "header_fields_too_large");
+
+    let many: String = (0..150).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many_headers = format!("GET /healthz HTTP/1.1\r\nHost: ledger\r\n{many}\r\n");
+    let answer = serve.answer_to(many_headers.as_bytes()).await;
+    assert_last_problem(&answer, 431, "header_fields_too_large");
+
+    // On a kept-alive connection, after a request with a body: the first
+    // is answered, the second refused.
+    let pipelined = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: ledger\r\nAuthorization: Bearer admin\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]{long_uri}"
+    );
+    let answer = serve.answer_to(pipelined.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    assert_last_problem(&answer, 414, "uri_too_long");
+
+    assert_eq!(
+        serve.healthz(Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
