@@ -301,6 +301,9 @@ impl Partnership {
             }
         };
         let mut checks = Vec::new();
+        // The flags each start earns under the partnership's limits are
+        // cells like any other, so that they are released on the cadence.
+        let mut flagged: Vec<Cell> = Vec::new();
         for fact in facts.live.values() {
             match fact {
                 RotationFact::Agreed { .. } => {
@@ -340,7 +343,15 @@ impl Partnership {
                     if end.is_none() {
                         count(Total::SubstitutionsActive, None, None);
                     }
-                    checks.push(self.check(rotation, start, &releases, end));
+                    let check = self.check(rotation, start, &releases, end);
+                    let mut broken = Vec::new();
+                    check.flags(&self.limits, &mut broken);
+                    flagged.extend(
+                        broken
+                            .iter()
+                            .map(|flag| Cell::Flag(Month::of(start.date), flag.rule)),
+                    );
+                    checks.push(check);
                 }
                 RotationFact::SubstitutionEnded {
                     substitution,
@@ -372,6 +383,9 @@ impl Partnership {
                     }
                 }
             }
+        }
+        for cell in flagged {
+            *cells.entry(cell).or_default() += 1;
         }
         RotationView {
             cells: cells.into_iter().collect(),
