@@ -176,6 +176,16 @@ impl Dashboards {
                 flags.push(json!({"month": month, "rule": rule.as_str(), "count": count}));
             }
         }
+        // A rule that has counted but is not released yet says no more
+        // than that: not even the months of its exceptions.
+        for &rule in FlagRule::ALL {
+            let table = Table::Flags(rule);
+            if releases.published(table).is_none() && !releases.never_counted(table) {
+                let path = format!("/flags/{}/count", flags.len());
+                suppressed.push(Value::String(path));
+                flags.push(json!({"month": null, "rule": rule.as_str(), "count": null}));
+            }
+        }
         let config = &self.disclosure;
         Some(json!({
             "partnership": partnership,
