@@ -11,6 +11,17 @@
 //! with its numerator and denominator. `referrals` is not a table of its
 //! own: it always equals `jobseekers_referred`, and a figure is published
 //! once, so the months of referrals belong to that table.
+//! Each scheme rule's exceptions are a table too: the substitutions it
+//! flags, by the month they started, judged under the partnership's
+//! limits as the fold goes (`Cell::Flag`), with no total.
+//!
+//! # Tables audited together
+//!
+//! A few sums join the totals of different tables (`ACROSS`). A table
+//! linked by one is audited, when it is released, together with every
+//! table linked to it as the board shows them at that moment, and may hide
+//! more of its own cells for their sake (`Releases::audit_across`); a
+//! release that no hiding of its own makes safe waits.
 //!
 //! # When a table is due
 //!
