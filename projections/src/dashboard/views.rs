@@ -14,7 +14,7 @@ use super::facts::{
     Facts, PersonFact, Registration, ReleaseStart, RotationFact, SubstitutionStart,
 };
 use super::fold::Partnership;
-use crate::flags::SubstitutionCheck;
+use crate::flags::{FlagRule, SubstitutionCheck};
 use crate::outcomes::{self, AgeBand, Observation, StatusRecord, into_work};
 
 /// What a rotation adds to the dashboard.
@@ -344,12 +344,11 @@ impl Partnership {
                         count(Total::SubstitutionsActive, None, None);
                     }
                     let check = self.check(rotation, start, &releases, end);
-                    let mut broken = Vec::new();
-                    check.flags(&self.limits, &mut broken);
                     flagged.extend(
-                        broken
+                        FlagRule::ALL
                             .iter()
-                            .map(|flag| Cell::Flag(Month::of(start.date), flag.rule)),
+                            .filter(|&&rule| check.breaks(rule, &self.limits))
+                            .map(|&rule| Cell::Flag(Month::of(start.date), rule)),
                     );
                     checks.push(check);
                 }
