@@ -261,7 +261,7 @@ impl Projector {
                     .dashboard(partnership, &limits)
                     .map(|d| serde_json::to_vec(&d)),
                 DashboardView::Protected => dashboards
-                    .board(partnership, &limits)
+                    .board(partnership)
                     .map(|b| serde_json::to_vec(&b)),
             };
             (served.generation, json)
@@ -416,9 +416,10 @@ pub fn fresh_dashboards(config: &Config) -> Dashboards {
     dashboards
 }
 
-/// Sets the configuration's disclosure control and the ledger's secret on
-/// a fold.
+/// Sets the configuration's disclosure control, scheme-rule limits and
+/// the ledger's secret on a fold.
 fn control(dashboards: &mut Dashboards, config: &Config) {
+    dashboards.set_limits(config.partnerships.clone());
     // Without a ledger's secret (a test, the bench) the defaults are what
     // a plain fold has, so that the two compare equal.
     if config.record_key.0.is_empty() && config.disclosure == Default::default() {

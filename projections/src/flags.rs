@@ -90,6 +90,23 @@ pub(crate) struct SubstitutionCheck {
 }
 
 impl SubstitutionCheck {
+    /// Whether this substitution breaks `rule` under `limits`: what the
+    /// fold counts, without the sentence a flag carries.
+    pub(crate) fn breaks(&self, rule: FlagRule, limits: &SchemeLimits) -> bool {
+        match rule {
+            FlagRule::MinUnemployedWeeks => self
+                .unemployed_weeks
+                .is_some_and(|weeks| weeks < i64::from(limits.min_unemployed_weeks)),
+            FlagRule::MaxSubstitutionWeeks => {
+                let max_days = i64::from(limits.max_substitution_weeks) * 7;
+                self.actual_days.is_some_and(|days| days > max_days) || self.planned_days > max_days
+            }
+            FlagRule::HourForHour => self
+                .covered_milli
+                .is_some_and(|covered| covered != self.hours_milli),
+        }
+    }
+
     /// Appends the flags this substitution earns under `limits`, in the
     /// order of [`FlagRule::ALL`].
     pub(crate) fn flags(&self, limits: &SchemeLimits, out: &mut Vec<Flag>) {
@@ -192,6 +209,15 @@ mod tests {
             .map(|f| format!("{}: {}", f.rule.as_str(), f.message))
             .collect();
         assert_eq!(got, expected, "for {substitution:?}");
+        // What the fold counts agrees with the flags listed.
+        let limits = SchemeLimits::default();
+        let broken: Vec<FlagRule> = FlagRule::ALL
+            .iter()
+            .copied()
+            .filter(|&rule| substitution.breaks(rule, &limits))
+            .collect();
+        let listed: Vec<FlagRule> = flags.iter().map(|f| f.rule).collect();
+        assert_eq!(broken, listed, "for {substitution:?}");
     }
 
     #[test]

@@ -1408,13 +1408,12 @@ fn growing_partnership(newcomers: u64) -> (History, Vec<(usize, &'static str)>) 
 fn board_views(history: &History, config: &DisclosureConfig) -> Vec<Value> {
     let mut dashboards = Dashboards::with_disclosure(config, b"the ledger's own secret, 32 bytes")
         .expect("a valid configuration");
-    let limits = SchemeLimits::default();
     history
         .events
         .iter()
         .map(|event| {
             dashboards.apply(event);
-            dashboards.board(STOKE, &limits).expect("the partnership")
+            dashboards.board(STOKE).expect("the partnership")
         })
         .collect()
 }
@@ -1551,12 +1550,9 @@ fn the_same_log_gives_the_same_board_view_after_a_checkpoint() {
     for event in &history.events {
         resumed.apply(event);
     }
-    let limits = SchemeLimits::default();
-    let view = |d: &Dashboards| serde_json::to_vec(&d.board(STOKE, &limits)).expect("json");
+    let view = |d: &Dashboards| serde_json::to_vec(&d.board(STOKE)).expect("json");
     assert_eq!(view(&whole), view(&resumed));
-    assert!(
-        whole.board(STOKE, &limits).expect("known")["releases"]["jobseekers_referred"].is_object()
-    );
+    assert!(whole.board(STOKE).expect("known")["releases"]["jobseekers_referred"].is_object());
 }
 
 /// The interval audit as a reader would run it on a small partnership's
@@ -1603,7 +1599,7 @@ fn every_hidden_cell_of_a_small_table_spans_at_least_five_values() {
             dashboards.apply(event);
         }
         let limits = SchemeLimits::default();
-        let view = dashboards.board(STOKE, &limits).expect("known");
+        let view = dashboards.board(STOKE).expect("known");
         let raw = dashboards.dashboard(STOKE, &limits).expect("known");
         // The table's cells as a reader sees them: the total, then every
         // category of every dimension, each dimension adding up to it.
@@ -1617,7 +1613,7 @@ fn every_hidden_cell_of_a_small_table_spans_at_least_five_values() {
                 values.push(counts.referred);
                 published.push(view["by_group"][dimension][category]["referred"].as_u64());
             }
-            relations.push(Relation { total: 0, parts });
+            relations.push(Relation::exact(0, parts));
         }
         let hidden = published.iter().filter(|p| p.is_none()).count();
         assert!(
@@ -1634,6 +1630,223 @@ fn every_hidden_cell_of_a_small_table_spans_at_least_five_values() {
                     values[cell]
                 );
             }
+        }
+    }
+}
+
+/// A rotation with one release training 20 hours a week, then
+/// `substitutions` substitutes of 37.5 hours in March 2025, each an
+/// exception to hour for hour.
+fn flagged_rotation(substitutions: u128) -> History {
+    let mut history = History::new();
+    history.register_partnership(STOKE);
+    history.enrol(E1, "C", "2025-01-02");
+    history.employee(W1, E1, "2025-01-03");
+    history.agree(R1, E1, "2025-02-01");
+    history.release(R1, L1, W1, 20.0, "2025-03-03");
+    for i in 0..substitutions {
+        history.substitute(
+            R1,
+            Uuid::from_u128(0x9100 + i),
+            Uuid::from_u128(0x9000 + i),
+            &[L1],
+            37.5,
+            "2025-06-30",
+            "2025-03-10",
+        );
+    }
+    history
+}
+
+/// The board's count of March's hour-for-hour exceptions, and the release
+/// it comes from.
+fn hour_for_hour(view: &Value) -> (Value, Value) {
+    let row = view["flags"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|row| row["month"] == "2025-03" && row["rule"] == "hour_for_hour")
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        row["count"].clone(),
+        view["releases"]["flags/hour_for_hour"].clone(),
+    )
+}
+
+#[test]
+fn a_single_new_flag_waits_for_the_release_cadence() {
+    let history = flagged_rotation(40);
+    let secret = b"the ledger's own secret, 32 bytes";
+    let watch = |config: &DisclosureConfig| {
+        let mut dashboards = Dashboards::with_disclosure(config, secret).expect("valid");
+        let (first, rest) = history.events.split_at(history.events.len() - 10);
+        for event in first {
+            dashboards.apply(event);
+        }
+        let mut seen = vec![hour_for_hour(&dashboards.board(STOKE).expect("known"))];
+        for (i, event) in rest.iter().enumerate() {
+            dashboards.apply(event);
+            let raw = dashboards
+                .dashboard(STOKE, &SchemeLimits::default())
+                .expect("known");
+            assert_eq!(raw.flags.len(), 31 + i, "the raw view stays live");
+            seen.push(hour_for_hour(&dashboards.board(STOKE).expect("known")));
+        }
+        seen
+    };
+
+    let seen = watch(&DisclosureConfig::default());
+    let (count, release) = &seen[0];
+    assert!(
+        count.as_u64().is_some_and(|n| (25..=35).contains(&n)),
+        "{count}"
+    );
+    assert!(release["position"].is_u64(), "{release}");
+    // Nine new flags are fewer than `release_min_units`: the board keeps
+    // showing the previous release, count and date alike.
+    for later in &seen[1..10] {
+        assert_eq!(later, &seen[0], "a flag showed before the cadence allowed");
+    }
+    // The tenth makes the table due, and it is released anew.
+    assert_ne!(seen[10].1, seen[0].1);
+    assert!(seen[10].0.as_u64().is_some_and(|n| (35..=45).contains(&n)));
+
+    // Released at every unit, each new flag moves the release at once.
+    let every_unit = DisclosureConfig {
+        release_min_units: 1,
+        ..DisclosureConfig::default()
+    };
+    let seen = watch(&every_unit);
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0].1, pair[1].1, "each flag is a release");
+    }
+}
+
+#[test]
+fn flags_are_counted_under_the_limits_the_fold_was_given() {
+    let history = flagged_rotation(20);
+    let mut dashboards = Dashboards::new();
+    for event in &history.events {
+        dashboards.apply(event);
+    }
+    let (count, _) = hour_for_hour(&dashboards.board(STOKE).expect("known"));
+    assert!(count.as_u64().is_some_and(|n| n >= 10), "{count}");
+    // Substitutions planned for 16 weeks break a 10-week maximum: the
+    // flags are counted again, and the table is due at once.
+    let strict = SchemeLimits {
+        min_unemployed_weeks: 26,
+        max_substitution_weeks: 10,
+    };
+    dashboards.set_limits([(STOKE.to_owned(), strict.clone())].into());
+    let view = dashboards.board(STOKE).expect("known");
+    assert_eq!(view["limits"]["max_substitution_weeks"], 10);
+    assert_eq!(
+        view["releases"]["flags/max_substitution_weeks"],
+        Value::Null,
+        "no event has been applied since, so nothing is released yet"
+    );
+    let later = flagged_rotation(21);
+    dashboards.apply(later.events.last().expect("one more"));
+    let view = dashboards.board(STOKE).expect("known");
+    let max_weeks = view["flags"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|row| row["rule"] == "max_substitution_weeks")
+        .expect("listed")["count"]
+        .clone();
+    assert!(max_weeks.as_u64().is_some_and(|n| n >= 10), "{max_weeks}");
+    // The limits are part of what a checkpoint was made under.
+    assert!(!dashboards.same_control(&Dashboards::new()));
+}
+
+/// Twelve substitutions started, then ten of them completed: the board
+/// shows 10 started and 10 ended, each table passing its own audit, and
+/// `substitutions_active` (2) hidden. A reader who knows that started is
+/// active plus ended narrows active to 1 or 2, unless the audit across
+/// tables hides more.
+fn twelve_started_ten_ended() -> History {
+    let mut history = History::new();
+    history.register_partnership(STOKE);
+    history.enrol(E1, "C", "2025-01-02");
+    history.employee(W1, E1, "2025-01-03");
+    history.agree(R1, E1, "2025-02-01");
+    history.release(R1, L1, W1, 37.5, "2025-03-03");
+    let substitution = |i: u128| Uuid::from_u128(0x9100 + i);
+    for i in 0..12 {
+        let person = Uuid::from_u128(0x9000 + i);
+        history.substitute(
+            R1,
+            substitution(i),
+            person,
+            &[L1],
+            37.5,
+            "2025-06-30",
+            "2025-03-10",
+        );
+    }
+    for i in 0..10 {
+        history.substitution_ended(R1, substitution(i), "completed", "2025-06-30");
+    }
+    history
+}
+
+#[test]
+fn relations_between_tables_do_not_narrow_a_hidden_total() {
+    use rotation_projections::disclosure::{IntervalRule, Relation, audit};
+
+    let history = twelve_started_ten_ended();
+    // The plain rule, released at every unit: every figure is fresh, and
+    // only the audit stands between the reader and the hidden count.
+    let config = DisclosureConfig {
+        method: Method::Round,
+        release_min_units: 1,
+        ..DisclosureConfig::default()
+    };
+    let mut dashboards =
+        Dashboards::with_disclosure(&config, b"the ledger's own secret, 32 bytes").expect("valid");
+    for event in &history.events {
+        dashboards.apply(event);
+    }
+    let view = dashboards.board(STOKE).expect("known");
+    let raw = dashboards
+        .dashboard(STOKE, &SchemeLimits::default())
+        .expect("known");
+    assert_eq!(raw.totals.substitutions_active, 2);
+    assert_eq!(view["totals"]["substitutions_active"], Value::Null);
+
+    // The reader's audit of the totals the relations between tables link.
+    let names = [
+        "substitutions_started",
+        "substitutions_active",
+        "substitutions_ended",
+        "substitutions_completed",
+        "substitutions_left_early",
+        "substitutes_hired_by_employer",
+        "substitutions_dismissed",
+    ];
+    let raw_totals = serde_json::to_value(&raw.totals).expect("serialises");
+    let values: Vec<u64> = names
+        .iter()
+        .map(|n| raw_totals[n].as_u64().expect("a count"))
+        .collect();
+    let published: Vec<Option<u64>> = names.iter().map(|n| view["totals"][n].as_u64()).collect();
+    let relations = [
+        Relation::exact(0, vec![1, 2]),
+        Relation::exact(2, vec![3, 4, 5, 6]),
+    ];
+    let ranges = audit(&values, &published, &relations, &IntervalRule::new(&config))
+        .expect("the published totals are consistent");
+    for (i, range) in ranges.iter().enumerate() {
+        if let Some(range) = range {
+            assert!(
+                range.is_protected(4),
+                "{} (true {}) narrows to {range:?} in {}",
+                names[i],
+                values[i],
+                view["totals"]
+            );
         }
     }
 }

@@ -105,11 +105,13 @@ pub(super) async fn startup(
 /// threads) without folding it. The rebuild's checkpoint is then written
 /// (untimed), so the projector below starts from it.
 ///
-/// `dashboard_read` then times the projector's read of a protected
-/// dashboard with the cache emptied before every read, so each read
-/// computes the dashboard, applies disclosure control and serialises it:
-/// the slowest a read can be (reads between two applied chunks are cache
-/// hits). The partnership read is the log's largest. Its baseline is
+/// `dashboard_read` then times the projector's read of the board's view
+/// (what a board token gets) with the cache emptied before every read, so
+/// each read assembles the view from every table's last release (cell-key
+/// perturbation, threshold, rounding and interval audit were applied when
+/// the fold made the release, inside `projection_catchup`, never on a
+/// read) and serialises it: the slowest a read can be (reads between two
+/// applied chunks are cache hits). The partnership read is the log's largest. Its baseline is
 /// serialising the same protected JSON value, already computed, with
 /// `serde_json::to_vec`; the two take turns.
 pub(super) async fn dashboards(ledger: &Ledger) -> Result<(Figure, Figure)> {

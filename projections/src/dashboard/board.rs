@@ -2,7 +2,7 @@
 //! it was last released, with the release's position and date, and the
 //! scheme-rule exceptions as counts per rule under the same control.
 //!
-//! Nothing here reads the live counters but the flags: a read assembles
+//! Nothing here reads the live counters: a read assembles
 //! the releases the fold made, so the same log gives the same view byte
 //! for byte, however often and whenever it is read.
 
@@ -10,16 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::cells::{Category, NOT_RECORDED, unit_key};
+use super::Dashboards;
+use super::cells::{Category, NOT_RECORDED};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use super::release::{Published, Table};
-use super::{Dashboards, SchemeLimits};
-use crate::disclosure::{CellKey, publish};
-use crate::flags::{Flag, FlagRule};
+use crate::flags::FlagRule;
 
 impl Dashboards {
     /// The board's view of `partnership`, `None` if it has had no event.
-    pub fn board(&self, partnership: &str, limits: &SchemeLimits) -> Option<Value> {
+    /// The flags are counted under the limits set with
+    /// [`Dashboards::set_limits`], which the view names.
+    pub fn board(&self, partnership: &str) -> Option<Value> {
         let state = self.partnerships.get(partnership)?;
         let releases = &state.releases;
         let mut suppressed: Vec<Value> = Vec::new();
@@ -37,7 +38,7 @@ impl Dashboards {
                 }),
             );
             match table {
-                Table::Measure(_) => {
+                Table::Measure(_) | Table::Flags(_) => {
                     if let Some(Published { cells: shown, .. }) = published {
                         cells.extend(shown.iter().map(|(k, v)| (k.clone(), *v)));
                     }
@@ -48,15 +49,14 @@ impl Dashboards {
                 }
             }
         }
-        let released = |total: Total| releases.published(Table::Measure(total)).is_some();
-        let mut value_of = |name: String, total: Total, path: String| -> Value {
+        let mut value_of = |name: String, table: Table, path: String| -> Value {
             // A table not released yet is held back whole, and its cells
             // are listed as hidden like any other, unless it has never
             // counted anything.
-            if releases.never_counted(Table::Measure(total)) {
+            if releases.never_counted(table) {
                 return json!(0);
             }
-            if !released(total) {
+            if releases.published(table).is_none() {
                 suppressed.push(Value::String(path));
                 return Value::Null;
             }
@@ -77,7 +77,10 @@ impl Dashboards {
             }
             let name = format!("totals/{}", total.name());
             let path = format!("/{name}");
-            totals.insert(total.name().to_owned(), value_of(name, total, path));
+            totals.insert(
+                total.name().to_owned(),
+                value_of(name, Table::Measure(total), path),
+            );
         }
 
         let mut sectors: Vec<String> = cells
@@ -95,7 +98,7 @@ impl Dashboards {
                 let path = format!("/{name}");
                 row.insert(
                     measure.name().to_owned(),
-                    value_of(name, measure.total(), path),
+                    value_of(name, Table::Measure(measure.total()), path),
                 );
             }
             by_sector.insert(sector, Value::Object(row));
@@ -121,7 +124,7 @@ impl Dashboards {
                 let path = format!("/{name}");
                 row.insert(
                     measure.name().to_owned(),
-                    value_of(name, measure.total(), path),
+                    value_of(name, Table::Measure(measure.total()), path),
                 );
             }
             if let Value::Object(rows) = dimension {
@@ -148,17 +151,46 @@ impl Dashboards {
                 };
                 let name = format!("monthly/{month}/{}", measure.name());
                 let path = format!("/monthly/{i}/{}", measure.name());
-                row.insert(measure.name().to_owned(), value_of(name, total, path));
+                row.insert(
+                    measure.name().to_owned(),
+                    value_of(name, Table::Measure(total), path),
+                );
             }
             monthly.push(Value::Object(row));
         }
 
-        let flags = self.flag_counts(state, limits);
+        // The exceptions as counts per month and rule, each rule's months
+        // one table; a month is listed when any rule's release counts it.
+        let months: BTreeSet<String> = cells
+            .keys()
+            .filter_map(|k| k.strip_prefix("flags/"))
+            .filter_map(|k| k.split('/').next())
+            .map(str::to_owned)
+            .collect();
+        let mut flags = Vec::new();
+        for month in months {
+            for &rule in FlagRule::ALL {
+                let name = format!("flags/{month}/{}", rule.as_str());
+                let path = format!("/flags/{}/count", flags.len());
+                let count = value_of(name, Table::Flags(rule), path);
+                flags.push(json!({"month": month, "rule": rule.as_str(), "count": count}));
+            }
+        }
+        // A rule that has counted but is not released yet says no more
+        // than that: not even the months of its exceptions.
+        for &rule in FlagRule::ALL {
+            let table = Table::Flags(rule);
+            if releases.published(table).is_none() && !releases.never_counted(table) {
+                let path = format!("/flags/{}/count", flags.len());
+                suppressed.push(Value::String(path));
+                flags.push(json!({"month": null, "rule": rule.as_str(), "count": null}));
+            }
+        }
         let config = &self.disclosure;
         Some(json!({
             "partnership": partnership,
             "as_of": {"position": self.position, "recordedtime": self.recordedtime},
-            "limits": limits,
+            "limits": state.limits,
             "totals": totals,
             "rates": rates,
             "by_sector": by_sector,
@@ -175,49 +207,5 @@ impl Dashboards {
                 "release_min_units": config.release_min_units,
             },
         }))
-    }
-
-    /// The scheme-rule exceptions for a board: how many substitutions each
-    /// rule flags in each month they started, perturbed through the cell
-    /// key of the flagged substitutions' record keys, thresholded and
-    /// rounded like any count. A substitution's record key is its
-    /// rotation's mixed with the substitution's id, so a read computes no
-    /// keyed hash. Months where no rule flags anything are
-    /// left out; each listed month lists every rule.
-    fn flag_counts(&self, state: &super::fold::Partnership, limits: &SchemeLimits) -> Value {
-        let mut cells: BTreeMap<(&str, &'static str), (u64, CellKey)> = BTreeMap::new();
-        let mut flags: Vec<Flag> = Vec::new();
-        for view in state.derived.rotations.values() {
-            for check in &view.checks {
-                flags.clear();
-                check.flags(limits, &mut flags);
-                for flag in &flags {
-                    let cell = cells
-                        .entry((check.month.as_str(), flag.rule.as_str()))
-                        .or_default();
-                    cell.0 += 1;
-                    let rotation = state.record_key(check.rotation);
-                    let low = flag.substitution.as_u128() as u64;
-                    cell.1.add(unit_key(rotation, low));
-                }
-            }
-        }
-        let months: BTreeSet<&str> = cells.keys().map(|&(month, _)| month).collect();
-        let rule = &self.control.rules.publication;
-        let mut out = Vec::new();
-        for month in months {
-            for flag_rule in FlagRule::ALL {
-                let (count, key) = cells
-                    .get(&(month, flag_rule.as_str()))
-                    .copied()
-                    .unwrap_or_default();
-                out.push(json!({
-                    "month": month,
-                    "rule": flag_rule.as_str(),
-                    "count": publish(count, key, rule),
-                }));
-            }
-        }
-        Value::Array(out)
     }
 }

@@ -10,6 +10,7 @@ use rotation_events::{Ethnicity, Sector, Sex, YesNo};
 
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use crate::disclosure::{KeyedCount, RecordKey};
+use crate::flags::FlagRule;
 use crate::outcomes::AgeBand;
 
 /// The key of a sector in `by_sector`.
@@ -112,6 +113,9 @@ pub(super) enum Cell {
     Sector(Option<Sector>, SectorMeasure),
     Group(Category, GroupMeasure),
     Month(Month, MonthMeasure),
+    /// The substitutions started in a month that break a scheme rule,
+    /// under the partnership's limits: what a board sees of the flags.
+    Flag(Month, FlagRule),
 }
 
 /// The dashboard's counters: the sum of every entity's view, each with its

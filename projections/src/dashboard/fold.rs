@@ -10,6 +10,7 @@ use rotation_events::{Envelope, EventData, InvalidEvent, Sector, Subject};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::SchemeLimits;
 use super::cells::{Cell, Counters};
 use super::counts::Total;
 use super::facts::{Entity, Fact, Facts, Indexed, PersonFact, RotationFact};
@@ -64,6 +65,8 @@ pub(super) struct StoredPartnership {
     pub(super) record_keys: BTreeMap<Uuid, RecordKey>,
     #[serde(default)]
     pub(super) releases: Releases,
+    #[serde(default)]
+    pub(super) limits: SchemeLimits,
 }
 
 /// One partnership's facts and what is derived from them.
@@ -81,6 +84,9 @@ pub(super) struct Partnership {
     pub(super) record_keys: BTreeMap<Uuid, RecordKey>,
     /// The board's releases of every table.
     pub(super) releases: Releases,
+    /// The scheme-rule limits the flag cells are judged under, kept with
+    /// the facts because the flags' releases were made under them.
+    pub(super) limits: SchemeLimits,
     #[serde(skip)]
     pub(super) derived: Derived,
 }
@@ -96,6 +102,7 @@ impl From<StoredPartnership> for Partnership {
             events: stored.events,
             record_keys: stored.record_keys,
             releases: stored.releases,
+            limits: stored.limits,
             derived: Derived::default(),
         };
         let rotations: Vec<Uuid> = partnership.rotations.keys().copied().collect();
@@ -128,6 +135,33 @@ impl From<StoredPartnership> for Partnership {
 }
 
 impl Partnership {
+    /// A partnership not seen before, its flags judged under `limits`.
+    pub(super) fn new(limits: SchemeLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Judges the flags under other limits: every rotation's flag cells
+    /// are counted again, and what changed since each release is worked
+    /// out anew, so that the next release of a flag table is decided by
+    /// the units that entered or left it.
+    pub(super) fn set_limits(&mut self, limits: SchemeLimits) {
+        if self.limits == limits {
+            return;
+        }
+        self.limits = limits;
+        let rotations: Vec<Uuid> = self.rotations.keys().copied().collect();
+        for rotation in rotations {
+            self.recompute_rotation(rotation);
+        }
+        let Self {
+            releases, derived, ..
+        } = self;
+        releases.rebuild(&mut derived.counters);
+    }
+
     pub(super) fn apply(
         &mut self,
         envelope: &Envelope,

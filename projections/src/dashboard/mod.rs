@@ -212,6 +212,12 @@ pub struct Dashboards {
     /// one. A checkpoint made under another secret is to be rebuilt.
     #[serde(default)]
     keyed_with: u32,
+    /// The scheme-rule limits of the partnerships that have their own
+    /// (`[partnerships.<slug>]`); the others have the defaults. The flags'
+    /// releases are made under them, so a checkpoint made under other
+    /// limits is to be rebuilt.
+    #[serde(default)]
+    limits: BTreeMap<String, SchemeLimits>,
     #[serde(skip)]
     control: Control,
 }
@@ -263,7 +269,7 @@ pub enum ControlError {
 impl Dashboards {
     /// The meaning of the fold's facts and figures. A checkpoint written
     /// under another version is to be discarded and the fold rebuilt.
-    pub const VERSION: u32 = 4;
+    pub const VERSION: u32 = 5;
 
     pub fn new() -> Self {
         Self::default()
@@ -296,6 +302,17 @@ impl Dashboards {
         Ok(())
     }
 
+    /// Sets the scheme-rule limits the flags are judged under, by
+    /// partnership (the others have the defaults). The board's flag counts
+    /// are released from cells counted under them; the raw view judges
+    /// its flags under the limits it is given.
+    pub fn set_limits(&mut self, limits: BTreeMap<String, SchemeLimits>) {
+        for (name, partnership) in &mut self.partnerships {
+            partnership.set_limits(limits.get(name).cloned().unwrap_or_default());
+        }
+        self.limits = limits;
+    }
+
     /// The disclosure control this fold's releases were made under.
     pub fn disclosure(&self) -> &DisclosureConfig {
         &self.disclosure
@@ -305,7 +322,9 @@ impl Dashboards {
     /// disclosure control and secret as this fold's, so that one may go on
     /// from the other.
     pub fn same_control(&self, other: &Dashboards) -> bool {
-        self.disclosure == other.disclosure && self.keyed_with == other.keyed_with
+        self.disclosure == other.disclosure
+            && self.keyed_with == other.keyed_with
+            && self.limits == other.limits
     }
 
     /// Applies one committed event. Events at or below [`Self::position`]
@@ -340,10 +359,18 @@ impl Dashboards {
         self.recordedtime.clone_from(&event.ledger.recordedtime);
         let envelope = &event.envelope;
         let secret = &self.control.secret;
+        let limits = &self.limits;
         let partnership = self
             .partnerships
             .entry(envelope.partnership.clone())
-            .or_default();
+            .or_insert_with(|| {
+                Partnership::new(
+                    limits
+                        .get(&envelope.partnership)
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            });
         partnership.apply(envelope, position, secret, data);
         if let Ok(recorded_at) = chrono::DateTime::parse_from_rfc3339(&self.recordedtime) {
             let mark = ReleaseMark {
@@ -429,6 +456,8 @@ impl Dashboards {
                 Cell::Month(month, measure) => {
                     *monthly.entry(month).or_default().slot(measure) = count;
                 }
+                // The raw view lists the flags themselves, judged below.
+                Cell::Flag(..) => {}
             }
         }
         let rates = Rates {

@@ -11,6 +11,17 @@
 //! with its numerator and denominator. `referrals` is not a table of its
 //! own: it always equals `jobseekers_referred`, and a figure is published
 //! once, so the months of referrals belong to that table.
+//! Each scheme rule's exceptions are a table too: the substitutions it
+//! flags, by the month they started, judged under the partnership's
+//! limits as the fold goes (`Cell::Flag`), with no total.
+//!
+//! # Tables audited together
+//!
+//! A few sums join the totals of different tables (`ACROSS`). A table
+//! linked by one is audited, when it is released, together with every
+//! table linked to it as the board shows them at that moment, and may hide
+//! more of its own cells for their sake (`Releases::audit_across`); a
+//! release that no hiding of its own makes safe waits.
 //!
 //! # When a table is due
 //!
@@ -35,9 +46,10 @@ use serde::{Deserialize, Serialize};
 use super::cells::{Category, Cell, Counters, Month, sector_key};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use crate::disclosure::{
-    DisclosureConfig, IntervalRule, KeyedCount, PublicationRule, Relation, ReleaseMark,
-    protect_intervals, publish, publish_rate,
+    AuditError, DisclosureConfig, IntervalRule, KeyedCount, PublicationRule, Relation, ReleaseMark,
+    protect_intervals, protect_intervals_within, publish, publish_rate,
 };
+use crate::flags::FlagRule;
 
 /// One table of the board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,16 +57,21 @@ pub(crate) enum Table {
     Measure(Total),
     TrainingCompletionRate,
     SubstituteIntoWorkRate,
+    /// The substitutions flagged under one scheme rule, by the month they
+    /// started.
+    Flags(FlagRule),
 }
 
 impl Table {
-    /// Every published table: each total but `referrals`, and the rates.
+    /// Every published table: each total but `referrals`, the rates, and
+    /// the flags of each rule.
     pub(crate) fn all() -> impl Iterator<Item = Table> {
         Total::ALL
             .iter()
             .filter(|&&t| t != Total::Referrals)
             .map(|&t| Table::Measure(t))
             .chain([Table::TrainingCompletionRate, Table::SubstituteIntoWorkRate])
+            .chain(FlagRule::ALL.iter().map(|&rule| Table::Flags(rule)))
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -62,6 +79,9 @@ impl Table {
             Self::Measure(total) => total.name(),
             Self::TrainingCompletionRate => "training_completion_rate",
             Self::SubstituteIntoWorkRate => "substitute_into_work_rate",
+            Self::Flags(FlagRule::MinUnemployedWeeks) => "flags/min_unemployed_weeks",
+            Self::Flags(FlagRule::MaxSubstitutionWeeks) => "flags/max_substitution_weeks",
+            Self::Flags(FlagRule::HourForHour) => "flags/hour_for_hour",
         }
     }
 
@@ -71,8 +91,10 @@ impl Table {
 
     /// The breakdowns whose changes decide when the table is due.
     fn breakdowns(self) -> Vec<Breakdown> {
-        let Self::Measure(total) = self else {
-            return vec![Breakdown::Whole];
+        let total = match self {
+            Self::Measure(total) => total,
+            Self::Flags(_) => return vec![Breakdown::Month],
+            _ => return vec![Breakdown::Whole],
         };
         let mut out = Vec::new();
         if SectorMeasure::ALL.iter().any(|m| m.total() == total) {
@@ -98,6 +120,7 @@ impl Table {
             (Self::Measure(_), Cell::Sector(..)) => Breakdown::Sector,
             (Self::Measure(_), Cell::Month(..)) => Breakdown::Month,
             (Self::Measure(_), Cell::Group(category, _)) => Breakdown::Group(category.dimension()),
+            (Self::Flags(_), _) => Breakdown::Month,
             _ => Breakdown::Whole,
         }
     }
@@ -132,6 +155,7 @@ fn tables_of(cell: Cell) -> [Option<Table>; 2] {
         Cell::Sector(_, measure) => [Some(Table::Measure(measure.total())), None],
         Cell::Group(_, measure) => [Some(Table::Measure(measure.total())), None],
         Cell::Month(_, measure) => [Some(Table::Measure(month_table(measure))), None],
+        Cell::Flag(_, rule) => [Some(Table::Flags(rule)), None],
     }
 }
 
@@ -158,6 +182,7 @@ pub(crate) fn cell_name(cell: Cell) -> String {
             measure.name()
         ),
         Cell::Month(month, measure) => format!("monthly/{month}/{}", measure.name()),
+        Cell::Flag(month, rule) => format!("flags/{month}/{}", rule.as_str()),
     }
 }
 
@@ -186,16 +211,25 @@ fn parse_cell(name: &str) -> Option<Cell> {
             Some(Cell::Group(category, measure))
         }
         ["monthly", month, measure] => {
-            let (year, number) = month.split_once('-')?;
-            let month = Month {
-                year: year.parse().ok()?,
-                month: number.parse().ok()?,
-            };
+            let month = parse_month(month)?;
             let measure = *MonthMeasure::ALL.iter().find(|m| m.name() == *measure)?;
             Some(Cell::Month(month, measure))
         }
+        ["flags", month, rule] => {
+            let rule = *FlagRule::ALL.iter().find(|r| r.as_str() == *rule)?;
+            Some(Cell::Flag(parse_month(month)?, rule))
+        }
         _ => None,
     }
+}
+
+/// A month written `YYYY-MM`.
+fn parse_month(month: &str) -> Option<Month> {
+    let (year, number) = month.split_once('-')?;
+    Some(Month {
+        year: year.parse().ok()?,
+        month: number.parse().ok()?,
+    })
 }
 
 /// What one release of a table published.
@@ -380,6 +414,11 @@ impl Releases {
                         }
                     }
                 }
+                if !self.audit_across(table, &cells, &values, &mut shown, counters, rules) {
+                    // The table waits, showing its previous release, until
+                    // a release of it keeps every hidden figure protected.
+                    return;
+                }
                 Published {
                     mark,
                     cells: cells
@@ -391,6 +430,22 @@ impl Releases {
                     rate: None,
                 }
             }
+            // A flag table has no total and no relation among its months:
+            // each month's count is published on its own, hidden when small.
+            Table::Flags(_) => Published {
+                mark,
+                cells: members
+                    .iter()
+                    .map(|cell| {
+                        let k = keyed(cell);
+                        (
+                            cell_name(*cell),
+                            publish(k.count, k.key, &rules.publication),
+                        )
+                    })
+                    .collect(),
+                rate: None,
+            },
             Table::TrainingCompletionRate | Table::SubstituteIntoWorkRate => {
                 let (numerator, denominator) = if table == Table::TrainingCompletionRate {
                     let completed = keyed(&Cell::Total(Total::TrainingCompleted));
@@ -431,6 +486,250 @@ impl Releases {
     }
 }
 
+/// The relations a board can read between tables: each total is the sum
+/// of the others'. The first is exact; the other two hold unless an end is
+/// recorded for a start that was retracted, or one substitution or release
+/// is started twice, which a reader cannot see, so they are audited too.
+const ACROSS: &[(Total, &[Total])] = &[
+    (
+        Total::SubstitutionsEnded,
+        &[
+            Total::SubstitutionsCompleted,
+            Total::SubstitutionsLeftEarly,
+            Total::SubstitutesHiredByEmployer,
+            Total::SubstitutionsDismissed,
+        ],
+    ),
+    (
+        Total::SubstitutionsStarted,
+        &[Total::SubstitutionsActive, Total::SubstitutionsEnded],
+    ),
+    (
+        Total::ReleasesStarted,
+        &[Total::ReleasesActive, Total::ReleasesEnded],
+    ),
+];
+
+/// The measures linked to `total` by relations across tables, itself
+/// included, in order; just `total` when it has none.
+fn linked(total: Total) -> Vec<Total> {
+    let mut group = BTreeSet::from([total]);
+    loop {
+        let before = group.len();
+        for &(sum, parts) in ACROSS {
+            let members = || parts.iter().chain([&sum]);
+            if members().any(|t| group.contains(t)) {
+                group.extend(members().copied());
+            }
+        }
+        if group.len() == before {
+            return group.into_iter().collect();
+        }
+    }
+}
+
+/// A count a reader knows nothing of (a table held back whole): the audit
+/// gives such a cell no bounds but that it is not negative.
+const UNKNOWN: u64 = u64::MAX;
+
+/// A table's last release as a board sees it (see [`Releases::as_released`]).
+struct AsReleased {
+    /// Its cells, the total first.
+    cells: Vec<Cell>,
+    /// Their counts as of the release.
+    values: Vec<u64>,
+    /// What the release showed of them.
+    shown: Vec<Option<u64>>,
+}
+
+/// One audit of tables linked by relations across tables: their cells as
+/// a board sees them now, the one being released among them.
+#[derive(Default)]
+struct Across {
+    values: Vec<u64>,
+    shown: Vec<Option<u64>>,
+    hideable: Vec<bool>,
+    relations: Vec<Relation>,
+    /// Each measure's total: its index, and its count as of its release
+    /// (the live count of a table held back), from which the slack of a
+    /// relation between tables released at different times is worked out.
+    totals: BTreeMap<Total, (usize, u64)>,
+}
+
+impl Across {
+    /// Adds one table's cells (its total first) and its own relations.
+    fn add(&mut self, table: Table, cells: &[Cell], values: &[u64], shown: &[Option<u64>]) {
+        let offset = self.values.len();
+        self.values.extend_from_slice(values);
+        self.shown.extend_from_slice(shown);
+        self.hideable
+            .extend(std::iter::repeat_n(false, cells.len()));
+        for relation in relations(table, cells) {
+            self.relations.push(Relation {
+                total: relation.total + offset,
+                parts: relation.parts.iter().map(|p| p + offset).collect(),
+                slack: 0,
+            });
+        }
+    }
+}
+
+impl Releases {
+    /// Audits the release of `table` (its `cells`, true `values` and
+    /// `shown` values after its own audit) together with every table linked
+    /// to it by a relation across tables, as each of those is released now,
+    /// and hides more of `table`'s cells until every hidden cell of them
+    /// all is protected. Only `table`'s cells may be hidden: the others
+    /// were published before, and a reader may have kept them.
+    ///
+    /// A reader takes the relations to hold exactly between the figures
+    /// shown now; when those contradict that, a reader knows the tables are
+    /// of different moments, and can only take each relation to hold to
+    /// within the units that moved in between, its slack. Returns `false`
+    /// when no hiding of `table`'s cells protects every hidden cell: the
+    /// table is then not released this time.
+    fn audit_across(
+        &self,
+        table: Table,
+        cells: &[Cell],
+        values: &[u64],
+        shown: &mut [Option<u64>],
+        counters: &Counters,
+        rules: &ReleaseRules,
+    ) -> bool {
+        let Table::Measure(measure) = table else {
+            return true;
+        };
+        let group = linked(measure);
+        if group.len() < 2 {
+            return true;
+        }
+        let mut across = Across::default();
+        let mut own = 0..0;
+        for &member in &group {
+            let offset = across.values.len();
+            let member_table = Table::Measure(member);
+            if member == measure {
+                across.add(member_table, cells, values, shown);
+                own = offset..across.values.len();
+                across.totals.insert(member, (offset, values[0]));
+            } else if let Some(released) = self.as_released(member_table) {
+                across.add(
+                    member_table,
+                    &released.cells,
+                    &released.values,
+                    &released.shown,
+                );
+                across.totals.insert(member, (offset, released.values[0]));
+            } else if self.never_counted(member_table) {
+                let total = [Cell::Total(member)];
+                across.add(member_table, &total, &[0], &[Some(0)]);
+                across.totals.insert(member, (offset, 0));
+            } else {
+                let total = [Cell::Total(member)];
+                across.add(member_table, &total, &[UNKNOWN], &[None]);
+                let live = counters.count(&Cell::Total(member));
+                across.totals.insert(member, (offset, live));
+            }
+        }
+        for flag in &mut across.hideable[own.clone()] {
+            *flag = true;
+        }
+        let mut exact = across.relations.clone();
+        let mut loose = across.relations.clone();
+        for &(sum, parts) in ACROSS {
+            let Some(&(total, whole)) = across.totals.get(&sum) else {
+                continue;
+            };
+            let members: Option<Vec<(usize, u64)>> = parts
+                .iter()
+                .map(|p| across.totals.get(p).copied())
+                .collect();
+            let Some(members) = members else {
+                continue;
+            };
+            let sum_of_parts: u64 = members.iter().map(|&(_, count)| count).sum();
+            let parts: Vec<usize> = members.iter().map(|&(index, _)| index).collect();
+            exact.push(Relation::exact(total, parts.clone()));
+            loose.push(Relation {
+                total,
+                parts,
+                slack: whole.abs_diff(sum_of_parts),
+            });
+        }
+        let attempt = |relations: &[Relation]| {
+            let mut trial = across.shown.clone();
+            match protect_intervals_within(
+                &across.values,
+                &mut trial,
+                relations,
+                &rules.intervals,
+                &across.hideable,
+            ) {
+                Ok(protection) if protection.unprotected.is_empty() => Ok(Some(trial)),
+                Ok(_) => Ok(None),
+                Err(error) => Err(error),
+            }
+        };
+        let outcome = match attempt(&exact) {
+            Err(AuditError::Inconsistent { .. }) => attempt(&loose),
+            other => other,
+        };
+        match outcome {
+            Ok(Some(trial)) => {
+                shown.copy_from_slice(&trial[own]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A table's last release as a board sees it: its cells by the names
+    /// it published (the total first), their counts as of that release,
+    /// and the values shown; `None` before its first release.
+    fn as_released(&self, table: Table) -> Option<AsReleased> {
+        let state = self.tables.get(table.name())?;
+        let published = state.published.as_ref()?;
+        let Table::Measure(total) = table else {
+            return None;
+        };
+        let mut counts: BTreeMap<Cell, u64> = BTreeMap::new();
+        for (name, &count) in &state.released {
+            if let Some(cell) = parse_cell(name) {
+                *counts.entry(published_as(cell)).or_default() += count;
+            }
+        }
+        let mut cells = vec![Cell::Total(total)];
+        cells.extend(
+            published
+                .cells
+                .keys()
+                .filter_map(|name| parse_cell(name))
+                .filter(|&cell| cell != Cell::Total(total)),
+        );
+        let values = cells
+            .iter()
+            .map(|c| counts.get(c).copied().unwrap_or(0))
+            .collect();
+        let shown = cells
+            .iter()
+            .map(|&c| {
+                // A cell a release does not list was 0, which is shown.
+                published
+                    .cells
+                    .get(&cell_name(c))
+                    .copied()
+                    .unwrap_or(Some(0))
+            })
+            .collect();
+        Some(AsReleased {
+            cells,
+            values,
+            shown,
+        })
+    }
+}
+
 /// The cell a board sees `cell` under (see [`Category::published_as`]).
 fn published_as(cell: Cell) -> Cell {
     match cell {
@@ -457,7 +756,7 @@ fn relations(table: Table, cells: &[Cell]) -> Vec<Relation> {
     }
     by_breakdown
         .into_values()
-        .map(|parts| Relation { total: 0, parts })
+        .map(|parts| Relation::exact(0, parts))
         .collect()
 }
 
@@ -543,6 +842,13 @@ mod tests {
                 },
                 MonthMeasure::Progressions,
             ),
+            Cell::Flag(
+                Month {
+                    year: 2024,
+                    month: 11,
+                },
+                FlagRule::HourForHour,
+            ),
         ];
         for cell in cells {
             assert_eq!(parse_cell(&cell_name(cell)), Some(cell), "{cell:?}");
@@ -562,6 +868,9 @@ mod tests {
             )),
             [Some(Table::Measure(Total::JobseekersReferred)), None]
         );
-        assert_eq!(Table::all().count(), Total::ALL.len() - 1 + 2);
+        assert_eq!(
+            Table::all().count(),
+            Total::ALL.len() - 1 + 2 + FlagRule::ALL.len()
+        );
     }
 }

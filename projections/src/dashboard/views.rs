@@ -14,7 +14,7 @@ use super::facts::{
     Facts, PersonFact, Registration, ReleaseStart, RotationFact, SubstitutionStart,
 };
 use super::fold::Partnership;
-use crate::flags::SubstitutionCheck;
+use crate::flags::{FlagRule, SubstitutionCheck};
 use crate::outcomes::{self, AgeBand, Observation, StatusRecord, into_work};
 
 /// What a rotation adds to the dashboard.
@@ -301,6 +301,9 @@ impl Partnership {
             }
         };
         let mut checks = Vec::new();
+        // The flags each start earns under the partnership's limits are
+        // cells like any other, so that they are released on the cadence.
+        let mut flagged: Vec<Cell> = Vec::new();
         for fact in facts.live.values() {
             match fact {
                 RotationFact::Agreed { .. } => {
@@ -340,7 +343,14 @@ impl Partnership {
                     if end.is_none() {
                         count(Total::SubstitutionsActive, None, None);
                     }
-                    checks.push(self.check(rotation, start, &releases, end));
+                    let check = self.check(rotation, start, &releases, end);
+                    flagged.extend(
+                        FlagRule::ALL
+                            .iter()
+                            .filter(|&&rule| check.breaks(rule, &self.limits))
+                            .map(|&rule| Cell::Flag(Month::of(start.date), rule)),
+                    );
+                    checks.push(check);
                 }
                 RotationFact::SubstitutionEnded {
                     substitution,
@@ -372,6 +382,9 @@ impl Partnership {
                     }
                 }
             }
+        }
+        for cell in flagged {
+            *cells.entry(cell).or_default() += 1;
         }
         RotationView {
             cells: cells.into_iter().collect(),

@@ -53,11 +53,29 @@ use good_lp::{
 use super::DisclosureConfig;
 
 /// One additive relation between true counts: `total` is the sum of
-/// `parts`. Members are indices into the audited cells.
+/// `parts`, to within `slack` either way. Members are indices into the
+/// audited cells.
+///
+/// Within a table the slack is 0. Across tables released at different
+/// times the counts a reader sees are of different moments, so the
+/// relation between them may be off by the units that moved in between;
+/// the slack says by how much (see `dashboard/release.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relation {
     pub total: usize,
     pub parts: Vec<usize>,
+    pub slack: u64,
+}
+
+impl Relation {
+    /// `total` is exactly the sum of `parts`.
+    pub fn exact(total: usize, parts: Vec<usize>) -> Self {
+        Self {
+            total,
+            parts,
+            slack: 0,
+        }
+    }
 }
 
 /// The parameters of the audit, from the configuration.
@@ -196,6 +214,21 @@ pub fn protect_intervals(
     relations: &[Relation],
     rule: &IntervalRule,
 ) -> Result<Protection, AuditError> {
+    let hideable = vec![true; values.len()];
+    protect_intervals_within(values, published, relations, rule, &hideable)
+}
+
+/// [`protect_intervals`], hiding only the cells marked `hideable`: the
+/// cells of the table being released, when the others were published
+/// before and a reader may have kept them. A hidden cell that no hideable
+/// cell can protect is listed in [`Protection::unprotected`].
+pub fn protect_intervals_within(
+    values: &[u64],
+    published: &mut [Option<u64>],
+    relations: &[Relation],
+    rule: &IntervalRule,
+    hideable: &[bool],
+) -> Result<Protection, AuditError> {
     let auditor = Auditor::new(values, relations, rule)?;
     let mut protection = Protection::default();
     loop {
@@ -212,7 +245,7 @@ pub fn protect_intervals(
             {
                 continue;
             }
-            match auditor.complement(cell, published) {
+            match auditor.complement(cell, published, hideable) {
                 Some(next) => {
                     published[next] = None;
                     protection.suppressed.push(next);
@@ -345,7 +378,13 @@ impl<'a> Auditor<'a> {
             for &r in relations {
                 let relation = &self.relations[r];
                 let parts: Expression = relation.parts.iter().map(|&c| var(c)).sum();
-                model = model.with(parts.eq(var(relation.total)));
+                if relation.slack == 0 {
+                    model = model.with(parts.eq(var(relation.total)));
+                } else {
+                    let slack = relation.slack as f64;
+                    let gap = parts - var(relation.total);
+                    model = model.with(gap.clone().leq(slack)).with(gap.geq(-slack));
+                }
             }
             match model.solve() {
                 Ok(solution) => Ok(Some(solution.value(var(cell)))),
@@ -364,14 +403,19 @@ impl<'a> Auditor<'a> {
     /// The cell to hide next to protect `cell`: the smallest shown non-zero
     /// cell of the relations `cell` belongs to, failing that a shown zero,
     /// the first by index on ties.
-    fn complement(&self, cell: usize, published: &[Option<u64>]) -> Option<usize> {
+    fn complement(
+        &self,
+        cell: usize,
+        published: &[Option<u64>],
+        hideable: &[bool],
+    ) -> Option<usize> {
         self.member_of[cell]
             .iter()
             .flat_map(|&r| {
                 let relation = &self.relations[r];
                 relation.parts.iter().chain([&relation.total]).copied()
             })
-            .filter(|&c| published[c].is_some())
+            .filter(|&c| published[c].is_some() && hideable.get(c) == Some(&true))
             .min_by_key(|&c| (self.values[c] == 0, self.values[c], c))
     }
 }
@@ -410,7 +454,7 @@ mod tests {
             let (total, parts) = table.split_once(':').expect("total: parts");
             let total = index(total);
             let parts = parts.split_whitespace().map(&mut index).collect();
-            relations.push(Relation { total, parts });
+            relations.push(Relation::exact(total, parts));
         }
         let mut published: Vec<Option<u64>> = values
             .iter()
@@ -456,10 +500,7 @@ mod tests {
         let config = round();
         let rule = IntervalRule::new(&config);
         let values = [30, 28, 1, 1];
-        let relations = [Relation {
-            total: 0,
-            parts: vec![1, 2, 3],
-        }];
+        let relations = [Relation::exact(0, vec![1, 2, 3])];
         let published = [Some(30), Some(30), None, None];
         let ranges = audit(&values, &published, &relations, &rule).expect("an audit");
         let pinned = FeasibleRange {
@@ -557,16 +598,10 @@ mod tests {
     #[test]
     fn a_wrongly_added_table_is_refused() {
         let rule = IntervalRule::new(&round());
-        let relations = [Relation {
-            total: 0,
-            parts: vec![1, 2],
-        }];
+        let relations = [Relation::exact(0, vec![1, 2])];
         let result = audit(&[60, 30, 5], &[Some(60), Some(30), None], &relations, &rule);
         assert_eq!(result, Err(AuditError::Inconsistent { cell: 2 }));
-        let beyond = [Relation {
-            total: 0,
-            parts: vec![3],
-        }];
+        let beyond = [Relation::exact(0, vec![3])];
         assert_eq!(
             audit(&[1], &[None], &beyond, &rule),
             Err(AuditError::NoSuchCell {
@@ -595,8 +630,8 @@ mod tests {
             let mut values = vec![total, men, total - men];
             values.extend(&sectors);
             let relations = [
-                Relation { total: 0, parts: vec![1, 2] },
-                Relation { total: 0, parts: (3..values.len()).collect() },
+                Relation::exact(0, vec![1, 2]),
+                Relation::exact(0, (3..values.len()).collect()),
             ];
             let rule = PublicationRule::new(&config).expect("valid");
             let mut published: Vec<Option<u64>> = values

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use cadence::{Release, ReleaseMark, ReleaseState};
 pub use intervals::{
     AuditError, FeasibleRange, IntervalRule, Protection, Relation, audit, protect_intervals,
+    protect_intervals_within,
 };
 pub use ptable::{PerturbationTable, PtableError};
 pub use publish::{PublicationRule, publish, publish_rate};

@@ -747,7 +747,7 @@
         el('table', { class: 'flag-months' },
           el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Month started'), el('th', { scope: 'col' }, 'Placements'))),
           el('tbody', {}, cells.map((cell) => el('tr', {},
-            el('th', { scope: 'row' }, cell.month),
+            el('th', { scope: 'row' }, cell.month === null ? 'Not published yet' : cell.month),
             el('td', {}, cell.count === null ? '[c]' : numbers.format(cell.count)))))));
     });
     replaceChildren(container,
