@@ -752,6 +752,52 @@ impl Store {
     }
 }
 
+/// Keys copied by [`Store::copy_to`] in one batch of the copy.
+const COPY_BATCH: usize = 4_096;
+
+impl Store {
+    /// Copies every key of this store into a new store in `dir`, and
+    /// flushes it. The caller keeps writers out for the copy's duration
+    /// (see `crate::ledger::backup`): sled's iterators are no snapshot.
+    /// Returns the copy's head, read back from the copy.
+    pub fn copy_to(&self, dir: &Path) -> Result<(u64, Head), StoreError> {
+        let copy = Self::open(dir, 64 * 1024 * 1024)?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        let mut keys = 0;
+        for item in self.db.iter() {
+            let (key, value) = item?;
+            batch.insert(key, value);
+            pending += 1;
+            keys += 1;
+            if pending == COPY_BATCH {
+                copy.db.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        copy.db.apply_batch(batch)?;
+        copy.db.flush()?;
+        let head = copy.head()?;
+        Ok((keys, head))
+    }
+}
+
+/// Whether another process holds the store in `dir` open: sled keeps an
+/// exclusive lock on its `db` file while a handle is open, and the lock
+/// goes with the process, so a killed server holds nothing.
+pub fn held_elsewhere(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return false;
+    };
+    // Through fs2 by name: newer standard libraries have a method of the
+    // same name, with another error type.
+    match fs2::FileExt::try_lock_shared(&file) {
+        // The lock is released when `file` closes, at once.
+        Ok(()) => false,
+        Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
 /// Starts a named thread of a replay.
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new()
