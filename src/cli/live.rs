@@ -64,8 +64,8 @@ pub(super) fn ensure_free(dir: &Path) -> Result<()> {
         return Err(match ServeFile::read(dir).ok().flatten() {
             Some(file) => anyhow::anyhow!(
                 "the ledger in {} is held by the server at {} (process {}): this verb cannot \
-                 run beside it. `verify`, `dump`, `rejections`, `stats` and `backup` ask the \
-                 server themselves; for this one, stop the server first",
+                 run beside it. `verify`, `dump`, `rejections`, `stats`, `checkpoint-key`, \
+                 `prove` and `backup` ask the server themselves; for this one, stop the server first",
                 dir.display(),
                 file.url,
                 file.pid

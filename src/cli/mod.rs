@@ -212,7 +212,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => checkpoint::verify(&data, &file, key.as_deref()),
         Command::Verify { data, json, .. } => log::verify(&data, json).await,
-        Command::CheckpointKey(args) => checkpoint::key(&args),
+        Command::CheckpointKey(args) => checkpoint::key(&args).await,
         Command::Erase {
             data,
             person,
@@ -224,7 +224,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             checkpoint,
             position,
             size,
-        } => checkpoint::prove(&checkpoint, position, size),
+        } => checkpoint::prove(&checkpoint, position, size).await,
         Command::Rejections { data, json } => log::rejections(&data, json).await,
         Command::Stats { data } => log::stats(&data).await,
         Command::Backup { data, out } => live::backup(&data, &out).await,

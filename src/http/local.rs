@@ -1,8 +1,8 @@
 //! The client of a running server on this machine, for the verbs that
 //! find its store held (`crate::live`): they read `serve.json` and ask
 //! the server with its local credential, through the routes every other
-//! caller uses (`/v1/verify`, `/v1/events`, `/v1/rejections`) and the
-//! operator's own (`/v1/stats`, `/v1/backup`).
+//! caller uses (`/v1/verify`, `/v1/events`, `/v1/rejections`,
+//! `/v1/checkpoint/key`, `/v1/proofs/inclusion`) and the operator's own (`/v1/stats`, `/v1/backup`).
 //!
 //! One HTTP/1.1 connection a request, on loopback: the verbs make few
 //! requests, and pages are large.
@@ -100,6 +100,30 @@ impl LocalServer {
         self.json(Method::GET, &path, None).await
     }
 
+    /// `GET /v1/checkpoint/key`: the verifier key, a line of text.
+    pub async fn checkpoint_key(&self) -> Result<String, LocalError> {
+        let (status, bytes) = self
+            .request(Method::GET, "/v1/checkpoint/key", None)
+            .await?;
+        if status != 200 {
+            return Err(self.refused(status, &bytes));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `GET /v1/proofs/inclusion?position=&size=`.
+    pub async fn inclusion_proof(
+        &self,
+        position: u64,
+        size: Option<u64>,
+    ) -> Result<serde_json::Value, LocalError> {
+        let mut path = format!("/v1/proofs/inclusion?position={position}");
+        if let Some(size) = size {
+            path.push_str(&format!("&size={size}"));
+        }
+        self.json(Method::GET, &path, None).await
+    }
+
     /// `POST /v1/backup`: the server copies its ledger into `out`, an
     /// absolute path.
     pub async fn backup(&self, out: &Path) -> Result<BackupReport, LocalError> {
@@ -118,20 +142,25 @@ impl LocalServer {
     ) -> Result<T, LocalError> {
         let (status, bytes) = self.request(method, path, body).await?;
         if status != 200 {
-            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|problem| problem.get("detail")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(LocalError::Refused {
-                url: self.file.url.clone(),
-                status,
-                detail,
-            });
+            return Err(self.refused(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|source| LocalError::Unreadable {
             url: self.file.url.clone(),
             source,
         })
+    }
+
+    /// A problem answer as an error carrying its detail.
+    fn refused(&self, status: u16, bytes: &[u8]) -> LocalError {
+        let detail = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|problem| problem.get("detail")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+        LocalError::Refused {
+            url: self.file.url.clone(),
+            status,
+            detail,
+        }
     }
 
     async fn request(

@@ -207,6 +207,8 @@ fn read_only_verbs_answer_the_same_from_a_live_server_as_from_the_stopped_store(
         vec!["rejections", "--data", d],
         vec!["rejections", "--data", d, "--json"],
         vec!["stats", "--data", d],
+        vec!["checkpoint-key", "--data", d],
+        vec!["prove", "--data", d, "5", "--size", "20"],
     ];
     let stopped: Vec<_> = verbs.iter().map(|args| answer(args)).collect();
     for ((status, text), args) in stopped.iter().zip(&verbs) {
