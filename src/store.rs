@@ -755,12 +755,45 @@ impl Store {
 /// Keys copied by [`Store::copy_to`] in one batch of the copy.
 const COPY_BATCH: usize = 4_096;
 
+/// The prefixes whose keys are written once and never changed: event
+/// chunks and id runs are keyed by the first position of the commit that
+/// wrote them, rejections by their sequence, tree nodes are complete
+/// subtrees. A copy's second pass takes only the new ones.
+const APPEND_ONLY: [u8; 4] = [EVENT, ID_RUN, REJECTION, TREE_NODE];
+
+/// The groups of append-only keys, each in the order its keys are
+/// written: one a prefix, and one a tree level (a commit writes nodes of
+/// several levels, and level-major order is not the order of writing).
+fn append_only_groups() -> impl Iterator<Item = Vec<u8>> {
+    [EVENT, ID_RUN, REJECTION]
+        .into_iter()
+        .map(|prefix| vec![prefix])
+        .chain((0..=u8::MAX).map(|level| vec![TREE_NODE, level]))
+}
+
+/// A copy of a store in the making ([`Store::copy_to`], then
+/// [`Store::finish_copy`]).
+#[derive(Debug)]
+pub struct StoreCopy {
+    copy: Store,
+    /// The last key of each append-only group before the first pass began:
+    /// the first pass copied every key up to it, since they never change.
+    marks: Vec<(Vec<u8>, Option<sled::IVec>)>,
+    /// The keys written to the copy, both passes.
+    keys: u64,
+}
+
 impl Store {
-    /// Copies every key of this store into a new store in `dir`, and
-    /// flushes it. The caller keeps writers out for the copy's duration
-    /// (see `crate::ledger::backup`): sled's iterators are no snapshot.
-    /// Returns the copy's head, read back from the copy.
-    pub fn copy_to(&self, dir: &Path) -> Result<(u64, Head), StoreError> {
+    /// The first pass of a copy into a new store in `dir`: every key, while
+    /// commits go on. sled's iterators are no snapshot, so the copy is not
+    /// yet consistent: [`Store::finish_copy`], with commits paused, makes it so.
+    pub fn copy_to(&self, dir: &Path) -> Result<StoreCopy, StoreError> {
+        let marks = append_only_groups()
+            .map(|group| {
+                let last = self.db.scan_prefix(&group).next_back().transpose()?;
+                Ok((group, last.map(|(key, _)| key)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let copy = Self::open(dir, 64 * 1024 * 1024)?;
         let mut batch = sled::Batch::default();
         let mut pending = 0;
@@ -774,6 +807,68 @@ impl Store {
                 copy.db.apply_batch(std::mem::take(&mut batch))?;
                 pending = 0;
             }
+        }
+        copy.db.apply_batch(batch)?;
+        Ok(StoreCopy { copy, marks, keys })
+    }
+
+    /// The second pass, with commits paused: the append-only keys written
+    /// since the first began, and every other key brought level (changed
+    /// ones rewritten, removed ones removed). Flushes the copy and returns
+    /// how many keys were written and the copy's head.
+    pub fn finish_copy(&self, copy: StoreCopy) -> Result<(u64, Head), StoreError> {
+        use std::ops::Bound;
+        let StoreCopy {
+            copy,
+            marks,
+            mut keys,
+        } = copy;
+        let mut batch = sled::Batch::default();
+        for (group, mark) in marks {
+            let since = match mark {
+                Some(last) => self
+                    .db
+                    .range((Bound::Excluded(last), Bound::Unbounded))
+                    .take_while(move |item| {
+                        item.as_ref()
+                            .map_or(true, |(key, _)| key.starts_with(&group))
+                    })
+                    .collect::<Vec<_>>(),
+                None => self.db.scan_prefix(&group).collect(),
+            };
+            for item in since {
+                let (key, value) = item?;
+                batch.insert(key, value);
+                keys += 1;
+            }
+        }
+        // The other keys lie between the append-only prefixes.
+        let mut bounds = APPEND_ONLY;
+        bounds.sort_unstable();
+        let mut from: Option<u8> = None;
+        for until in bounds.iter().copied().map(Some).chain([None]) {
+            let range = (
+                from.map_or(Bound::Unbounded, |b| {
+                    Bound::Included(sled::IVec::from(&[b + 1]))
+                }),
+                until.map_or(Bound::Unbounded, |b| {
+                    Bound::Excluded(sled::IVec::from(&[b]))
+                }),
+            );
+            for item in self.db.range(range.clone()) {
+                let (key, value) = item?;
+                if copy.db.get(&key)?.as_ref() != Some(&value) {
+                    batch.insert(key, value);
+                    keys += 1;
+                }
+            }
+            for item in copy.db.range(range) {
+                let (key, _) = item?;
+                if !self.db.contains_key(&key)? {
+                    batch.remove(key);
+                }
+            }
+            from = until;
         }
         copy.db.apply_batch(batch)?;
         copy.db.flush()?;

@@ -1,13 +1,17 @@
 //! A consistent copy of a ledger, made while it runs: `rotation-ledger
 //! backup`, and `POST /v1/backup` of a running server.
 //!
-//! sled's iterators are no snapshot, so the copy is made with commits
-//! paused: the backup takes the ledger's commit gate alone (every
-//! submission holds it shared until it is answered), after the
-//! erasures' turn, so that no master key rotation is half done. Once
-//! the submissions in flight are answered, nothing is committed until
-//! the copy is flushed; submissions that arrive meanwhile wait, and are
-//! then committed as usual. Readers, the projector's checkpoints and the
+//! sled's iterators are no snapshot, so the copy is made in two passes.
+//! The first copies every key while commits go on. The second runs with
+//! commits paused: the backup takes the ledger's commit gate alone
+//! (every submission holds it shared until it is answered), after the
+//! erasures' turn, so that no master key rotation is half done. Once the
+//! submissions in flight are answered, nothing is committed until the
+//! copy is flushed: the second pass copies the append-only keys written
+//! since the first (events, id runs, rejections, tree nodes) and brings
+//! the others level (stream states, the head, checkpoints, wrapped
+//! keys), and the files are copied. Submissions that arrive meanwhile
+//! wait, and are then committed as usual. Readers, the projector's checkpoints and the
 //! checkpoint signer go on: each of their writes is one key, whole in
 //! the copy either way, and none of them runs ahead of the paused head.
 //!
@@ -60,7 +64,7 @@ pub struct BackupReport {
     /// before the backup began is at or below it.
     pub head_position: u64,
     pub head_hash: String,
-    /// The store's keys copied.
+    /// The store's keys written to the copy, both passes.
     pub store_keys: u64,
     /// The files copied beside the store, as named in the copy.
     pub files: Vec<PathBuf>,
@@ -79,6 +83,9 @@ impl Ledger {
         outside: Vec<(PathBuf, PathBuf)>,
     ) -> Result<BackupReport, BackupError> {
         prepare(out)?;
+        let ledger = self.clone();
+        let target = out.to_path_buf();
+        let first = tokio::task::spawn_blocking(move || ledger.store().copy_to(&target)).await??;
         let _erasures = self.shared.erasures.lock().await;
         let _commits = tokio::time::timeout(PAUSE_PATIENCE, self.shared.commits.write())
             .await
@@ -87,21 +94,23 @@ impl Ledger {
         let ledger = self.clone();
         let out = out.to_path_buf();
         let mut report =
-            tokio::task::spawn_blocking(move || ledger.copy_paused(&out, &outside)).await??;
+            tokio::task::spawn_blocking(move || ledger.copy_paused(first, &out, &outside))
+                .await??;
         report.paused_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
     }
 
-    /// The copy itself, with commits paused.
+    /// The copy's second pass and the files, with commits paused.
     fn copy_paused(
         &self,
+        first: crate::store::StoreCopy,
         out: &Path,
         outside: &[(PathBuf, PathBuf)],
     ) -> Result<BackupReport, BackupError> {
         // Checkpoints are written without a flush of their own; the copy
         // takes what is written, and the original keeps it too.
         self.store().flush()?;
-        let (store_keys, head) = self.store().copy_to(out)?;
+        let (store_keys, head) = self.store().finish_copy(first)?;
         let mut files = Vec::new();
         copy_files(&self.shared.dir, out, &mut files)?;
         for (from, name) in outside {
