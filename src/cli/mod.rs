@@ -168,7 +168,11 @@ pub(crate) enum Command {
     },
     /// Copy the ledger into a new data directory, consistently, even while a server runs on it.
     #[command(
-        after_help = "With a server running on the data directory, the server makes the copy         (it finds it through serve.json), pausing its commits for the copy's duration;         otherwise this command does. The copy holds the store, the key files (keys/*, mode 0600)         and the checkpoint state: `verify --data OUT` accepts it and `serve --data OUT` runs on it."
+        after_help = "With a server running on the data directory, the server makes the copy \
+        (it finds it through serve.json): every key while it commits, then what changed, with \
+        commits paused; otherwise this command does. The copy holds the store, the key files \
+        (keys/*, mode 0600) and the checkpoint state: `verify --data OUT` accepts it and \
+        `serve --data OUT` runs on it."
     )]
     Backup {
         #[command(flatten)]
