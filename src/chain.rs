@@ -282,7 +282,7 @@ pub fn digest(envelope: &Envelope, data: &[u8]) -> [u8; 32] {
 }
 
 /// The result of checking a chain from position 1.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Verification {
     pub ok: bool,
     pub head_position: u64,

@@ -45,6 +45,11 @@ pub struct Config {
     /// ([`crate::record_key`]), never from the configuration itself.
     #[serde(skip)]
     pub record_key: crate::record_key::RecordKeyBytes,
+    /// The digest of the local admin credential a running server writes
+    /// to `serve.json` ([`crate::live`]), minted at start; only it may ask
+    /// for a backup.
+    #[serde(skip)]
+    pub local_admin: Option<String>,
     /// `[keys]`: where the ledger's own keys live.
     #[serde(default)]
     pub keys: KeysConfig,

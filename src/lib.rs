@@ -19,6 +19,8 @@
 //!   served from memory and checkpointed in the store.
 //! - [`http`]: the HTTP API and the board page; the only module that knows
 //!   HTTP.
+//! - [`live`]: `serve.json`, the address and local admin credential a
+//!   running server leaves for the verbs that cannot open its store.
 //! - [`metrics`]: the append path's counters and the Prometheus text.
 //! - [`server`]: `serve`: the projector, HTTP and NATS with one shutdown path.
 //! - [`demo`]: `demo`: a simulated history served, its tail appended slowly.
@@ -36,6 +38,7 @@ pub mod export;
 pub mod http;
 pub mod import;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod nats;
 pub mod personal;

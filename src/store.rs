@@ -752,6 +752,147 @@ impl Store {
     }
 }
 
+/// Keys copied by [`Store::copy_to`] in one batch of the copy.
+const COPY_BATCH: usize = 4_096;
+
+/// The prefixes whose keys are written once and never changed: event
+/// chunks and id runs are keyed by the first position of the commit that
+/// wrote them, rejections by their sequence, tree nodes are complete
+/// subtrees. A copy's second pass takes only the new ones.
+const APPEND_ONLY: [u8; 4] = [EVENT, ID_RUN, REJECTION, TREE_NODE];
+
+/// The groups of append-only keys, each in the order its keys are
+/// written: one a prefix, and one a tree level (a commit writes nodes of
+/// several levels, and level-major order is not the order of writing).
+fn append_only_groups() -> impl Iterator<Item = Vec<u8>> {
+    [EVENT, ID_RUN, REJECTION]
+        .into_iter()
+        .map(|prefix| vec![prefix])
+        .chain((0..=u8::MAX).map(|level| vec![TREE_NODE, level]))
+}
+
+/// A copy of a store in the making ([`Store::copy_to`], then
+/// [`Store::finish_copy`]).
+#[derive(Debug)]
+pub struct StoreCopy {
+    copy: Store,
+    /// The last key of each append-only group before the first pass began:
+    /// the first pass copied every key up to it, since they never change.
+    marks: Vec<(Vec<u8>, Option<sled::IVec>)>,
+    /// The keys written to the copy, both passes.
+    keys: u64,
+}
+
+impl Store {
+    /// The first pass of a copy into a new store in `dir`: every key, while
+    /// commits go on. sled's iterators are no snapshot, so the copy is not
+    /// yet consistent: [`Store::finish_copy`], with commits paused, makes it so.
+    pub fn copy_to(&self, dir: &Path) -> Result<StoreCopy, StoreError> {
+        let marks = append_only_groups()
+            .map(|group| {
+                let last = self.db.scan_prefix(&group).next_back().transpose()?;
+                Ok((group, last.map(|(key, _)| key)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let copy = Self::open(dir, 64 * 1024 * 1024)?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        let mut keys = 0;
+        for item in self.db.iter() {
+            let (key, value) = item?;
+            batch.insert(key, value);
+            pending += 1;
+            keys += 1;
+            if pending == COPY_BATCH {
+                copy.db.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        copy.db.apply_batch(batch)?;
+        Ok(StoreCopy { copy, marks, keys })
+    }
+
+    /// The second pass, with commits paused: the append-only keys written
+    /// since the first began, and every other key brought level (changed
+    /// ones rewritten, removed ones removed). Flushes the copy and returns
+    /// how many keys were written and the copy's head.
+    pub fn finish_copy(&self, copy: StoreCopy) -> Result<(u64, Head), StoreError> {
+        use std::ops::Bound;
+        let StoreCopy {
+            copy,
+            marks,
+            mut keys,
+        } = copy;
+        let mut batch = sled::Batch::default();
+        for (group, mark) in marks {
+            let since = match mark {
+                Some(last) => self
+                    .db
+                    .range((Bound::Excluded(last), Bound::Unbounded))
+                    .take_while(move |item| {
+                        item.as_ref()
+                            .map_or(true, |(key, _)| key.starts_with(&group))
+                    })
+                    .collect::<Vec<_>>(),
+                None => self.db.scan_prefix(&group).collect(),
+            };
+            for item in since {
+                let (key, value) = item?;
+                batch.insert(key, value);
+                keys += 1;
+            }
+        }
+        // The other keys lie between the append-only prefixes.
+        let mut bounds = APPEND_ONLY;
+        bounds.sort_unstable();
+        let mut from: Option<u8> = None;
+        for until in bounds.iter().copied().map(Some).chain([None]) {
+            let range = (
+                from.map_or(Bound::Unbounded, |b| {
+                    Bound::Included(sled::IVec::from(&[b + 1]))
+                }),
+                until.map_or(Bound::Unbounded, |b| {
+                    Bound::Excluded(sled::IVec::from(&[b]))
+                }),
+            );
+            for item in self.db.range(range.clone()) {
+                let (key, value) = item?;
+                if copy.db.get(&key)?.as_ref() != Some(&value) {
+                    batch.insert(key, value);
+                    keys += 1;
+                }
+            }
+            for item in copy.db.range(range) {
+                let (key, _) = item?;
+                if !self.db.contains_key(&key)? {
+                    batch.remove(key);
+                }
+            }
+            from = until;
+        }
+        copy.db.apply_batch(batch)?;
+        copy.db.flush()?;
+        let head = copy.head()?;
+        Ok((keys, head))
+    }
+}
+
+/// Whether another process holds the store in `dir` open: sled keeps an
+/// exclusive lock on its `db` file while a handle is open, and the lock
+/// goes with the process, so a killed server holds nothing.
+pub fn held_elsewhere(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return false;
+    };
+    // Through fs2 by name: newer standard libraries have a method of the
+    // same name, with another error type.
+    match fs2::FileExt::try_lock_shared(&file) {
+        // The lock is released when `file` closes, at once.
+        Ok(()) => false,
+        Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
 /// Starts a named thread of a replay.
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new()
@@ -790,5 +931,68 @@ fn corrupt_event(position: u64, error: InvalidEvent) -> StoreError {
     StoreError::Corrupt {
         key: format!("event {position}"),
         message: error.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Commit, Head, Store};
+
+    /// Every key and value of a store, in key order.
+    fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        store
+            .db
+            .iter()
+            .map(|item| {
+                let (key, value) = item.unwrap();
+                (key.to_vec(), value.to_vec())
+            })
+            .collect()
+    }
+
+    fn head(position: u64) -> Head {
+        Head {
+            position,
+            hash: format!("{position:064x}"),
+            recordedtime: "2026-12-06T00:00:00Z".into(),
+        }
+    }
+
+    /// What changes between a copy's two passes reaches the copy: new
+    /// chunks, rejections and tree nodes of a level the first pass saw or
+    /// not, a stream state rewritten, a wrapped key removed, a new head.
+    #[test]
+    fn a_copys_second_pass_brings_every_change_since_the_first() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let store = Store::open(dirs[0].path(), 8 << 20).unwrap();
+        let mut first = Commit::default();
+        first.events(1, &[b"{\"a\":1}", b"{\"a\":2}"]);
+        first.state("person/1", &serde_json::json!({"version": 1}));
+        first.wrapped_key(
+            uuid::Uuid::from_u128(7),
+            &serde_json::json!({"wrapped": "k"}),
+        );
+        first.rejection(1, &serde_json::json!({"code": "invalid_event"}));
+        first.tree_node(4, 0, &[1; 32]);
+        first.head(&head(2));
+        store.apply(first).unwrap();
+
+        let copy = store.copy_to(&dirs[1].path().join("copy")).unwrap();
+        let mut second = Commit::default();
+        second.events(3, &[b"{\"a\":3}"]);
+        second.state("person/1", &serde_json::json!({"version": 2}));
+        second.remove_wrapped_key(uuid::Uuid::from_u128(7));
+        second.rejection(2, &serde_json::json!({"code": "forbidden"}));
+        second.tree_node(3, 0, &[2; 32]);
+        second.tree_node(5, 0, &[3; 32]);
+        second.head(&head(3));
+        store.apply(second).unwrap();
+
+        let (_, copied_head) = store.finish_copy(copy).unwrap();
+        assert_eq!(copied_head, head(3));
+        let copy = Store::open(&dirs[1].path().join("copy"), 8 << 20);
+        // The copy's handle is still being released by sled's threads;
+        // `open` waits for it.
+        assert_eq!(contents(&copy.unwrap()), contents(&store));
     }
 }

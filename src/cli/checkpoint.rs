@@ -1,5 +1,6 @@
 //! The checkpoint verbs (contract section 10): `checkpoint-key`, `prove`,
 //! and `verify --checkpoint`, which holds the log to a signed checkpoint.
+//! The first two also ask a running server that holds the store.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rotation_ledger::ledger::Ledger;
 
+use super::live::{self, Where};
 use super::{DataDir, load_config, open_existing};
 
 /// Where a verb finds the checkpoint key and origin.
@@ -21,7 +23,15 @@ pub(crate) struct CheckpointArgs {
 }
 
 /// `checkpoint-key`: the verifier key in the note format.
-pub(super) fn key(args: &CheckpointArgs) -> Result<ExitCode> {
+/// A running server answers with its own key, unless `--config` names
+/// another.
+pub(super) async fn key(args: &CheckpointArgs) -> Result<ExitCode> {
+    if args.config.is_none()
+        && let Where::Server(server) = live::locate(&args.data)?
+    {
+        print!("{}", server.checkpoint_key().await?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = open_existing(&args.data)?;
     let (signer, _) = signer(&ledger, &args.data, args.config.as_deref())?;
     println!("{}", signer.verifier());
@@ -29,7 +39,17 @@ pub(super) fn key(args: &CheckpointArgs) -> Result<ExitCode> {
 }
 
 /// `prove`: an inclusion proof of the event at `position`, as JSON.
-pub(super) fn prove(args: &CheckpointArgs, position: u64, size: Option<u64>) -> Result<ExitCode> {
+/// A running server answers with a proof against its latest checkpoint
+/// when no size is given.
+pub(super) async fn prove(
+    args: &CheckpointArgs,
+    position: u64,
+    size: Option<u64>,
+) -> Result<ExitCode> {
+    if let Where::Server(server) = live::locate(&args.data)? {
+        println!("{}", server.inclusion_proof(position, size).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = open_existing(&args.data)?;
     let size = match size {
         Some(size) => size,

@@ -1,5 +1,6 @@
 //! The verbs on the log itself: `import` appends, the others read
-//! (`dump`, `verify`, `rejections`, `stats`).
+//! (`dump`, `verify`, `rejections`, `stats`), from the store or, when a
+//! running server holds it, from that server (`live`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -9,10 +10,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use rotation_ledger::ledger::LedgerOptions;
 
+use super::live::{self, Where};
 use super::{DataDir, open, open_existing, open_existing_with, progress_bar};
 
 /// `dump`: the committed log as JSON Lines.
-pub(super) fn dump(data: &DataDir, after: u64) -> Result<ExitCode> {
+pub(super) async fn dump(data: &DataDir, after: u64) -> Result<ExitCode> {
+    if let Where::Server(server) = live::locate(data)? {
+        return live::dump(&server, after).await;
+    }
     let ledger = open_existing_with(data, LedgerOptions::one_pass())?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     for item in ledger.events_json(after) {
@@ -25,73 +30,35 @@ pub(super) fn dump(data: &DataDir, after: u64) -> Result<ExitCode> {
 }
 
 /// `verify`: the hash chain recomputed; exits 1 when it is broken.
-pub(super) fn verify(data: &DataDir, json: bool) -> Result<ExitCode> {
-    let ledger = open_existing(data)?;
-    let verdict = ledger.verify()?;
-    if json {
-        println!("{}", serde_json::to_string(&verdict)?);
-    } else if verdict.ok {
-        println!(
-            "ok: the chain verifies; head position {}, hash {}",
-            verdict.head_position, verdict.head_hash
-        );
-    } else {
-        println!(
-            "broken: first bad position {} ({})",
-            verdict.first_bad_position.unwrap_or_default(),
-            verdict.problem.as_deref().unwrap_or("unknown")
-        );
-    }
-    // A broken chain is an answer, not a failure of the command,
-    // but scripts need to see it.
-    Ok(if verdict.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+pub(super) async fn verify(data: &DataDir, json: bool) -> Result<ExitCode> {
+    let verdict = match live::locate(data)? {
+        Where::Server(server) => server.verify().await?,
+        Where::Here => open_existing(data)?.verify()?,
+    };
+    live::print_verdict(&verdict, json)
 }
 
 /// `rejections`: every rejected submission, one a line.
-pub(super) fn rejections(data: &DataDir, json: bool) -> Result<ExitCode> {
+pub(super) async fn rejections(data: &DataDir, json: bool) -> Result<ExitCode> {
+    if let Where::Server(server) = live::locate(data)? {
+        return live::rejections(&server, json).await;
+    }
     let ledger = open_existing(data)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     for record in ledger.rejections(0) {
-        let record = record?;
-        if json {
-            serde_json::to_writer(&mut out, &record)?;
-            writeln!(out)?;
-        } else {
-            let id = record
-                .event_id
-                .map_or_else(|| "-".to_owned(), |id| id.to_string());
-            writeln!(out, "{id} {} {}", record.code, record.message)?;
-        }
+        live::print_rejection(&mut out, &record?, json)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `stats`: counts and the size on disk.
-pub(super) fn stats(data: &DataDir) -> Result<ExitCode> {
-    let ledger = open_existing(data)?;
-    let head = ledger.head();
-    let streams = ledger.stream_count();
-    let rejections = ledger.rejections(0).count();
-    println!("events      {}", head.position);
-    println!("streams     {streams}");
-    println!("rejections  {rejections}");
-    println!("head hash   {}", head.hash);
-    println!("recorded    {}", head.recordedtime);
-    println!("disk bytes  {}", ledger.size_on_disk()?);
-    // Profiles committed before sealing stay in clear: the operator
-    // should know how many, and where a resealed log came from.
-    println!("clear profiles {}", ledger.clear_profiles()?);
-    if let Some(from) = ledger.resealed_from()? {
-        println!(
-            "resealed from position {} hash {}",
-            from.position, from.hash
-        );
-    }
+pub(super) async fn stats(data: &DataDir) -> Result<ExitCode> {
+    let stats = match live::locate(data)? {
+        Where::Server(server) => server.stats().await?,
+        Where::Here => open_existing(data)?.stats()?,
+    };
+    live::print_stats(&stats);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,11 +6,14 @@
 //!   become the library's plain options;
 //! - `log`: the verbs on the log itself: `import`, `dump`, `verify`,
 //!   `rejections`, `stats`;
+//! - `live`: those of them that read, and `backup`, against a store a
+//!   running server holds: they ask the server (`serve.json`);
 //! - `serve`: `serve` and `demo`, which start the same way;
 //! - `export`, `simulate`, `rebuild`: one verb each.
 
 mod checkpoint;
 mod export;
+mod live;
 mod log;
 mod options;
 mod person;
@@ -163,6 +166,21 @@ pub(crate) enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Copy the ledger into a new data directory, consistently, even while a server runs on it.
+    #[command(
+        after_help = "With a server running on the data directory, the server makes the copy \
+        (it finds it through serve.json): every key while it commits, then what changed, with \
+        commits paused; otherwise this command does. The copy holds the store, the key files \
+        (keys/*, mode 0600) and the checkpoint state: `verify --data OUT` accepts it and \
+        `serve --data OUT` runs on it."
+    )]
+    Backup {
+        #[command(flatten)]
+        data: DataDir,
+        /// The copy's data directory: new, or empty.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Serve the HTTP API and the live boards (and NATS with --nats) until Ctrl-C or SIGTERM.
     Serve(Box<ServeArgs>),
     /// Serve a simulated two-partnership history on loopback, appending its last events slowly.
@@ -190,15 +208,15 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     let _ = CONFIG.set(load_config(cli.common.config.as_deref())?.unwrap_or_default());
     match cli.command {
         Command::Import { data, file } => log::import(&data, &file).await,
-        Command::Dump { data, after } => log::dump(&data, after),
+        Command::Dump { data, after } => log::dump(&data, after).await,
         Command::Verify {
             data,
             checkpoint: Some(file),
             key,
             ..
         } => checkpoint::verify(&data, &file, key.as_deref()),
-        Command::Verify { data, json, .. } => log::verify(&data, json),
-        Command::CheckpointKey(args) => checkpoint::key(&args),
+        Command::Verify { data, json, .. } => log::verify(&data, json).await,
+        Command::CheckpointKey(args) => checkpoint::key(&args).await,
         Command::Erase {
             data,
             person,
@@ -210,9 +228,10 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             checkpoint,
             position,
             size,
-        } => checkpoint::prove(&checkpoint, position, size),
-        Command::Rejections { data, json } => log::rejections(&data, json),
-        Command::Stats { data } => log::stats(&data),
+        } => checkpoint::prove(&checkpoint, position, size).await,
+        Command::Rejections { data, json } => log::rejections(&data, json).await,
+        Command::Stats { data } => log::stats(&data).await,
+        Command::Backup { data, out } => live::backup(&data, &out).await,
         Command::Serve(args) => serve::serve(*args).await,
         Command::Demo(args) => serve::demo(*args).await,
         Command::Rebuild { data, config } => rebuild::run(&data, config.as_deref()).await,
@@ -257,6 +276,7 @@ pub(crate) fn open_with(data: &DataDir, mut options: LedgerOptions) -> Result<Le
     if options.master_key_file.is_none() {
         options.master_key_file = configured().keys.master_key_file.clone();
     }
+    live::ensure_free(&data.dir)?;
     Ledger::open(&data.dir, options)
         .with_context(|| format!("cannot open the ledger in {}", data.dir.display()))
 }

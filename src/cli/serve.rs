@@ -1,5 +1,6 @@
 //! `serve` and `demo`: both open a ledger, take the port, start the
-//! server with one shutdown path, announce where it listens, and wait.
+//! server with one shutdown path, announce where it listens (on the
+//! terminal, and in `serve.json` for the other verbs), and wait.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rotation_ledger::config::Config;
+use rotation_ledger::auth::Role;
+use rotation_ledger::config::{Config, TokenEntry};
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
+use rotation_ledger::live::{Announced, ServeFile};
 use rotation_ledger::nats::NatsOptions;
 use rotation_ledger::server::{self, Access, Server};
 use tokio::net::TcpListener;
@@ -27,6 +30,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let listener = server::bind(args.http).await?;
     let running = start(&ledger, &args.data.dir, access, listener, args.nats.into()).await?;
     running.server.wait().await?;
+    // The file goes before the store is free, so a verb never reads it
+    // with nobody to answer.
+    drop(running.announced);
     ledger.close();
     Ok(ExitCode::SUCCESS)
 }
@@ -74,8 +80,11 @@ pub(super) async fn demo(args: DemoArgs) -> Result<ExitCode> {
         );
         Vec::new()
     };
-    let Running { server, shutdown } =
-        start(&ledger, &dir, access, listener, NatsOptions::default()).await?;
+    let Running {
+        server,
+        shutdown,
+        announced,
+    } = start(&ledger, &dir, access, listener, NatsOptions::default()).await?;
     let trickle = tokio::spawn({
         let ledger = ledger.clone();
         let every = Duration::from_secs_f64(args.every);
@@ -90,6 +99,7 @@ pub(super) async fn demo(args: DemoArgs) -> Result<ExitCode> {
     });
     server.wait().await?;
     trickle.await??;
+    drop(announced);
     ledger.close();
     Ok(ExitCode::SUCCESS)
 }
@@ -100,6 +110,8 @@ struct Running {
     /// Cancelled by SIGINT or SIGTERM; whatever else runs beside the
     /// server stops on it too.
     shutdown: CancellationToken,
+    /// `serve.json`, removed when this drops.
+    announced: Announced,
 }
 
 /// What `serve` and `demo` share: one shutdown path on the signals, the
@@ -119,9 +131,25 @@ async fn start(
     } = access;
     config.record_key = load_record_key(dir, &config)?;
     config.keys.checkpoint_key_file = Some(config.keys.checkpoint_key_file(dir));
+    // The local credential of `serve.json`: an admin token that only this
+    // server takes, and the only one that may ask for a backup.
+    let local = ServeFile::new(listener.local_addr()?);
+    config.tokens.push(TokenEntry {
+        sha256: rotation_ledger::auth::token_digest(&local.token),
+        role: Role::Admin,
+        partnerships: vec!["*".to_owned()],
+    });
+    config.local_admin = Some(rotation_ledger::auth::token_digest(&local.token));
     let server = Server::start(ledger, Arc::new(config), listener, nats, shutdown.clone()).await?;
+    let announced = local
+        .write(dir)
+        .context("cannot tell the other verbs where the server listens")?;
     announce(&server, ledger, dir, fresh_token.as_deref()).await;
-    Ok(Running { server, shutdown })
+    Ok(Running {
+        server,
+        shutdown,
+        announced,
+    })
 }
 
 /// The ledger's record-key secret for disclosure control, made on first

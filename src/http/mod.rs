@@ -18,12 +18,15 @@
 //! | `GET /v1/verify` | admin |
 //! | `GET /v1/checkpoint`, `/v1/checkpoint/key`, `/v1/proofs/{inclusion,consistency}` | any token |
 //! | `GET /v1/persons/<id>`, `POST /v1/persons/<id>/erasure` | admin |
+//! | `GET /v1/stats` | admin |
+//! | `POST /v1/backup` | the local credential of `serve.json` only |
 //! | `GET /healthz`, `GET /metrics` | anyone |
 //! | `GET /v1/openapi.json` | anyone (the description, see [`openapi`]) |
 //!
 //! `docs/http.md` describes the requests and answers in full.
 
 mod access;
+mod admin;
 mod admission;
 mod board;
 mod connections;
@@ -31,6 +34,7 @@ mod error;
 mod events;
 mod extract;
 mod heads;
+pub mod local;
 pub mod openapi;
 mod persons;
 mod proofs;
@@ -113,6 +117,8 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{name}", get(board::asset))
         .route("/v1/persons/{id}", get(persons::access))
         .route("/v1/persons/{id}/erasure", post(persons::erase))
+        .route("/v1/stats", get(admin::stats))
+        .route("/v1/backup", post(admin::backup))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_json))

@@ -56,6 +56,8 @@ pub fn description() -> &'static Value {
         super::proofs::key,
         super::proofs::inclusion,
         super::proofs::consistency,
+        super::admin::stats,
+        super::admin::backup,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -290,6 +292,46 @@ pub(super) struct Verdict {
     first_bad_position: Option<u64>,
     /// What is wrong at `first_bad_position`.
     problem: Option<String>,
+}
+
+/// The ledger's counts, as `rotation-ledger stats` prints them.
+#[derive(ToSchema)]
+pub(super) struct Stats {
+    events: u64,
+    streams: u64,
+    rejections: u64,
+    head_hash: String,
+    recordedtime: String,
+    /// The bytes sled takes on disk, as it reports them.
+    disk_bytes: u64,
+    /// Registrations committed before sealing, whose profiles stay in clear.
+    clear_profiles: u64,
+    /// The old head (`position`, `hash`, `recordedtime`) when this ledger
+    /// was resealed from another.
+    resealed_from: Option<serde_json::Value>,
+}
+
+/// Where a backup goes.
+#[derive(ToSchema)]
+pub(super) struct BackupRequest {
+    /// An absolute path on the server's machine: a new or empty directory.
+    out: String,
+}
+
+/// What a backup copied.
+#[derive(ToSchema)]
+pub(super) struct BackupReport {
+    out: String,
+    /// The copy's head: every event acknowledged before the backup began
+    /// is at or below it.
+    head_position: u64,
+    head_hash: String,
+    /// The store's keys copied.
+    store_keys: u64,
+    /// The files copied beside the store, as named in the copy.
+    files: Vec<String>,
+    /// How long commits waited for the copy.
+    paused_ms: u64,
 }
 
 /// Liveness, with where the log and the dashboards stand.

@@ -30,6 +30,7 @@
 //! writes to it, and other modules keep their checkpoints through
 //! [`Ledger::checkpoint`] and [`Ledger::save_checkpoint`].
 
+mod backup;
 mod erasure;
 mod flusher;
 #[cfg(feature = "test-hooks")]
@@ -40,6 +41,7 @@ mod receipt;
 mod recent;
 mod reseal;
 mod sealing;
+mod stats;
 mod submission;
 mod tree;
 mod writer;
@@ -55,12 +57,14 @@ use crate::personal::{Keyring, MasterKeyFile, Recovery, WrappedKey};
 use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
+pub use backup::{BackupError, BackupReport, outside_key_files};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
 #[cfg(feature = "test-hooks")]
 pub use hooks::IdEntry;
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};
+pub use stats::Stats;
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
 
@@ -154,6 +158,13 @@ struct Shared {
     /// Erasures one at a time: each rotates the master key. A tokio mutex:
     /// it is held across the commit's await.
     erasures: tokio::sync::Mutex<()>,
+    /// Every submission holds it shared until answered; a backup holds it
+    /// alone, so that nothing is committed while the store is copied. A
+    /// tokio lock, held across the commit's await, and fair: a waiting
+    /// backup lets no new submission pass it.
+    commits: tokio::sync::RwLock<()>,
+    /// The data directory, whose key files a backup copies.
+    dir: std::path::PathBuf,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -202,6 +213,8 @@ impl Ledger {
                 keyring,
                 master_key_file,
                 erasures: tokio::sync::Mutex::new(()),
+                commits: tokio::sync::RwLock::new(()),
+                dir: dir.to_path_buf(),
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -229,6 +242,7 @@ impl Ledger {
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
         let started = std::time::Instant::now();
+        let _commits = self.shared.commits.read().await;
         let (reply, answer) = oneshot::channel();
         self.shared
             .requests
@@ -308,6 +322,17 @@ impl Ledger {
     /// Blocking.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.shared.store.flush()
+    }
+
+    /// Whether another process holds the store in `dir` open (a running
+    /// `serve`), so that opening it here would fail on its lock.
+    pub fn held_elsewhere(dir: &Path) -> bool {
+        crate::store::held_elsewhere(dir)
+    }
+
+    /// The data directory the ledger was opened in.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
 
     /// The bytes the store takes on disk.

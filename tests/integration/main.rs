@@ -12,6 +12,7 @@ mod crash;
 mod decoders;
 mod export;
 mod http;
+mod live;
 mod log;
 mod nats;
 mod openapi;
