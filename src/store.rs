@@ -80,11 +80,55 @@ const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
+    /// sled found a record whose checksum fails: the files are damaged.
+    #[error("the store is damaged: sled read corrupted data ({0}). {REPAIR}")]
+    Damaged(sled::Error),
+    /// The store opened shorter than its head record says it was.
+    #[error(
+        "the store in {} ends at position {found} (rejection {found_rejections}), but its head record says position {recorded} (rejection {recorded_rejections}) was durable: the store was damaged and opened short. {REPAIR}",
+        dir.display()
+    )]
+    Short {
+        dir: std::path::PathBuf,
+        found: u64,
+        recorded: u64,
+        found_rejections: u64,
+        recorded_rejections: u64,
+    },
+    /// The store's event at the head record's position is not the one the
+    /// record names.
+    #[error(
+        "the store in {} holds {found} at position {position}, but its head record says hash {recorded} was durable there: the store does not chain to its head record. {REPAIR}",
+        dir.display()
+    )]
+    Diverged {
+        dir: std::path::PathBuf,
+        position: u64,
+        found: String,
+        recorded: String,
+    },
+    #[error("cannot write the head record: {0}")]
+    HeadRecord(std::io::Error),
     #[error("storage holds an undecodable record at {key}: {message}")]
     Corrupt { key: String, message: String },
     #[error(transparent)]
     Keys(#[from] crate::personal::KeyError),
+}
+
+/// What an operator does about a damaged store, said by every error that
+/// finds one.
+pub const REPAIR: &str = "Do not serve it as it is: restore the data directory from a backup made with `rotation-ledger backup`, or rebuild it with `rotation-ledger restore --from-nats URL --data DIR` when the ledger published to ROTATION_LEDGER.";
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        // sled says only "Read corrupted data at file offset None": the
+        // operator needs to hear that the store is damaged and what to do.
+        match error {
+            sled::Error::Corruption { .. } => Self::Damaged(error),
+            other => Self::Sled(other),
+        }
+    }
 }
 
 /// An event's JSON as the store holds it (RFC 8785), shared with the

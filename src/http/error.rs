@@ -144,6 +144,15 @@ impl From<LedgerError> for AppError {
                 Self::unavailable("the ledger cannot write at the moment", 30)
             }
             LedgerError::Storage(error) => Self::internal(error),
+            LedgerError::ChainBroken { position, .. } => {
+                tracing::error!(%error, "append refused");
+                Self::unavailable(
+                    format!(
+                        "the ledger refuses writes: its chain is broken at position {position}; an operator must restore the store"
+                    ),
+                    300,
+                )
+            }
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use tokio::sync::watch;
 
+use super::head_record::{HeadFile, HeadRecord};
+use super::health::Health;
 use super::recent::{Recent, RecentEvent};
 use super::{Durable, LedgerError, Outcome, Reply, Submission};
 use crate::store::Store;
@@ -19,14 +21,27 @@ pub(super) struct FlushJob {
     pub(super) spent: Vec<Vec<Submission>>,
 }
 
-/// publishes the new durable state, and answers.
+/// Where the flusher reports what it made durable, and its failures.
+pub(super) struct Sinks<'a> {
+    pub(super) published: &'a watch::Sender<Durable>,
+    pub(super) recent: &'a Recent,
+    pub(super) health: &'a Health,
+}
+
+/// Flushes every group waiting at once, rewrites the head record when the
+/// head moved, publishes the new durable state, and answers.
 pub(super) fn flush_loop(
     store: &Store,
+    head_file: &HeadFile,
     jobs: &std::sync::mpsc::Receiver<FlushJob>,
-    published: &watch::Sender<Durable>,
-    recent: &Recent,
+    sinks: &Sinks<'_>,
     failed: &std::sync::atomic::AtomicBool,
 ) {
+    let Sinks {
+        published,
+        recent,
+        health,
+    } = *sinks;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
@@ -39,7 +54,17 @@ pub(super) fn flush_loop(
             continue;
         }
         let t_flush = std::time::Instant::now();
-        match store.flush() {
+        let flushed = store.flush().and_then(|()| {
+            // The head record follows the store, and is written before
+            // anyone hears of the new head: it is never ahead of sled.
+            match batch.last() {
+                Some(last) if *published.borrow() != last.applied => {
+                    head_file.write(&HeadRecord::from(&last.applied))
+                }
+                _ => Ok(()),
+            }
+        });
+        match flushed {
             Ok(()) => {
                 tracing::trace!(jobs = batch.len(), flush = ?t_flush.elapsed(), "flushed");
                 // Durable now: into the tail before the head announces them.
@@ -65,6 +90,7 @@ pub(super) fn flush_loop(
             }
             Err(error) => {
                 tracing::error!(%error, "flush failed: the ledger stops accepting writes");
+                health.storage_failed(error.to_string());
                 failed.store(true, std::sync::atomic::Ordering::Release);
                 for job in batch {
                     for (reply, _) in job.replies {

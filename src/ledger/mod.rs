@@ -32,6 +32,8 @@
 
 mod erasure;
 mod flusher;
+mod head_record;
+mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod ids;
@@ -39,6 +41,7 @@ mod reader;
 mod receipt;
 mod recent;
 mod reseal;
+mod restore;
 mod sealing;
 mod submission;
 mod tree;
@@ -56,11 +59,14 @@ use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
+pub use head_record::HEAD_FILE;
+pub use health::{ChainCheck, HealthReport};
 #[cfg(feature = "test-hooks")]
 pub use hooks::IdEntry;
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};
+pub use restore::{Restore, RestoreError};
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
 
@@ -75,6 +81,8 @@ pub enum LedgerError {
     WriterStopped,
     #[error("the ledger is shutting down")]
     Closed,
+    #[error("the chain is broken at position {position} ({problem}): the ledger refuses writes")]
+    ChainBroken { position: u64, problem: String },
 }
 
 /// What the writer has made durable.
@@ -154,6 +162,8 @@ struct Shared {
     /// Erasures one at a time: each rotates the master key. A tokio mutex:
     /// it is held across the commit's await.
     erasures: tokio::sync::Mutex<()>,
+    /// The chain's verification and the store's failures.
+    health: Arc<health::Health>,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -173,6 +183,8 @@ impl Ledger {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
         };
+        let head_file = head_record::HeadFile::in_data_dir(dir);
+        head_file.check(&store, &durable)?;
         let frontier = tree::open(&store, durable.head.position)?;
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
@@ -182,9 +194,12 @@ impl Ledger {
             durable,
             frontier,
             Arc::clone(&keyring),
+            head_file,
         );
         let recent = Arc::new(Recent::new(TAIL_BYTES));
         let tail = Arc::clone(&recent);
+        let health = Arc::new(health::Health::default());
+        let writer = writer.with_health(Arc::clone(&health));
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run(rx, durable_tx, tail))
@@ -202,6 +217,7 @@ impl Ledger {
                 keyring,
                 master_key_file,
                 erasures: tokio::sync::Mutex::new(()),
+                health,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -228,6 +244,7 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
+        self.shared.health.check_writable()?;
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.shared

@@ -13,7 +13,8 @@ use rotation_events::{CommittedEvent, Envelope, EventData, EventType, LedgerAttr
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::flusher::{FlushJob, flush_loop};
+use super::flusher::{FlushJob, Sinks, flush_loop};
+use super::head_record::HeadFile;
 use super::ids::IdIndex;
 use super::recent::{Recent, RecentEvent};
 use super::{
@@ -46,6 +47,10 @@ pub(super) struct Writer {
     /// Every person's data key: a new key is committed with the first
     /// event or rejection sealed under it.
     keyring: Arc<Keyring>,
+    /// The head record outside sled, rewritten by the flusher.
+    head_file: HeadFile,
+    /// Where storage failures are reported.
+    health: Arc<super::health::Health>,
 }
 
 /// How many stream states the writer keeps in memory before it starts the
@@ -89,6 +94,7 @@ impl Writer {
         applied: Durable,
         frontier: Frontier,
         keyring: Arc<Keyring>,
+        head_file: HeadFile,
     ) -> Self {
         Self {
             store,
@@ -98,7 +104,14 @@ impl Writer {
             ids: None,
             frontier,
             keyring,
+            head_file,
+            health: Arc::default(),
         }
+    }
+
+    /// Reports storage failures to `health`.
+    pub(super) fn with_health(self, health: Arc<super::health::Health>) -> Self {
+        Self { health, ..self }
     }
 
     /// Decides and applies groups while the flusher makes the previous ones
@@ -117,9 +130,18 @@ impl Writer {
         let flusher = {
             let store = self.store.clone();
             let failed = Arc::clone(&failed);
+            let head_file = self.head_file.clone();
+            let health = Arc::clone(&self.health);
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || flush_loop(&store, &pending, &published, &recent, &failed))
+                .spawn(move || {
+                    let sinks = Sinks {
+                        published: &published,
+                        recent: &recent,
+                        health: &health,
+                    };
+                    flush_loop(&store, &head_file, &pending, &sinks, &failed);
+                })
         };
         let flusher = match flusher {
             Ok(handle) => handle,
@@ -145,6 +167,7 @@ impl Writer {
                     Ok(ids) => self.ids = Some(ids),
                     Err(error) => {
                         tracing::error!(%error, "cannot load the id index: the ledger stops accepting writes");
+                        self.health.storage_failed(error.to_string());
                         failed.store(true, std::sync::atomic::Ordering::Release);
                     }
                 }
@@ -174,6 +197,7 @@ impl Writer {
                 }
                 Err(error) => {
                     tracing::error!(%error, "storage failure: the ledger stops accepting writes");
+                    self.health.storage_failed(error.to_string());
                     failed.store(true, std::sync::atomic::Ordering::Release);
                     for request in requests {
                         let _ = request.reply.send(Err(LedgerError::WriterStopped));
@@ -355,6 +379,7 @@ impl Writer {
                     framed,
                     by_ledger: submission.by_ledger,
                     partner_sealed: submission.partner_sealed.get(index) == Some(&true),
+                    replica: submission.replica.get(index),
                 };
                 match self.decide_event(
                     &candidate,
@@ -413,8 +438,13 @@ impl Writer {
             framed,
             by_ledger,
             partner_sealed,
+            replica,
         } = *candidate;
-        if let Err(e) = envelope.check_time(deciding.now) {
+        // A restored event was judged when it was first committed; only
+        // its place in the chain and the rules' state are checked again.
+        if replica.is_none()
+            && let Err(e) = envelope.check_time(deciding.now)
+        {
             return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0)));
         }
         if envelope.event_type == EventType::PersonErased && !by_ledger {
@@ -446,7 +476,9 @@ impl Writer {
             group,
             pending: &deciding.pending,
         };
-        if let Some(record) = view.id(envelope.id)? {
+        if let Some(record) = view.id(envelope.id)?
+            && replica.is_none()
+        {
             // The committed form of a sealed event is a duplicate too,
             // though the digest kept is of the form first submitted.
             if record.digest != digest
@@ -470,7 +502,11 @@ impl Writer {
                 partnership: Some(envelope.partnership.clone()),
             }));
         }
-        if partner_sealed {
+        if let Some(replica) = replica {
+            if let Some(violation) = out_of_place(replica, &deciding.head, view.id(envelope.id)?) {
+                return Ok(Err(violation));
+            }
+        } else if partner_sealed {
             return Ok(Err(super::sealing::partner_sealed()));
         }
         let mut changes = match rules::decide(&mut view, envelope, data)? {
@@ -487,19 +523,31 @@ impl Writer {
             streamversion,
             "stream versions are consecutive: one position for each version"
         );
+        let recordedtime = replica.map_or(deciding.recordedtime, |r| r.recordedtime.as_str());
         let ledger = LedgerAttributes {
             position,
             streamversion,
-            recordedtime: deciding.recordedtime.to_owned(),
+            recordedtime: recordedtime.to_owned(),
             prevhash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
         let (hash, json) = chain::seal(framed, &ledger);
+        if let Some(replica) = replica
+            && (replica.hash != hash || replica.streamversion != streamversion)
+        {
+            head.hash = ledger.prevhash;
+            return Ok(Err(Violation::new(
+                ErrorCode::InvalidEvent,
+                format!(
+                    "the event at position {position} does not restore as it was committed: its hash or stream version differs"
+                ),
+            )));
+        }
         let mut leaf = [0; 32];
         hex::decode_to_slice(&hash, &mut leaf).expect("a sealed hash is 64 hex digits");
         head.position = position;
         head.hash = hash;
-        head.recordedtime = deciding.recordedtime.to_owned();
+        head.recordedtime = recordedtime.to_owned();
         deciding.pending.states.extend(changes);
         let record = IdRecord {
             position,
@@ -562,6 +610,36 @@ struct Candidate<'s> {
     by_ledger: bool,
     /// Whether it came with a `sealed_profile` of its own.
     partner_sealed: bool,
+    /// For a restore: the attributes it was committed with.
+    replica: Option<&'s LedgerAttributes>,
+}
+
+/// Why a restored event cannot take the next place in the chain, if it
+/// cannot: it must follow the head exactly, and its id must be new.
+fn out_of_place(
+    replica: &LedgerAttributes,
+    head: &Head,
+    known: Option<IdRecord>,
+) -> Option<Violation> {
+    let problem = if replica.position != head.position + 1 {
+        format!(
+            "position {} does not follow the head at {}",
+            replica.position, head.position
+        )
+    } else if replica.prevhash != head.hash {
+        format!(
+            "the prevhash of position {} is not the hash of the event before it",
+            replica.position
+        )
+    } else if let Some(record) = known {
+        format!(
+            "its id was already committed at position {}",
+            record.position
+        )
+    } else {
+        return None;
+    };
+    Some(Violation::new(ErrorCode::InvalidEvent, problem))
 }
 
 /// The idempotency digest of the event committed at `position`, in its

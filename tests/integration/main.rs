@@ -18,6 +18,7 @@ mod openapi;
 mod personal;
 mod projector;
 mod refusals;
+mod reliability;
 mod rules;
 mod support;
 mod tools;
