@@ -79,14 +79,21 @@ impl Health {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = check;
     }
 
-    /// Refuses writes onto a broken chain.
+    /// Refuses writes onto a broken chain, and, at once, while the store
+    /// cannot write.
     pub(super) fn check_writable(&self) -> Result<(), LedgerError> {
-        match self.chain() {
-            ChainCheck::Broken { position, problem } => {
-                Err(LedgerError::ChainBroken { position, problem })
-            }
-            _ => Ok(()),
+        if let ChainCheck::Broken { position, problem } = self.chain() {
+            return Err(LedgerError::ChainBroken { position, problem });
         }
+        let failing = self
+            .storage_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if failing {
+            return Err(LedgerError::WriterStopped);
+        }
+        Ok(())
     }
 
     /// The store failed: counted, and reported until it writes again.
@@ -96,6 +103,22 @@ impl Health {
             .storage_failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
+    /// The store still fails: the reason is kept, not counted again.
+    pub(super) fn storage_still_failing(&self, reason: String) {
+        *self
+            .storage_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
+    /// The store writes again.
+    pub(super) fn storage_recovered(&self) {
+        *self
+            .storage_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     fn report(&self) -> HealthReport {

@@ -77,7 +77,7 @@ use writer::Writer;
 pub enum LedgerError {
     #[error(transparent)]
     Storage(#[from] StoreError),
-    #[error("the ledger's writer has stopped after a storage failure")]
+    #[error("the store cannot write at the moment; the ledger retries it")]
     WriterStopped,
     #[error("the ledger is shutting down")]
     Closed,
@@ -202,7 +202,10 @@ impl Ledger {
         let writer = writer.with_health(Arc::clone(&health));
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer.run(rx, durable_tx, tail))
+            .spawn({
+                let wake = requests.downgrade();
+                move || writer.run(rx, durable_tx, tail, wake)
+            })
             .map_err(|e| StoreError::Corrupt {
                 key: "writer".into(),
                 message: e.to_string(),

@@ -13,7 +13,7 @@ use rotation_events::{CommittedEvent, Envelope, EventData, EventType, LedgerAttr
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::flusher::{FlushJob, Sinks, flush_loop};
+use super::flusher::{Flush, FlushJob, Sinks, flush_loop};
 use super::head_record::HeadFile;
 use super::ids::IdIndex;
 use super::recent::{Recent, RecentEvent};
@@ -52,6 +52,12 @@ pub(super) struct Writer {
     /// Where storage failures are reported.
     health: Arc<super::health::Health>,
 }
+
+/// The first wait before the store is opened again after a failure...
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// ...doubling up to this.
+const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many stream states the writer keeps in memory before it starts the
 /// cache afresh.
@@ -124,8 +130,9 @@ impl Writer {
         mut rx: mpsc::Receiver<Request>,
         published: watch::Sender<Durable>,
         recent: Arc<Recent>,
+        wake: mpsc::WeakSender<Request>,
     ) {
-        let (jobs, pending) = std::sync::mpsc::channel::<FlushJob>();
+        let (jobs, pending) = std::sync::mpsc::channel::<Flush>();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flusher = {
             let store = self.store.clone();
@@ -139,6 +146,7 @@ impl Writer {
                         published: &published,
                         recent: &recent,
                         health: &health,
+                        wake: &wake,
                     };
                     flush_loop(&store, &head_file, &pending, &sinks, &failed);
                 })
@@ -176,7 +184,10 @@ impl Writer {
                 for request in requests {
                     let _ = request.reply.send(Err(LedgerError::WriterStopped));
                 }
-                continue;
+                if self.recover(&mut rx, &jobs, &failed) {
+                    continue;
+                }
+                break;
             }
             match self.commit_group(&requests) {
                 Ok(Applied { outcomes, recent }) => {
@@ -191,22 +202,103 @@ impl Writer {
                         recent,
                         spent,
                     };
-                    if jobs.send(job).is_err() {
+                    if jobs.send(Flush::Group(job)).is_err() {
                         break;
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, "storage failure: the ledger stops accepting writes");
+                    tracing::error!(%error, "storage failure: writes are refused until the store works again");
                     self.health.storage_failed(error.to_string());
                     failed.store(true, std::sync::atomic::Ordering::Release);
                     for request in requests {
                         let _ = request.reply.send(Err(LedgerError::WriterStopped));
+                    }
+                    if !self.recover(&mut rx, &jobs, &failed) {
+                        break;
                     }
                 }
             }
         }
         drop(jobs);
         let _ = flusher.join();
+    }
+
+    /// After a storage failure: waits until the flusher has answered
+    /// every group applied before it, then opens the store again, after
+    /// 100 ms and then twice as long each time up to 5 s, until it works.
+    /// Meanwhile every request is answered at once with
+    /// [`LedgerError::WriterStopped`] (503 with `Retry-After`). Returns
+    /// false when the ledger was closed meanwhile.
+    fn recover(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        jobs: &std::sync::mpsc::Sender<Flush>,
+        failed: &std::sync::atomic::AtomicBool,
+    ) -> bool {
+        let (done, answered) = std::sync::mpsc::channel();
+        if jobs.send(Flush::Barrier(done)).is_err() || answered.recv().is_err() {
+            return false;
+        }
+        let mut backoff = FIRST_RETRY;
+        loop {
+            let until = std::time::Instant::now() + backoff;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        let _ = request.reply.send(Err(LedgerError::WriterStopped));
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                }
+            }
+            match self.reopen() {
+                Ok(durable) => {
+                    tracing::info!(
+                        position = durable.head.position,
+                        "the store works again: the ledger resumes writing"
+                    );
+                    failed.store(false, std::sync::atomic::Ordering::Release);
+                    self.health.storage_recovered();
+                    return jobs.send(Flush::Recovered(durable)).is_ok();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "the store still fails");
+                    self.health.storage_still_failing(error.to_string());
+                    backoff = (backoff * 2).min(LAST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Opens the store again and takes up its state: what sled recovered
+    /// is a prefix of what was applied, never less than what was
+    /// acknowledged (the head record says how much that was). Rewriting
+    /// the record is the probe that the disk takes writes again.
+    fn reopen(&mut self) -> Result<Durable, StoreError> {
+        self.store.reopen()?;
+        let durable = Durable {
+            head: self.store.head()?,
+            next_rejection: self.store.next_rejection()?,
+        };
+        self.head_file.check(&self.store, &durable)?;
+        self.head_file
+            .write(&super::head_record::HeadRecord::from(&durable))?;
+        self.frontier = super::tree::open(&self.store, durable.head.position)?;
+        // A data key marked committed with a group that never became
+        // durable must be committed again with the next event sealed
+        // under it.
+        let stored = self
+            .store
+            .wrapped_keys::<WrappedKey>()
+            .map(|record| record.map(|wrap| wrap.person))
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+        self.keyring.recommit_missing(&stored);
+        self.ids = None;
+        self.cache.clear();
+        self.applied = durable.clone();
+        Ok(durable)
     }
 
     /// Decides every submission of the group and applies one batch.

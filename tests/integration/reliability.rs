@@ -382,3 +382,162 @@ async fn serve_on_a_sound_chain_reports_it_verified() {
         "{metrics}"
     );
 }
+
+/// A tmpfs of its own, small enough to fill; unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test fills a disk of its own and needs to mount a tmpfs (run the tests as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk to the last byte with a file of its own.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("the filler is created");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            if let Err(error) = file.write_all(&block) {
+                assert_eq!(error.raw_os_error(), Some(28), "{error}");
+                break;
+            }
+        }
+        // The last bytes, to the byte.
+        while file.write_all(&[0]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The disk fills under a serving ledger: every post gets 503 with
+/// `Retry-After`, `/healthz` says why, `/metrics` counts it. Once there
+/// is room again the ledger writes again by itself, and nothing it
+/// acknowledged is lost or committed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_ledger_writes_again_and_loses_nothing() {
+    let disk = SmallDisk::mount("48m");
+    let data = disk.path().join("ledger");
+    let mut serve = Serve::start(&data).await;
+    // Each jobseeker's registration, made once: a publisher posts the
+    // same event (the same id) again after a refusal.
+    let bodies: std::collections::HashMap<u128, String> = (5_000..8_000)
+        .map(|n| (n, json!([jobseeker_registered(n)]).to_string()))
+        .collect();
+    let post = |n: u128| {
+        let body = bodies[&n].clone();
+        let serve = &serve;
+        async move { serve.request("POST", "/v1/events", &body).await }
+    };
+    let (status, answer) = serve
+        .request(
+            "POST",
+            "/v1/events",
+            &json!([crate::support::partnership_registered()]).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        let (status, answer) = post(5_000 + n).await;
+        assert_eq!(status, 200, "{answer}");
+        acknowledged.push(5_000 + n);
+    }
+
+    let filler = disk.fill();
+    let mut refused = Vec::new();
+    for n in 0..500 {
+        let (status, answer) = post(6_000 + n).await;
+        match status {
+            200 => acknowledged.push(6_000 + n),
+            503 => {
+                assert!(
+                    answer.to_ascii_lowercase().contains("retry-after"),
+                    "{answer}"
+                );
+                refused.push(6_000 + n);
+                if refused.len() >= 5 {
+                    break;
+                }
+            }
+            other => panic!("a full disk answered {other}: {answer}"),
+        }
+    }
+    assert!(!refused.is_empty(), "the full disk never failed a write");
+    let (status, health) = serve.request("GET", "/healthz", "").await;
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("the store cannot write"), "{health}");
+    let (_, metrics) = serve.request("GET", "/metrics", "").await;
+    assert!(
+        metrics.contains("rotation_ledger_storage_ok 0"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("rotation_ledger_storage_failures_total 0"),
+        "{metrics}"
+    );
+
+    std::fs::remove_file(filler).expect("room again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, health) = serve.request("GET", "/healthz", "").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ledger never wrote again: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What was refused is posted again, as a publisher would; then more.
+    for n in refused.iter().copied().chain(7_000..7_010) {
+        let (status, answer) = post(n).await;
+        assert_eq!(status, 200, "{answer}");
+        acknowledged.push(n);
+    }
+    serve.child.kill().await.expect("serve stops");
+    let _ = serve.child.wait().await;
+
+    let out = rotation_ledger(&["verify"], &data);
+    assert!(out.status.success(), "{out:?}");
+    let out = rotation_ledger(&["dump"], &data);
+    assert!(out.status.success(), "{out:?}");
+    let dumped: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("JSON");
+            event["subject"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    for n in &acknowledged {
+        let subject = format!("person/{}", crate::support::uuid(*n));
+        let times = dumped.iter().filter(|s| **s == subject).count();
+        assert_eq!(times, 1, "jobseeker {n} is committed {times} times");
+    }
+}
