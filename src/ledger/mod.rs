@@ -59,10 +59,10 @@ use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
-pub use head_record::HEAD_FILE;
+pub use head_record::{HEAD_FILE, HeadRecord};
 pub use health::{ChainCheck, HealthReport};
 #[cfg(feature = "test-hooks")]
-pub use hooks::IdEntry;
+pub use hooks::{IdEntry, head_record, write_head_record};
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};

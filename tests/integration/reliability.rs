@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rotation_ledger::ledger::{HEAD_FILE, Ledger, LedgerOptions};
+use rotation_ledger::ledger::{HEAD_FILE, HeadRecord, Ledger, LedgerOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,9 +40,14 @@ fn rotation_ledger(args: &[&str], data: &Path) -> std::process::Output {
         .expect("the binary runs")
 }
 
-fn head_record(data: &Path) -> Value {
-    let bytes = std::fs::read(data.join(HEAD_FILE)).expect("the head record exists");
-    serde_json::from_slice(&bytes).expect("the head record is JSON")
+fn head_record(data: &Path) -> HeadRecord {
+    rotation_ledger::ledger::head_record(data)
+        .expect("the head record reads")
+        .expect("the head record exists")
+}
+
+fn write_head_record(data: &Path, record: &HeadRecord) {
+    rotation_ledger::ledger::write_head_record(data, record).expect("the head record is written");
 }
 
 /// Flips one byte of sled's log inside the stored bytes of an early
@@ -77,7 +82,7 @@ fn remove_snapshots(data: &Path) {
 async fn a_store_damaged_early_without_its_snapshot_is_refused_not_opened_short() {
     let (dir, head) = a_log(27).await;
     assert!(head >= 540, "{head}");
-    assert_eq!(head_record(dir.path())["position"], json!(head));
+    assert_eq!(head_record(dir.path()).position, head);
     remove_snapshots(dir.path());
     damage_an_early_event(dir.path());
     for verb in ["verify", "dump", "stats"] {
@@ -136,8 +141,8 @@ async fn a_store_behind_its_head_record_is_refused_with_both_positions() {
     let (dir, head) = a_log(3).await;
     // A head record from a later flush than the store holds.
     let mut record = head_record(dir.path());
-    record["position"] = json!(head + 7);
-    std::fs::write(dir.path().join(HEAD_FILE), record.to_string()).expect("written");
+    record.position = head + 7;
+    write_head_record(dir.path(), &record);
     let error = Ledger::open(dir.path(), LedgerOptions::default())
         .expect_err("a store behind its head record is refused")
         .to_string();
@@ -162,8 +167,8 @@ async fn a_store_behind_its_head_record_is_refused_with_both_positions() {
 async fn a_store_whose_head_event_is_not_the_recorded_one_is_refused() {
     let (dir, head) = a_log(1).await;
     let mut record = head_record(dir.path());
-    record["hash"] = json!("ab".repeat(32));
-    std::fs::write(dir.path().join(HEAD_FILE), record.to_string()).expect("written");
+    record.hash = "ab".repeat(32);
+    write_head_record(dir.path(), &record);
     let error = Ledger::open(dir.path(), LedgerOptions::default())
         .expect_err("a store that does not chain to its head record is refused")
         .to_string();
@@ -179,7 +184,7 @@ async fn a_store_whose_head_event_is_not_the_recorded_one_is_refused() {
 async fn a_store_without_or_ahead_of_its_head_record_opens_and_records_its_head() {
     let (dir, head) = a_log(2).await;
     let recorded = head_record(dir.path());
-    assert_eq!(recorded["position"], json!(head));
+    assert_eq!(recorded.position, head);
     std::fs::remove_file(dir.path().join(HEAD_FILE)).expect("removed");
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens");
     ledger.close();
@@ -187,21 +192,45 @@ async fn a_store_without_or_ahead_of_its_head_record_opens_and_records_its_head(
 
     // A record naming a hash the store does not hold there is refused.
     let mut behind = recorded.clone();
-    behind["position"] = json!(head - 1);
-    behind["hash"] = json!("0".repeat(64));
-    std::fs::write(dir.path().join(HEAD_FILE), behind.to_string()).expect("written");
+    behind.position = head - 1;
+    behind.hash = "0".repeat(64);
+    write_head_record(dir.path(), &behind);
     assert!(Ledger::open(dir.path(), LedgerOptions::default()).is_err());
     // The record of an earlier flush, the store being ahead of it.
-    std::fs::write(dir.path().join(HEAD_FILE), recorded.to_string()).expect("written");
+    write_head_record(dir.path(), &recorded);
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens");
     let stored = ledger.event_json(head - 1).expect("read").expect("stored");
     ledger.close();
     let earlier: Value = serde_json::from_slice(&stored).expect("JSON");
-    behind["hash"] = earlier["hash"].clone();
-    std::fs::write(dir.path().join(HEAD_FILE), behind.to_string()).expect("written");
+    behind.hash = earlier["hash"].as_str().expect("a hash").to_owned();
+    write_head_record(dir.path(), &behind);
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens ahead");
     ledger.close();
     assert_eq!(head_record(dir.path()), recorded);
+}
+
+/// The record is kept twice and rewritten in place: a copy torn by a
+/// crash leaves the other, and only a file with neither copy whole is
+/// refused.
+#[tokio::test]
+async fn a_torn_copy_of_the_head_record_leaves_the_other() {
+    let (dir, head) = a_log(2).await;
+    let path = dir.path().join(HEAD_FILE);
+    let mut bytes = std::fs::read(&path).expect("the head record");
+    assert!(bytes.len() >= 1024, "two copies of 512 bytes");
+    bytes[20] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("written");
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("one copy is whole");
+    ledger.close();
+    assert_eq!(head_record(dir.path()).position, head);
+    let mut bytes = std::fs::read(&path).expect("the head record");
+    bytes[20] ^= 0x02;
+    bytes[512 + 20] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("written");
+    let error = Ledger::open(dir.path(), LedgerOptions::default())
+        .expect_err("neither copy is whole")
+        .to_string();
+    assert!(error.contains("neither copy"), "{error}");
 }
 
 /// Every flush that moves the head rewrites the record before anyone is
@@ -217,8 +246,8 @@ async fn every_acknowledged_commit_is_in_the_head_record() {
         );
         let head = ledger.ledger.head();
         let record = head_record(ledger.path());
-        assert_eq!(record["position"], json!(head.position));
-        assert_eq!(record["hash"], json!(head.hash));
+        assert_eq!(record.position, head.position);
+        assert_eq!(record.hash, head.hash);
     }
 }
 
