@@ -941,3 +941,21 @@ fn corrupt_event(position: u64, error: InvalidEvent) -> StoreError {
         message: error.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{REPAIR, StoreError};
+
+    /// sled's own words for a failed checksum ("Read corrupted data at
+    /// file offset None") become a refusal that says what to do.
+    #[test]
+    fn sled_corruption_says_the_store_is_damaged_and_what_to_do() {
+        let error = StoreError::from(sled::Error::Corruption { at: None, bt: () });
+        assert!(matches!(error, StoreError::Damaged(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("the store is damaged"), "{message}");
+        assert!(message.contains(REPAIR), "{message}");
+        let other = StoreError::from(sled::Error::Unsupported("x".into()));
+        assert!(matches!(other, StoreError::Sled(_)), "{other:?}");
+    }
+}

@@ -120,10 +120,13 @@ async fn a_store_damaged_early_without_its_snapshot_is_refused_not_opened_short(
     );
 }
 
-/// The same flip with the snapshot present: sled's bare "Read corrupted
-/// data" becomes a refusal that says what to do.
+/// The same flip with sled's files otherwise left as they are (a store
+/// this small has no snapshot yet, so sled opens it short too): refused,
+/// saying what to do. sled's bare "Read corrupted data", which a
+/// snapshot makes it say instead, is mapped to the same advice (a unit
+/// test in `store`).
 #[tokio::test]
-async fn a_store_sled_finds_corrupted_says_what_to_do() {
+async fn a_damaged_store_with_its_files_left_in_place_is_refused_too() {
     let (dir, _) = a_log(27).await;
     damage_an_early_event(dir.path());
     for verb in ["verify", "dump"] {
