@@ -348,6 +348,13 @@ impl Verifier {
         }
     }
 
+    /// The first bad position found so far, and why, if any.
+    pub fn problem(&self) -> Option<(u64, &str)> {
+        self.bad
+            .as_ref()
+            .map(|(position, why)| (*position, why.as_str()))
+    }
+
     /// The verdict, given the head the store records.
     pub fn finish(self, head_position: u64, head_hash: &str) -> Verification {
         let mut bad = self.bad;

@@ -135,3 +135,57 @@ pub fn render_with(register: impl FnOnce(&mut Registry)) -> String {
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
     text
 }
+
+/// The Prometheus text of the ledger's health: whether the chain verified
+/// (and where it breaks), and the store's failures.
+pub fn render_health(health: &crate::ledger::HealthReport) -> String {
+    use crate::ledger::ChainCheck;
+    let mut registry = Registry::with_prefix("rotation_ledger");
+    let chain_ok: Gauge = Gauge::default();
+    chain_ok.set(i64::from(!matches!(
+        health.chain,
+        ChainCheck::Broken { .. }
+    )));
+    registry.register(
+        "chain_ok",
+        "0 when the chain is broken (writes are refused), 1 otherwise",
+        chain_ok,
+    );
+    let verified: Gauge = Gauge::default();
+    verified.set(i64::from(matches!(
+        health.chain,
+        ChainCheck::Verified { .. }
+    )));
+    registry.register(
+        "chain_verified",
+        "1 once the whole chain verified after start",
+        verified,
+    );
+    let bad: Gauge = Gauge::default();
+    if let ChainCheck::Broken { position, .. } = health.chain {
+        bad.set(i64::try_from(position).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "chain_first_bad_position",
+        "The first position where the chain breaks; 0 when it does not",
+        bad,
+    );
+    let storage_ok: Gauge = Gauge::default();
+    storage_ok.set(i64::from(health.storage_failure.is_none()));
+    registry.register(
+        "storage_ok",
+        "0 while the store cannot write (the writer retries), 1 otherwise",
+        storage_ok,
+    );
+    let failures: Counter = Counter::default();
+    failures.inc_by(health.storage_failures);
+    registry.register(
+        "storage_failures",
+        "Failed flushes or applies of the store since start",
+        failures,
+    );
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+    text
+}

@@ -158,6 +158,9 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Http)?;
+        // Opening checked the tail against the head record; the rest of
+        // the chain is checked while serving.
+        ledger.verify_in_background();
         let (projector, projector_task) = Projector::start(
             ledger.clone(),
             Arc::clone(&config),

@@ -28,7 +28,9 @@
 //! runs (see `crate::ledger`).
 //!
 //! Nothing written here is durable until [`Store::flush`] returns; callers
-//! acknowledge nothing before it.
+//! acknowledge nothing before it. Once a write has failed, sled answers
+//! every later call with the same error; [`Store::reopen`] replaces the
+//! handle that every clone shares.
 
 use std::path::Path;
 
@@ -80,11 +82,60 @@ const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
+    /// sled found a record whose checksum fails: the files are damaged.
+    #[error("the store is damaged: sled read corrupted data ({0}). {REPAIR}")]
+    Damaged(sled::Error),
+    /// The store opened shorter than its head record says it was.
+    #[error(
+        "the store in {} ends at position {found} (rejection {found_rejections}), but its head record says position {recorded} (rejection {recorded_rejections}) was durable: the store was damaged and opened short. {REPAIR}",
+        dir.display()
+    )]
+    Short {
+        dir: std::path::PathBuf,
+        found: u64,
+        recorded: u64,
+        found_rejections: u64,
+        recorded_rejections: u64,
+    },
+    /// The store's event at the head record's position is not the one the
+    /// record names.
+    #[error(
+        "the store in {} holds {found} at position {position}, but its head record says hash {recorded} was durable there: the store does not chain to its head record. {REPAIR}",
+        dir.display()
+    )]
+    Diverged {
+        dir: std::path::PathBuf,
+        position: u64,
+        found: String,
+        recorded: String,
+    },
+    #[error("cannot write the head record: {0}")]
+    HeadRecord(std::io::Error),
+    /// The database could not be opened again after a failure.
+    #[error("the store is closed after a storage failure, and could not be opened again yet")]
+    Closed,
+    #[error("cannot sync the reopened store: {0}")]
+    Reopen(std::io::Error),
     #[error("storage holds an undecodable record at {key}: {message}")]
     Corrupt { key: String, message: String },
     #[error(transparent)]
     Keys(#[from] crate::personal::KeyError),
+}
+
+/// What an operator does about a damaged store, said by every error that
+/// finds one.
+pub const REPAIR: &str = "Do not serve it as it is: restore the data directory from a backup made with `rotation-ledger backup`, or rebuild it with `rotation-ledger restore --from-nats URL --data DIR` when the ledger published to ROTATION_LEDGER.";
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        // sled says only "Read corrupted data at file offset None": the
+        // operator needs to hear that the store is damaged and what to do.
+        match error {
+            sled::Error::Corruption { .. } => Self::Damaged(error),
+            other => Self::Sled(other),
+        }
+    }
 }
 
 /// An event's JSON as the store holds it (RFC 8785), shared with the
@@ -154,8 +205,35 @@ impl IdRecord {
 /// The sled database behind the ledger.
 #[derive(Clone)]
 pub struct Store {
-    /// sled handles are cheap clones of one shared database.
-    db: sled::Db,
+    /// Every clone shares one handle, so that [`Store::reopen`] replaces
+    /// it for all of them.
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    /// `None` only while [`Store::reopen`] could not open the database.
+    /// A std lock: held to clone the handle, or to replace it.
+    db: std::sync::RwLock<Option<sled::Db>>,
+    dir: std::path::PathBuf,
+    cache_bytes: u64,
+}
+
+/// The records a scan reads, or the one error of a store that could not
+/// be read.
+enum Scan<I> {
+    Reading(I),
+    Failed(Option<StoreError>),
+}
+
+impl<T, I: Iterator<Item = Result<T, StoreError>>> Iterator for Scan<I> {
+    type Item = Result<T, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Reading(records) => records.next(),
+            Self::Failed(error) => error.take().map(Err),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -329,52 +407,76 @@ fn decode_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
-    ///
-    /// sled releases its directory lock from background threads some
-    /// milliseconds after the last handle is dropped, so a ledger reopened
-    /// right after [`crate::ledger::Ledger::close`] may find the lock still
-    /// held. Lock contention is therefore retried for up to
-    /// [`LOCK_PATIENCE`]; a directory held by a live process still fails.
+    /// Opens (or creates) the database in `dir` (see [`open_db`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-        loop {
-            let opened = sled::Config::new()
-                .path(dir)
-                .cache_capacity(cache_bytes)
-                // Pages larger than a quarter segment go to separate blob
-                // files, which are slow to write and read; 8 MiB segments
-                // keep every chunk of events inline.
-                .segment_size(8 * 1024 * 1024)
-                .open();
-            match opened {
-                Ok(db) => return Ok(Self { db }),
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let db = open_db(dir, cache_bytes)?;
+        Ok(Self {
+            shared: std::sync::Arc::new(Shared {
+                db: std::sync::RwLock::new(Some(db)),
+                dir: dir.to_owned(),
+                cache_bytes,
+            }),
+        })
+    }
+
+    /// Opens the database again, for every clone: after a failed write
+    /// sled answers every later call with the same error, so a store
+    /// that has room again is reached only through a new handle. What
+    /// sled then recovers is a prefix of what was applied, synced before
+    /// anything is built on it. Blocking; the old handle must be gone
+    /// first, as it holds the directory's lock.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(slot.take());
+        let db = open_db(&self.shared.dir, self.shared.cache_bytes)?;
+        std::fs::File::open(self.shared.dir.join("db"))
+            .and_then(|log| log.sync_all())
+            .map_err(StoreError::Reopen)?;
+        *slot = Some(db);
+        Ok(())
+    }
+
+    /// The shared handle.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.shared
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    /// What `read` reads from the database, or the error of a store that
+    /// cannot be read.
+    fn scan<T, I>(&self, read: impl FnOnce(sled::Db) -> I) -> Scan<I>
+    where
+        I: Iterator<Item = Result<T, StoreError>>,
+    {
+        match self.db() {
+            Ok(db) => Scan::Reading(read(db)),
+            Err(error) => Scan::Failed(Some(error)),
         }
     }
 
     /// Applies a commit atomically. Not durable until [`Store::flush`].
     pub fn apply(&self, commit: Commit) -> Result<(), StoreError> {
-        self.db.apply_batch(commit.batch)?;
+        self.db()?.apply_batch(commit.batch)?;
         Ok(())
     }
 
     /// Makes every applied commit durable. Blocking: call it from a
     /// blocking thread, never from an async task.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
     pub fn head(&self) -> Result<Head, StoreError> {
-        match self.db.get(HEAD)? {
+        match self.db()?.get(HEAD)? {
             None => Ok(Head::empty()),
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 key: "head".into(),
@@ -384,7 +486,7 @@ impl Store {
     }
 
     pub fn next_rejection(&self) -> Result<u64, StoreError> {
-        match self.db.get(NEXT_REJECTION)? {
+        match self.db()?.get(NEXT_REJECTION)? {
             None => Ok(1),
             Some(bytes) => decode_u64(&bytes, "next rejection"),
         }
@@ -394,7 +496,7 @@ impl Store {
     /// version and digest.
     pub fn id_record(&self, position: u64) -> Result<Option<(Uuid, IdRecord)>, StoreError> {
         let Some((key, run)) = self
-            .db
+            .db()?
             .get_lt(seq_key(ID_RUN, position.saturating_add(1)))?
         else {
             return Ok(None);
@@ -415,7 +517,11 @@ impl Store {
     /// Every id run in position order, as (first position, ids): what the
     /// in-memory id map is loaded from.
     pub fn id_runs(&self) -> impl Iterator<Item = Result<(u64, Vec<Uuid>), StoreError>> + '_ {
-        self.db.scan_prefix([ID_RUN]).map(|item| {
+        self.scan(|db| {
+            db.scan_prefix([ID_RUN])
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .map(|item: Result<(sled::IVec, sled::IVec), StoreError>| {
             let (key, run) = item?;
             let first = decode_u64(&key[1..], "id run key")?;
             if run.len() % ID_RECORD != 0 {
@@ -439,17 +545,17 @@ impl Store {
         loop {
             let mut batch = sled::Batch::default();
             let mut keys = 0;
-            for item in self.db.scan_prefix([LEGACY_ID]).keys().take(10_000) {
+            for item in self.db()?.scan_prefix([LEGACY_ID]).keys().take(10_000) {
                 batch.remove(item?);
                 keys += 1;
             }
             if keys == 0 {
                 break;
             }
-            self.db.apply_batch(batch)?;
+            self.db()?.apply_batch(batch)?;
             removed += keys;
         }
-        if self.db.remove(LEGACY_INDEXED_THROUGH)?.is_some() {
+        if self.db()?.remove(LEGACY_INDEXED_THROUGH)?.is_some() {
             removed += 1;
         }
         Ok(removed)
@@ -457,7 +563,7 @@ impl Store {
 
     /// A stream's rule state, if the stream exists.
     pub fn state<T: DeserializeOwned>(&self, subject: &str) -> Result<Option<T>, StoreError> {
-        match self.db.get(state_key(subject))? {
+        match self.db()?.get(state_key(subject))? {
             None => Ok(None),
             Some(bytes) => {
                 serde_json::from_slice(&bytes)
@@ -474,7 +580,11 @@ impl Store {
     pub fn states<T: DeserializeOwned>(
         &self,
     ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
-        self.db.scan_prefix([STATE]).map(|item| {
+        self.scan(|db| {
+            db.scan_prefix([STATE])
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .map(|item: Result<(sled::IVec, sled::IVec), StoreError>| {
             let (key, value) = item?;
             let subject = String::from_utf8_lossy(&key[1..]).into_owned();
             let state = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
@@ -490,7 +600,7 @@ impl Store {
         if position == 0 {
             return Ok(None);
         }
-        let Some((key, chunk)) = self.db.get_lt(event_key(position + 1))? else {
+        let Some((key, chunk)) = self.db()?.get_lt(event_key(position + 1))? else {
             return Ok(None);
         };
         if key.first() != Some(&EVENT) {
@@ -516,32 +626,32 @@ impl Store {
         until: u64,
     ) -> impl Iterator<Item = Result<(u64, StoredJson), StoreError>> + use<> {
         let start = after.saturating_add(1);
-        // The chunk holding `start` begins at or before it.
-        let first_key = match self.db.get_lt(event_key(start.saturating_add(1))) {
-            Ok(Some((key, _))) if key.first() == Some(&EVENT) => key.to_vec(),
-            _ => event_key(start).to_vec(),
-        };
         let empty = after >= until;
-        self.db
-            .range(first_key..=event_key(until).to_vec())
-            .take_while(move |_| !empty)
-            .flat_map(move |item| {
-                let rows: Vec<Result<(u64, StoredJson), StoreError>> = match item {
-                    Err(e) => vec![Err(e.into())],
-                    Ok((key, chunk)) => match decode_u64(&key[1..], "event key") {
-                        Err(e) => vec![Err(e)],
-                        Ok(first) => lines(&chunk)
-                            .enumerate()
-                            .map(|(i, (offset, len))| (first + i as u64, offset, len))
-                            .filter(|(p, _, _)| (start..=until).contains(p))
-                            .map(|(p, offset, len)| {
-                                Ok((p, StoredJson(chunk.subslice(offset, len))))
-                            })
-                            .collect(),
-                    },
-                };
-                rows
-            })
+        self.scan(|db| {
+            // The chunk holding `start` begins at or before it.
+            let first_key = match db.get_lt(event_key(start.saturating_add(1))) {
+                Ok(Some((key, _))) if key.first() == Some(&EVENT) => key.to_vec(),
+                _ => event_key(start).to_vec(),
+            };
+            db.range(first_key..=event_key(until).to_vec())
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .take_while(move |_| !empty)
+        .flat_map(move |item| {
+            let rows: Vec<Result<(u64, StoredJson), StoreError>> = match item {
+                Err(e) => vec![Err(e)],
+                Ok((key, chunk)) => match decode_u64(&key[1..], "event key") {
+                    Err(e) => vec![Err(e)],
+                    Ok(first) => lines(&chunk)
+                        .enumerate()
+                        .map(|(i, (offset, len))| (first + i as u64, offset, len))
+                        .filter(|(p, _, _)| (start..=until).contains(p))
+                        .map(|(p, offset, len)| Ok((p, StoredJson(chunk.subslice(offset, len)))))
+                        .collect(),
+                },
+            };
+            rows
+        })
     }
 
     /// Decoded events from `after + 1` up to and including `until`, in
@@ -642,19 +752,26 @@ impl Store {
         &self,
         after: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + use<> {
-        self.db
-            .range(seq_key(REJECTION, after.saturating_add(1))..seq_key(REJECTION + 1, 0))
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((decode_u64(&key[1..], "rejection key")?, value))
-            })
+        self.scan(|db| {
+            db.range(seq_key(REJECTION, after.saturating_add(1))..seq_key(REJECTION + 1, 0))
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .map(|item: Result<(sled::IVec, sled::IVec), StoreError>| {
+            let (key, value) = item?;
+            Ok((decode_u64(&key[1..], "rejection key")?, value))
+        })
     }
 
     /// Every wrapped data key, in person order.
     pub fn wrapped_keys<T: DeserializeOwned>(
         &self,
     ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
-        self.db.scan_prefix([WRAPPED_KEY]).values().map(|value| {
+        self.scan(|db| {
+            db.scan_prefix([WRAPPED_KEY])
+                .values()
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .map(|value: Result<sled::IVec, StoreError>| {
             serde_json::from_slice(&value?).map_err(|e| StoreError::Corrupt {
                 key: "wrapped key".into(),
                 message: e.to_string(),
@@ -665,16 +782,17 @@ impl Store {
     /// Whether any data key was ever committed: then profiles are sealed
     /// and the master key file must be there.
     pub fn holds_sealed(&self) -> Result<bool, StoreError> {
-        Ok(self.db.contains_key(SEALED)? || self.db.scan_prefix([WRAPPED_KEY]).next().is_some())
+        Ok(self.db()?.contains_key(SEALED)?
+            || self.db()?.scan_prefix([WRAPPED_KEY]).next().is_some())
     }
 
     pub fn checkpoint(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.db.get(checkpoint_key(name))?)
+        Ok(self.db()?.get(checkpoint_key(name))?)
     }
 
     /// A stored complete subtree of the Merkle tree.
     pub fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
-        let Some(bytes) = self.db.get(tree_node_key(level, index))? else {
+        let Some(bytes) = self.db()?.get(tree_node_key(level, index))? else {
             return Ok(None);
         };
         bytes
@@ -689,14 +807,14 @@ impl Store {
 
     /// One of the ledger's own facts.
     pub fn ledger_fact(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.db.get(named_key(LEDGER_FACT, name))?)
+        Ok(self.db()?.get(named_key(LEDGER_FACT, name))?)
     }
 
     /// Overwrites the stored bytes of one event, bypassing every check. Only
     /// for tests of `verify` that simulate tampering with the disk.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn tamper(&self, position: u64, json: &[u8]) -> Result<(), StoreError> {
-        let Some((key, chunk)) = self.db.get_lt(event_key(position + 1))? else {
+        let Some((key, chunk)) = self.db()?.get_lt(event_key(position + 1))? else {
             return Ok(());
         };
         let first = decode_u64(&key[1..], "event key")?;
@@ -709,8 +827,8 @@ impl Store {
             }
             value.push(b'\n');
         }
-        self.db.insert(key, value)?;
-        self.db.flush()?;
+        self.db()?.insert(key, value)?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -720,12 +838,12 @@ impl Store {
     pub fn forget_id_runs(&self) -> Result<u64, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;
-        for key in self.db.scan_prefix([ID_RUN]).keys() {
+        for key in self.db()?.scan_prefix([ID_RUN]).keys() {
             batch.remove(key?);
             removed += 1;
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.db()?.apply_batch(batch)?;
+        self.db()?.flush()?;
         Ok(removed)
     }
 
@@ -736,19 +854,50 @@ impl Store {
     pub fn forget_tree(&self) -> Result<u64, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;
-        for key in self.db.scan_prefix([TREE_NODE]).keys() {
+        for key in self.db()?.scan_prefix([TREE_NODE]).keys() {
             batch.remove(key?);
             removed += 1;
         }
         batch.remove(named_key(LEDGER_FACT, "tree"));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.db()?.apply_batch(batch)?;
+        self.db()?.flush()?;
         Ok(removed)
     }
 
     /// Bytes on disk, as sled reports them.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db()?.size_on_disk()?)
+    }
+}
+
+/// Opens (or creates) the database in `dir`.
+///
+/// sled releases its directory lock from background threads some
+/// milliseconds after the last handle is dropped, so a ledger reopened
+/// right after [`crate::ledger::Ledger::close`] may find the lock still
+/// held. Lock contention is therefore retried for up to
+/// [`LOCK_PATIENCE`]; a directory held by a live process still fails.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // Pages larger than a quarter segment go to separate blob
+            // files, which are slow to write and read; 8 MiB segments
+            // keep every chunk of events inline.
+            .segment_size(8 * 1024 * 1024)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -788,27 +937,29 @@ impl Store {
     /// commits go on. sled's iterators are no snapshot, so the copy is not
     /// yet consistent: [`Store::finish_copy`], with commits paused, makes it so.
     pub fn copy_to(&self, dir: &Path) -> Result<StoreCopy, StoreError> {
+        let db = self.db()?;
         let marks = append_only_groups()
             .map(|group| {
-                let last = self.db.scan_prefix(&group).next_back().transpose()?;
+                let last = db.scan_prefix(&group).next_back().transpose()?;
                 Ok((group, last.map(|(key, _)| key)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let copy = Self::open(dir, 64 * 1024 * 1024)?;
+        let copy_db = copy.db()?;
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         let mut keys = 0;
-        for item in self.db.iter() {
+        for item in db.iter() {
             let (key, value) = item?;
             batch.insert(key, value);
             pending += 1;
             keys += 1;
             if pending == COPY_BATCH {
-                copy.db.apply_batch(std::mem::take(&mut batch))?;
+                copy_db.apply_batch(std::mem::take(&mut batch))?;
                 pending = 0;
             }
         }
-        copy.db.apply_batch(batch)?;
+        copy_db.apply_batch(batch)?;
         Ok(StoreCopy { copy, marks, keys })
     }
 
@@ -823,18 +974,19 @@ impl Store {
             marks,
             mut keys,
         } = copy;
+        let db = self.db()?;
+        let copy_db = copy.db()?;
         let mut batch = sled::Batch::default();
         for (group, mark) in marks {
             let since = match mark {
-                Some(last) => self
-                    .db
+                Some(last) => db
                     .range((Bound::Excluded(last), Bound::Unbounded))
                     .take_while(move |item| {
                         item.as_ref()
                             .map_or(true, |(key, _)| key.starts_with(&group))
                     })
                     .collect::<Vec<_>>(),
-                None => self.db.scan_prefix(&group).collect(),
+                None => db.scan_prefix(&group).collect(),
             };
             for item in since {
                 let (key, value) = item?;
@@ -855,23 +1007,23 @@ impl Store {
                     Bound::Excluded(sled::IVec::from(&[b]))
                 }),
             );
-            for item in self.db.range(range.clone()) {
+            for item in db.range(range.clone()) {
                 let (key, value) = item?;
-                if copy.db.get(&key)?.as_ref() != Some(&value) {
+                if copy_db.get(&key)?.as_ref() != Some(&value) {
                     batch.insert(key, value);
                     keys += 1;
                 }
             }
-            for item in copy.db.range(range) {
+            for item in copy_db.range(range) {
                 let (key, _) = item?;
-                if !self.db.contains_key(&key)? {
+                if !db.contains_key(&key)? {
                     batch.remove(key);
                 }
             }
             from = until;
         }
-        copy.db.apply_batch(batch)?;
-        copy.db.flush()?;
+        copy_db.apply_batch(batch)?;
+        copy_db.flush()?;
         let head = copy.head()?;
         Ok((keys, head))
     }
@@ -936,12 +1088,13 @@ fn corrupt_event(position: u64, error: InvalidEvent) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::{Commit, Head, Store};
+    use super::{Commit, Head, REPAIR, Store, StoreError};
 
     /// Every key and value of a store, in key order.
     fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
         store
-            .db
+            .db()
+            .unwrap()
             .iter()
             .map(|item| {
                 let (key, value) = item.unwrap();
@@ -994,5 +1147,18 @@ mod tests {
         // The copy's handle is still being released by sled's threads;
         // `open` waits for it.
         assert_eq!(contents(&copy.unwrap()), contents(&store));
+    }
+
+    /// sled's own words for a failed checksum ("Read corrupted data at
+    /// file offset None") become a refusal that says what to do.
+    #[test]
+    fn sled_corruption_says_the_store_is_damaged_and_what_to_do() {
+        let error = StoreError::from(sled::Error::Corruption { at: None, bt: () });
+        assert!(matches!(error, StoreError::Damaged(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("the store is damaged"), "{message}");
+        assert!(message.contains(REPAIR), "{message}");
+        let other = StoreError::from(sled::Error::Unsupported("x".into()));
+        assert!(matches!(other, StoreError::Sled(_)), "{other:?}");
     }
 }

@@ -18,6 +18,7 @@ mod log;
 mod options;
 mod person;
 mod rebuild;
+mod restore;
 mod serve;
 mod simulate;
 
@@ -193,6 +194,22 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Rebuild an empty data directory from the events the ledger published to ROTATION_LEDGER.
+    #[command(
+        after_help = "Every event is checked against the chain (position, prevhash, hash) as it \
+        comes, and committed with the position, recorded time and hash it had. Rejections are \
+        not published, so the restored ledger holds none."
+    )]
+    Restore {
+        #[command(flatten)]
+        data: DataDir,
+        /// The NATS server the ledger published to, e.g. nats://127.0.0.1:4222.
+        #[arg(long = "from-nats", value_name = "URL")]
+        from_nats: String,
+        /// The subject prefix the ledger published under (its `--nats-prefix`).
+        #[arg(long = "nats-prefix", default_value = rotation_ledger::nats::DEFAULT_PREFIX)]
+        nats_prefix: String,
+    },
     /// Measure the ledger against raw sled (and NATS) in the same run.
     Bench(BenchArgs),
     /// Write a synthetic scheme history as CloudEvents in JSON Lines (deterministic for a seed).
@@ -235,6 +252,11 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Demo(args) => serve::demo(*args).await,
         Command::Rebuild { data, config } => rebuild::run(&data, config.as_deref()).await,
+        Command::Restore {
+            data,
+            from_nats,
+            nats_prefix,
+        } => restore::run(&data, &from_nats, &nats_prefix).await,
         Command::Bench(args) => {
             bench::run(args.into()).await?;
             Ok(ExitCode::SUCCESS)

@@ -163,9 +163,21 @@ impl From<LedgerError> for AppError {
             LedgerError::Closed => Self::unavailable("the ledger is shutting down", 5),
             LedgerError::WriterStopped => {
                 tracing::error!(%error, "append refused");
-                Self::unavailable("the ledger cannot write at the moment", 30)
+                Self::unavailable(
+                    "the ledger cannot write at the moment: its store failed, and is retried",
+                    5,
+                )
             }
             LedgerError::Storage(error) => Self::internal(error),
+            LedgerError::ChainBroken { position, .. } => {
+                tracing::error!(%error, "append refused");
+                Self::unavailable(
+                    format!(
+                        "the ledger refuses writes: its chain is broken at position {position}; an operator must restore the store"
+                    ),
+                    300,
+                )
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ pub use error::{AppError, PROBLEM_JSON};
 pub use extract::MAX_BODY;
 
 use crate::config::Config;
-use crate::ledger::Ledger;
+use crate::ledger::{ChainCheck, Ledger};
 use crate::metrics::{self, Positions};
 use crate::projector::Projector;
 
@@ -149,6 +149,7 @@ pub async fn serve(
     summary = "Liveness (anyone)",
     responses(
         (status = 200, description = "Where the log and the dashboards stand", body = crate::http::openapi::Health),
+        (status = 503, description = "The chain is broken or the store cannot write: `reason` says which", body = crate::http::openapi::Health),
     ),
 )]
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -160,13 +161,28 @@ async fn healthz(State(state): State<AppState>) -> Response {
     } else {
         "catching_up"
     };
-    axum::Json(json!({
-        "status": "ok",
+    let health = state.ledger.health();
+    let (chain, first_bad_position) = match &health.chain {
+        ChainCheck::Verifying => ("verifying", None),
+        ChainCheck::Verified { .. } => ("verified", None),
+        ChainCheck::Broken { position, .. } => ("broken", Some(*position)),
+    };
+    let reason = health.problem();
+    let status = if reason.is_some() {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let body = axum::Json(json!({
+        "status": if reason.is_some() { "unavailable" } else { "ok" },
+        "reason": reason,
+        "chain": chain,
+        "first_bad_position": first_bad_position,
         "head_position": state.ledger.head().position,
         "projected_position": progress.position,
         "projection": projection,
-    }))
-    .into_response()
+    }));
+    (status, body).into_response()
 }
 
 #[utoipa::path(
@@ -188,6 +204,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     text.push_str(&metrics::render_with(|registry| {
         state.admission.register(registry);
     }));
+    text.push_str(&metrics::render_health(&state.ledger.health()));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

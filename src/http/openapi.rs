@@ -337,7 +337,16 @@ pub(super) struct BackupReport {
 /// Liveness, with where the log and the dashboards stand.
 #[derive(ToSchema)]
 pub(super) struct Health {
+    /// `ok`, or `unavailable` (with status 503) when the chain is broken
+    /// or the store cannot write.
     status: String,
+    /// Why the ledger is unavailable; absent when it is ok.
+    reason: Option<String>,
+    /// `verifying`, `verified` or `broken`: the whole chain's check,
+    /// run in the background after start.
+    chain: String,
+    /// The first bad position when the chain is broken.
+    first_bad_position: Option<u64>,
     head_position: u64,
     projected_position: u64,
     /// `live`, `catching_up` or `rebuilding`.

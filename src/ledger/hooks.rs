@@ -5,7 +5,10 @@
 
 use uuid::Uuid;
 
+use std::path::Path;
+
 use super::Ledger;
+use super::head_record::{HeadFile, HeadRecord};
 use crate::rules::StreamState;
 use crate::store::StoreError;
 
@@ -48,4 +51,14 @@ impl Ledger {
     pub fn stream_states(&self) -> Result<Vec<(String, StreamState)>, StoreError> {
         self.store().states::<StreamState>().collect()
     }
+}
+
+/// The head record of the ledger in `dir`, as opening reads it.
+pub fn head_record(dir: &Path) -> Result<Option<HeadRecord>, StoreError> {
+    HeadFile::in_data_dir(dir).read()
+}
+
+/// Writes the head record of the ledger in `dir`, as a flush would.
+pub fn write_head_record(dir: &Path, record: &HeadRecord) -> Result<(), StoreError> {
+    HeadFile::in_data_dir(dir).write(record)
 }

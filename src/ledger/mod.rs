@@ -33,6 +33,8 @@
 mod backup;
 mod erasure;
 mod flusher;
+mod head_record;
+mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod ids;
@@ -40,6 +42,7 @@ mod reader;
 mod receipt;
 mod recent;
 mod reseal;
+mod restore;
 mod sealing;
 mod stats;
 mod submission;
@@ -59,11 +62,14 @@ use crate::store::Store;
 pub use crate::store::{Head, StoreError};
 pub use backup::{BackupError, BackupReport, outside_key_files};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
+pub use head_record::{HEAD_FILE, HeadRecord};
+pub use health::{ChainCheck, HealthReport};
 #[cfg(feature = "test-hooks")]
-pub use hooks::IdEntry;
+pub use hooks::{IdEntry, head_record, write_head_record};
 pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};
+pub use restore::{Restore, RestoreError};
 pub use stats::Stats;
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
@@ -75,10 +81,12 @@ use writer::Writer;
 pub enum LedgerError {
     #[error(transparent)]
     Storage(#[from] StoreError),
-    #[error("the ledger's writer has stopped after a storage failure")]
+    #[error("the store cannot write at the moment; the ledger retries it")]
     WriterStopped,
     #[error("the ledger is shutting down")]
     Closed,
+    #[error("the chain is broken at position {position} ({problem}): the ledger refuses writes")]
+    ChainBroken { position: u64, problem: String },
 }
 
 /// What the writer has made durable.
@@ -165,6 +173,8 @@ struct Shared {
     commits: tokio::sync::RwLock<()>,
     /// The data directory, whose key files a backup copies.
     dir: std::path::PathBuf,
+    /// The chain's verification and the store's failures.
+    health: Arc<health::Health>,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -184,6 +194,8 @@ impl Ledger {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
         };
+        let head_file = head_record::HeadFile::in_data_dir(dir);
+        head_file.check(&store, &durable)?;
         let frontier = tree::open(&store, durable.head.position)?;
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
@@ -193,12 +205,18 @@ impl Ledger {
             durable,
             frontier,
             Arc::clone(&keyring),
+            head_file,
         );
         let recent = Arc::new(Recent::new(TAIL_BYTES));
         let tail = Arc::clone(&recent);
+        let health = Arc::new(health::Health::default());
+        let writer = writer.with_health(Arc::clone(&health));
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer.run(rx, durable_tx, tail))
+            .spawn({
+                let wake = requests.downgrade();
+                move || writer.run(rx, durable_tx, tail, wake)
+            })
             .map_err(|e| StoreError::Corrupt {
                 key: "writer".into(),
                 message: e.to_string(),
@@ -215,6 +233,7 @@ impl Ledger {
                 erasures: tokio::sync::Mutex::new(()),
                 commits: tokio::sync::RwLock::new(()),
                 dir: dir.to_path_buf(),
+                health,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -241,6 +260,7 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
+        self.shared.health.check_writable()?;
         let started = std::time::Instant::now();
         let _commits = self.shared.commits.read().await;
         let (reply, answer) = oneshot::channel();

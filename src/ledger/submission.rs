@@ -2,7 +2,7 @@
 //! parsed, framed (RFC 8785) and digested on the caller's thread, so that
 //! the single writer spends its time only on what must be serial.
 
-use rotation_events::{Envelope, EventData};
+use rotation_events::{CommittedEvent, Envelope, EventData, LedgerAttributes};
 
 use crate::auth::Caller;
 use crate::chain;
@@ -53,6 +53,10 @@ pub struct Submission {
     /// The partnership the transport names (NATS subjects do), used for
     /// rejections that cannot be parsed far enough to name one.
     pub partnership_hint: Option<String>,
+    /// For a restore: the ledger attributes each event was committed
+    /// with, which the writer keeps (position, recorded time, hashes)
+    /// instead of making its own.
+    pub(super) replica: Vec<LedgerAttributes>,
 }
 
 impl Submission {
@@ -133,7 +137,19 @@ impl Submission {
             origin,
             caller,
             partnership_hint: None,
+            replica: Vec::new(),
         }
+    }
+
+    /// An event committed by this ledger before, to be committed again as
+    /// it was (a restore): same position, recorded time and hashes. Made
+    /// by the ledger itself, and never sealed again.
+    pub(super) fn committed(event: CommittedEvent, origin: impl Into<String>) -> Self {
+        let CommittedEvent { envelope, ledger } = event;
+        let mut submission = Self::from_events(vec![envelope], origin, Caller::operator());
+        submission.by_ledger = true;
+        submission.replica = vec![ledger];
+        submission
     }
 
     pub fn with_partnership_hint(mut self, partnership: impl Into<String>) -> Self {

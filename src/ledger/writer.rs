@@ -13,7 +13,8 @@ use rotation_events::{CommittedEvent, Envelope, EventData, EventType, LedgerAttr
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::flusher::{FlushJob, flush_loop};
+use super::flusher::{Flush, FlushJob, Sinks, flush_loop};
+use super::head_record::HeadFile;
 use super::ids::IdIndex;
 use super::recent::{Recent, RecentEvent};
 use super::{
@@ -46,7 +47,17 @@ pub(super) struct Writer {
     /// Every person's data key: a new key is committed with the first
     /// event or rejection sealed under it.
     keyring: Arc<Keyring>,
+    /// The head record outside sled, rewritten by the flusher.
+    head_file: HeadFile,
+    /// Where storage failures are reported.
+    health: Arc<super::health::Health>,
 }
+
+/// The first wait before the store is opened again after a failure...
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// ...doubling up to this.
+const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many stream states the writer keeps in memory before it starts the
 /// cache afresh.
@@ -89,6 +100,7 @@ impl Writer {
         applied: Durable,
         frontier: Frontier,
         keyring: Arc<Keyring>,
+        head_file: HeadFile,
     ) -> Self {
         Self {
             store,
@@ -98,7 +110,14 @@ impl Writer {
             ids: None,
             frontier,
             keyring,
+            head_file,
+            health: Arc::default(),
         }
+    }
+
+    /// Reports storage failures to `health`.
+    pub(super) fn with_health(self, health: Arc<super::health::Health>) -> Self {
+        Self { health, ..self }
     }
 
     /// Decides and applies groups while the flusher makes the previous ones
@@ -111,15 +130,26 @@ impl Writer {
         mut rx: mpsc::Receiver<Request>,
         published: watch::Sender<Durable>,
         recent: Arc<Recent>,
+        wake: mpsc::WeakSender<Request>,
     ) {
-        let (jobs, pending) = std::sync::mpsc::channel::<FlushJob>();
+        let (jobs, pending) = std::sync::mpsc::channel::<Flush>();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flusher = {
             let store = self.store.clone();
             let failed = Arc::clone(&failed);
+            let head_file = self.head_file.clone();
+            let health = Arc::clone(&self.health);
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || flush_loop(&store, &pending, &published, &recent, &failed))
+                .spawn(move || {
+                    let sinks = Sinks {
+                        published: &published,
+                        recent: &recent,
+                        health: &health,
+                        wake: &wake,
+                    };
+                    flush_loop(&store, &head_file, &pending, &sinks, &failed);
+                })
         };
         let flusher = match flusher {
             Ok(handle) => handle,
@@ -145,6 +175,7 @@ impl Writer {
                     Ok(ids) => self.ids = Some(ids),
                     Err(error) => {
                         tracing::error!(%error, "cannot load the id index: the ledger stops accepting writes");
+                        self.health.storage_failed(error.to_string());
                         failed.store(true, std::sync::atomic::Ordering::Release);
                     }
                 }
@@ -153,7 +184,10 @@ impl Writer {
                 for request in requests {
                     let _ = request.reply.send(Err(LedgerError::WriterStopped));
                 }
-                continue;
+                if self.recover(&mut rx, &jobs, &failed) {
+                    continue;
+                }
+                break;
             }
             match self.commit_group(&requests) {
                 Ok(Applied { outcomes, recent }) => {
@@ -168,21 +202,103 @@ impl Writer {
                         recent,
                         spent,
                     };
-                    if jobs.send(job).is_err() {
+                    if jobs.send(Flush::Group(job)).is_err() {
                         break;
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, "storage failure: the ledger stops accepting writes");
+                    tracing::error!(%error, "storage failure: writes are refused until the store works again");
+                    self.health.storage_failed(error.to_string());
                     failed.store(true, std::sync::atomic::Ordering::Release);
                     for request in requests {
                         let _ = request.reply.send(Err(LedgerError::WriterStopped));
+                    }
+                    if !self.recover(&mut rx, &jobs, &failed) {
+                        break;
                     }
                 }
             }
         }
         drop(jobs);
         let _ = flusher.join();
+    }
+
+    /// After a storage failure: waits until the flusher has answered
+    /// every group applied before it, then opens the store again, after
+    /// 100 ms and then twice as long each time up to 5 s, until it works.
+    /// Meanwhile every request is answered at once with
+    /// [`LedgerError::WriterStopped`] (503 with `Retry-After`). Returns
+    /// false when the ledger was closed meanwhile.
+    fn recover(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        jobs: &std::sync::mpsc::Sender<Flush>,
+        failed: &std::sync::atomic::AtomicBool,
+    ) -> bool {
+        let (done, answered) = std::sync::mpsc::channel();
+        if jobs.send(Flush::Barrier(done)).is_err() || answered.recv().is_err() {
+            return false;
+        }
+        let mut backoff = FIRST_RETRY;
+        loop {
+            let until = std::time::Instant::now() + backoff;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        let _ = request.reply.send(Err(LedgerError::WriterStopped));
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                }
+            }
+            match self.reopen() {
+                Ok(durable) => {
+                    tracing::info!(
+                        position = durable.head.position,
+                        "the store works again: the ledger resumes writing"
+                    );
+                    failed.store(false, std::sync::atomic::Ordering::Release);
+                    self.health.storage_recovered();
+                    return jobs.send(Flush::Recovered(durable)).is_ok();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "the store still fails");
+                    self.health.storage_still_failing(error.to_string());
+                    backoff = (backoff * 2).min(LAST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Opens the store again and takes up its state: what sled recovered
+    /// is a prefix of what was applied, never less than what was
+    /// acknowledged (the head record says how much that was). Rewriting
+    /// the record is the probe that the disk takes writes again.
+    fn reopen(&mut self) -> Result<Durable, StoreError> {
+        self.store.reopen()?;
+        let durable = Durable {
+            head: self.store.head()?,
+            next_rejection: self.store.next_rejection()?,
+        };
+        self.head_file.check(&self.store, &durable)?;
+        self.head_file
+            .write(&super::head_record::HeadRecord::from(&durable))?;
+        self.frontier = super::tree::open(&self.store, durable.head.position)?;
+        // A data key marked committed with a group that never became
+        // durable must be committed again with the next event sealed
+        // under it.
+        let stored = self
+            .store
+            .wrapped_keys::<WrappedKey>()
+            .map(|record| record.map(|wrap| wrap.person))
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+        self.keyring.recommit_missing(&stored);
+        self.ids = None;
+        self.cache.clear();
+        self.applied = durable.clone();
+        Ok(durable)
     }
 
     /// Decides every submission of the group and applies one batch.
@@ -355,6 +471,7 @@ impl Writer {
                     framed,
                     by_ledger: submission.by_ledger,
                     partner_sealed: submission.partner_sealed.get(index) == Some(&true),
+                    replica: submission.replica.get(index),
                 };
                 match self.decide_event(
                     &candidate,
@@ -413,8 +530,13 @@ impl Writer {
             framed,
             by_ledger,
             partner_sealed,
+            replica,
         } = *candidate;
-        if let Err(e) = envelope.check_time(deciding.now) {
+        // A restored event was judged when it was first committed; only
+        // its place in the chain and the rules' state are checked again.
+        if replica.is_none()
+            && let Err(e) = envelope.check_time(deciding.now)
+        {
             return Ok(Err(Violation::new(ErrorCode::InvalidEvent, e.0)));
         }
         if envelope.event_type == EventType::PersonErased && !by_ledger {
@@ -446,7 +568,9 @@ impl Writer {
             group,
             pending: &deciding.pending,
         };
-        if let Some(record) = view.id(envelope.id)? {
+        if let Some(record) = view.id(envelope.id)?
+            && replica.is_none()
+        {
             // The committed form of a sealed event is a duplicate too,
             // though the digest kept is of the form first submitted.
             if record.digest != digest
@@ -470,7 +594,11 @@ impl Writer {
                 partnership: Some(envelope.partnership.clone()),
             }));
         }
-        if partner_sealed {
+        if let Some(replica) = replica {
+            if let Some(violation) = out_of_place(replica, &deciding.head, view.id(envelope.id)?) {
+                return Ok(Err(violation));
+            }
+        } else if partner_sealed {
             return Ok(Err(super::sealing::partner_sealed()));
         }
         let mut changes = match rules::decide(&mut view, envelope, data)? {
@@ -487,19 +615,31 @@ impl Writer {
             streamversion,
             "stream versions are consecutive: one position for each version"
         );
+        let recordedtime = replica.map_or(deciding.recordedtime, |r| r.recordedtime.as_str());
         let ledger = LedgerAttributes {
             position,
             streamversion,
-            recordedtime: deciding.recordedtime.to_owned(),
+            recordedtime: recordedtime.to_owned(),
             prevhash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
         let (hash, json) = chain::seal(framed, &ledger);
+        if let Some(replica) = replica
+            && (replica.hash != hash || replica.streamversion != streamversion)
+        {
+            head.hash = ledger.prevhash;
+            return Ok(Err(Violation::new(
+                ErrorCode::InvalidEvent,
+                format!(
+                    "the event at position {position} does not restore as it was committed: its hash or stream version differs"
+                ),
+            )));
+        }
         let mut leaf = [0; 32];
         hex::decode_to_slice(&hash, &mut leaf).expect("a sealed hash is 64 hex digits");
         head.position = position;
         head.hash = hash;
-        head.recordedtime = deciding.recordedtime.to_owned();
+        head.recordedtime = recordedtime.to_owned();
         deciding.pending.states.extend(changes);
         let record = IdRecord {
             position,
@@ -562,6 +702,36 @@ struct Candidate<'s> {
     by_ledger: bool,
     /// Whether it came with a `sealed_profile` of its own.
     partner_sealed: bool,
+    /// For a restore: the attributes it was committed with.
+    replica: Option<&'s LedgerAttributes>,
+}
+
+/// Why a restored event cannot take the next place in the chain, if it
+/// cannot: it must follow the head exactly, and its id must be new.
+fn out_of_place(
+    replica: &LedgerAttributes,
+    head: &Head,
+    known: Option<IdRecord>,
+) -> Option<Violation> {
+    let problem = if replica.position != head.position + 1 {
+        format!(
+            "position {} does not follow the head at {}",
+            replica.position, head.position
+        )
+    } else if replica.prevhash != head.hash {
+        format!(
+            "the prevhash of position {} is not the hash of the event before it",
+            replica.position
+        )
+    } else if let Some(record) = known {
+        format!(
+            "its id was already committed at position {}",
+            record.position
+        )
+    } else {
+        return None;
+    };
+    Some(Violation::new(ErrorCode::InvalidEvent, problem))
 }
 
 /// The idempotency digest of the event committed at `position`, in its

@@ -9,6 +9,7 @@
 //!   returned, that is after the ledger's flush.
 //! - [`checkpoints`]: publication of each signed checkpoint to
 //!   `ROTATION_CHECKPOINTS`, for witnesses.
+//! - [`restore`]: the published log read back into an empty ledger.
 //! - [`outbox`]: publication of the durable log to `ROTATION_LEDGER` and of
 //!   the durable rejections to `ROTATION_REJECTED`, each from its own cursor
 //!   kept in the store.
@@ -27,6 +28,7 @@ mod checkpoints;
 pub(crate) mod inbound;
 pub(crate) mod ingest;
 mod outbox;
+mod restore;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ledger::Ledger;
 
 pub use checkpoints::publish_checkpoints;
+pub use restore::{RestoreFromNatsError, restore};
 
 /// How to reach NATS and under which prefix. The command line's `--nats*`
 /// flags fill it in the binary; without a URL the ledger runs without NATS.

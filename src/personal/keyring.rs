@@ -361,6 +361,20 @@ impl Keyring {
             .and_then(|e| e.uncommitted.clone())
     }
 
+    /// After a storage failure lost commits that were never durable:
+    /// every key whose wrap the store does not hold (`stored` names the
+    /// people whose wraps it does) is committed again with the next event
+    /// sealed under it, under the master key current now.
+    pub fn recommit_missing(&self, stored: &std::collections::HashSet<Uuid>) {
+        let mut inner = self.write();
+        let master = Arc::clone(&inner.master);
+        for (person, entry) in &mut inner.keys {
+            if entry.uncommitted.is_none() && !stored.contains(person) {
+                entry.uncommitted = Some(wrap(&master, *person, &entry.kid, &entry.key));
+            }
+        }
+    }
+
     /// The writer's word that `record` is durable.
     pub fn mark_committed(&self, record: &WrappedKey) {
         let mut inner = self.write();

@@ -19,6 +19,7 @@ mod openapi;
 mod personal;
 mod projector;
 mod refusals;
+mod reliability;
 mod rules;
 mod support;
 mod tools;

@@ -1270,3 +1270,67 @@ async fn each_checkpoint_is_published_for_witnesses() {
             .expect("every published checkpoint is signed by the ledger's key");
     }
 }
+
+/// A store lost after the ledger published its log to `ROTATION_LEDGER`
+/// is rebuilt from the stream: every event at its position with its hash,
+/// `verify` ok, the same head; and `restore` refuses a store that holds
+/// events already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_rebuilds_a_deleted_store_from_rotation_ledger() {
+    let (harness, mut serve, _client, js) = start_ingest().await;
+    let events = volume(150);
+    publish(&js, "stoke", &events).await;
+    assert_all_committed_and_published_without_stopping(&js, &events).await;
+    serve.terminate();
+    let log = serve.dump();
+    let verified = |data: &Path| {
+        let out = Command::new(support::binary())
+            .args(["verify", "--json", "--data"])
+            .arg(data)
+            .output()
+            .expect("verify runs");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).expect("a JSON verdict")
+    };
+    let before = verified(&harness.dir());
+
+    std::fs::remove_dir_all(harness.dir()).expect("the store is deleted");
+    let restore = |data: &Path| {
+        Command::new(support::binary())
+            .args(["restore", "--from-nats", &harness.nats.url(), "--data"])
+            .arg(data)
+            .output()
+            .expect("restore runs")
+    };
+    let out = restore(&harness.dir());
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("head position {}", log.len())),
+        "{out:?}"
+    );
+    let after = verified(&harness.dir());
+    assert_eq!(after["ok"], json!(true), "{after}");
+    assert_eq!(after["head_position"], before["head_position"]);
+    assert_eq!(after["head_hash"], before["head_hash"]);
+    assert_eq!(dump(&harness.dir()), log, "every event as it was stored");
+
+    let out = restore(&harness.dir());
+    assert!(!out.status.success(), "restore wrote into a full store");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a ledger"),
+        "{out:?}"
+    );
+}
+
+/// Waits until every event is on ROTATION_LEDGER.
+async fn assert_all_committed_and_published_without_stopping(
+    js: &jetstream::Context,
+    events: &[Value],
+) {
+    eventually(
+        "the whole log on ROTATION_LEDGER",
+        Duration::from_secs(120),
+        || async { stream_len(js, "ROTATION_LEDGER").await >= events.len() as u64 },
+    )
+    .await;
+}
