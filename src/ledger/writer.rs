@@ -41,8 +41,9 @@ pub(super) struct Writer {
     /// so that reads and read-only tools never pay for it.
     ids: Option<IdIndex>,
     /// The right edge of the Merkle tree over what is applied: each
-    /// commit's new nodes go into its batch.
-    frontier: Frontier,
+    /// commit's new nodes go into its batch. `None` only in the bench,
+    /// which measures the append path without the tree.
+    frontier: Option<Frontier>,
     /// Every person's data key: a new key is committed with the first
     /// event or rejection sealed under it.
     keyring: Arc<Keyring>,
@@ -87,7 +88,7 @@ impl Writer {
         store: Store,
         options: LedgerOptions,
         applied: Durable,
-        frontier: Frontier,
+        frontier: Option<Frontier>,
         keyring: Arc<Keyring>,
     ) -> Self {
         Self {
@@ -239,11 +240,13 @@ impl Writer {
             .map(|s| (s.id, s.streamversion, s.digest))
             .collect();
         commit.ids(first, &records);
-        let mut nodes = Vec::with_capacity(group.staged.len() * 2);
-        for staged in &group.staged {
-            self.frontier.append_into(&staged.leaf, &mut nodes);
+        if let Some(frontier) = &mut self.frontier {
+            let mut nodes = Vec::with_capacity(group.staged.len() * 2);
+            for staged in &group.staged {
+                frontier.append_into(&staged.leaf, &mut nodes);
+            }
+            super::tree::stage_nodes(&mut commit, &nodes);
         }
-        super::tree::stage_nodes(&mut commit, &nodes);
         for (subject, state) in &group.states {
             commit.state(subject, state);
         }
