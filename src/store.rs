@@ -680,6 +680,24 @@ impl Store {
         })
     }
 
+    /// [`Store::replay_typed`] with `then` applied to each event on the
+    /// decoding threads too, so that the caller's thread only folds.
+    pub fn replay_typed_then<F>(
+        &self,
+        after: u64,
+        until: u64,
+        then: F,
+    ) -> impl Iterator<Item = Result<TypedEvent, StoreError>> + use<F>
+    where
+        F: Fn(TypedEvent) -> TypedEvent + Send + Clone + 'static,
+    {
+        self.replay_with(after, until, move |position, bytes| {
+            TypedEvent::from_json(bytes)
+                .map(&then)
+                .map_err(|e| corrupt_event(position, e))
+        })
+    }
+
     /// [`Store::replay`] with a decoder of one's own, given each event's
     /// position and stored JSON, run on the decoding threads.
     fn replay_with<T, F>(

@@ -24,19 +24,30 @@ pub(super) const TURNS: u64 = 5;
 /// one overlaps committing another, as several publishers would.
 const IN_FLIGHT: usize = 4;
 
+/// The pairs of `append_batched`: the ledger's beside the raw log's, and
+/// each variant's (a ledger that keeps up less) beside the same raw run.
+pub(super) struct Batched {
+    pub(super) pairs: Vec<Pair>,
+    pub(super) variants: Vec<Vec<Pair>>,
+}
+
 /// `append_batched`: `count` synthetic events in atomic batches of
-/// [`BATCH`], in [`TURNS`] turns; after each of the ledger's turns the
-/// raw log appends the same committed events in batches of the same size
-/// with the same number in flight. Events are made before the clock
-/// starts on both sides.
+/// [`BATCH`], in [`TURNS`] turns; after each of the ledger's turns each of
+/// `variants` appends the same events, then the raw log appends the
+/// ledger's committed events in batches of the same size with the same
+/// number in flight. Every variant is paired with that raw run, so one run
+/// shows what a part of the append path costs. Events are made before the
+/// clock starts on every side.
 pub(super) async fn append_batched(
     ledger: &Ledger,
+    variants: &[Ledger],
     raw: &RawLog,
     count: u64,
     states: &mut HashMap<String, Arc<serde_json::Value>>,
-) -> Result<Vec<Pair>> {
+) -> Result<Batched> {
     let mut synthetic = Synthetic::new(1);
     let mut pairs = Vec::new();
+    let mut variant_pairs: Vec<Vec<Pair>> = vec![Vec::new(); variants.len()];
     let mut made = 0;
     for turn in 0..TURNS {
         let until = count * (turn + 1) / TURNS;
@@ -52,9 +63,16 @@ pub(super) async fn append_batched(
         })
         .await?;
         synthetic = back;
+        let copies: Vec<Vec<Vec<Envelope>>> = variants.iter().map(|_| batches.clone()).collect();
         let before = ledger.head().position;
         let ours = ledger_batches(ledger, batches).await?;
         let after = ledger.head().position;
+        let mut theirs = Vec::with_capacity(variants.len());
+        for (variant, copy) in variants.iter().zip(copies) {
+            let before = variant.head().position;
+            let took = ledger_batches(variant, copy).await?;
+            theirs.push((variant.head().position - before, took));
+        }
         let events = committed(ledger, before, after, states)?;
         let batches: Vec<Vec<RawEvent>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
         let started = Instant::now();
@@ -64,9 +82,16 @@ pub(super) async fn append_batched(
         while let Some(outcome) = outcomes.next().await {
             outcome?;
         }
-        pairs.push(Pair::counted(n, ours, after - before, started.elapsed()));
+        let baseline = started.elapsed();
+        pairs.push(Pair::counted(n, ours, after - before, baseline));
+        for ((count, took), variant) in theirs.into_iter().zip(&mut variant_pairs) {
+            variant.push(Pair::counted(count, took, after - before, baseline));
+        }
     }
-    Ok(pairs)
+    Ok(Batched {
+        pairs,
+        variants: variant_pairs,
+    })
 }
 
 /// The ledger's side of one turn: the batches submitted with

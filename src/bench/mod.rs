@@ -4,6 +4,9 @@
 //! | figure | ledger | baseline |
 //! |---|---|---|
 //! | `append_batched` | atomic batches of 1,000 through the append path, 4 in flight (events made before the clock starts) | the same committed events through a raw group-commit log on the same store code: the same keys per event (chunks of 4, an id run, a state key per stream touched, the head), batches of 1,000 with 4 in flight, one flush for whatever is applied |
+//! | `append_batched_no_tree` | `append_batched` on a ledger of its own that keeps no Merkle tree (bench only), in the same turns; `ratio_fall` is how much lower `append_batched`'s ratio is, the median of the turns' differences | the same raw run as `append_batched`'s in each turn |
+//! | `append_batched_no_sealing` | the same, on a ledger that seals no profile (bench only) | the same |
+//! | `prove` | inclusion proofs of random positions against the head's size, through the call behind `GET /v1/proofs/inclusion` (`p99_ms` too) | as many stored tree nodes read straight from the store as each proof holds hashes (`baseline_p99_ms`) |
 //! | `append_single` | single-event submissions from 64 concurrent writers | the same committed events submitted one by one by 64 concurrent tasks to the raw log, whose writer groups what is waiting |
 //! | `replay` | read and decode the whole log | the raw log's copy read and decoded by the same reader and decoder |
 //! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | the same log read and decoded by the same typed decoder on the same threads, not folded |
@@ -25,7 +28,9 @@
 //!
 //! Map of the module: this file holds the runner, its options and the
 //! report; then one file per topic:
-//! - [`append`]: `append_batched` and `append_single`.
+//! - [`append`]: `append_batched` (and its variants without the tree or
+//!   sealing) and `append_single`.
+//! - [`prove`]: `prove`, the inclusion proofs.
 //! - [`read`]: `replay`, `startup`, `projection_catchup` and `dashboard_read`.
 //! - [`export`]: `import` and `export`, on a simulated history.
 //! - [`nats`]: `nats_ingest`, against a nats-server.
@@ -53,6 +58,7 @@ pub mod nats;
 mod pairs;
 #[cfg(feature = "peers")]
 mod peers;
+mod prove;
 mod raw;
 mod read;
 mod steal;
@@ -64,7 +70,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::import::ImportError;
-use crate::ledger::{Ledger, LedgerError, LedgerOptions, StoreError};
+use crate::ledger::{Ledger, LedgerError, LedgerOptions, StoreError, Upkeep};
 use crate::nats::NatsError;
 use crate::projector::ProjectorError;
 use steal::StealMeter;
@@ -169,8 +175,11 @@ pub enum BenchError {
 type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Every figure's name, in the order they are measured.
-pub const FIGURES: [&str; 14] = [
+pub const FIGURES: [&str; 17] = [
     "append_batched",
+    "append_batched_no_tree",
+    "append_batched_no_sealing",
+    "prove",
     "append_single",
     "replay",
     "projection_catchup",
@@ -238,6 +247,11 @@ pub struct Figure {
     /// where the system does not say (`/proc/stat`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steal_pct: Option<f64>,
+    /// For a figure measured without a part of the append path: how much
+    /// lower `append_batched`'s ratio is with that part, the median of the
+    /// turns' differences (each turn's two ratios share one raw run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_fall: Option<f64>,
     /// What was counted, for the table.
     #[serde(skip)]
     pub unit: &'static str,
@@ -260,6 +274,7 @@ impl Figure {
             linearity: None,
             first_write_s: None,
             steal_pct: None,
+            ratio_fall: None,
             unit: "events/s",
         }
     }
@@ -273,6 +288,25 @@ impl Figure {
 
 /// Events in each atomic batch of `append_batched` and its baseline.
 const BATCH: usize = 1_000;
+
+/// The variants of `append_batched`: a ledger keeping up everything but one
+/// part of the append path.
+const UPKEEP_VARIANTS: [(&str, Upkeep); 2] = [
+    (
+        "append_batched_no_tree",
+        Upkeep {
+            tree: false,
+            sealing: true,
+        },
+    ),
+    (
+        "append_batched_no_sealing",
+        Upkeep {
+            tree: true,
+            sealing: false,
+        },
+    ),
+];
 
 pub async fn run(options: BenchOptions) -> Result<()> {
     let temp;
@@ -303,12 +337,55 @@ pub async fn run(options: BenchOptions) -> Result<()> {
             append::TURNS
         ),
     );
-    let pairs = append::append_batched(&ledger, &raw, options.events, &mut states).await?;
-    let batched = Figure::paired(&pairs).stolen(&meter);
+    // The variants keep up less than a ledger does, each in a store of its
+    // own, so that one run shows what the tree and sealing cost.
+    let mut variants = Vec::new();
+    for (name, upkeep) in UPKEEP_VARIANTS {
+        if options.wants(name) {
+            let dir = root.join(name);
+            let _ = std::fs::remove_dir_all(&dir);
+            let ledger = Ledger::open_keeping(&dir, LedgerOptions::default(), upkeep)?;
+            variants.push((name, ledger));
+        }
+    }
+    let others: Vec<Ledger> = variants.iter().map(|(_, l)| l.clone()).collect();
+    let appended =
+        append::append_batched(&ledger, &others, &raw, options.events, &mut states).await?;
+    drop(others);
+    let batched = Figure::paired(&appended.pairs).stolen(&meter);
     // The ledger's side of append_batched, the baseline of `import`.
     let batched_per_s = batched.per_s;
     if options.wants("append_batched") {
         figures.push(("append_batched", batched));
+    }
+    for ((name, variant), pairs) in variants.into_iter().zip(&appended.variants) {
+        variant.close();
+        let _ = std::fs::remove_dir_all(root.join(name));
+        let mut figure = Figure::paired(pairs).stolen(&meter);
+        figure.ratio_fall = Some(pairs::median(
+            pairs
+                .iter()
+                .zip(&appended.pairs)
+                .map(|(without, with)| without.ours / without.baseline - with.ours / with.baseline)
+                .collect(),
+        ));
+        figures.push((name, figure));
+    }
+
+    if options.wants("prove") {
+        progress(
+            &options,
+            &format!(
+                "prove: {} inclusion proofs at {} events, in {} turns with raw node reads",
+                prove::PROOFS * prove::TURNS,
+                ledger.head().position,
+                prove::TURNS
+            ),
+        );
+        let meter = StealMeter::start();
+        let proving = ledger.clone();
+        let figure = tokio::task::spawn_blocking(move || prove::prove(&proving)).await??;
+        figures.push(("prove", figure.stolen(&meter)));
     }
 
     if options.wants("append_single") {
@@ -479,12 +556,12 @@ fn report(options: &BenchOptions, figures: &[(&'static str, Figure)]) -> Result<
         println!("{}", serde_json::Value::Object(object));
     } else {
         println!(
-            "{:<20} {:>14} {:>14} {:>7}",
+            "{:<26} {:>14} {:>14} {:>7}",
             "figure", "per_s", "baseline_per_s", "ratio"
         );
         for (name, f) in figures {
             println!(
-                "{name:<20} {:>14.0} {:>14.0} {:>7.2}   {}{}",
+                "{name:<26} {:>14.0} {:>14.0} {:>7.2}   {}{}",
                 f.per_s,
                 f.baseline_per_s,
                 f.ratio,
@@ -503,6 +580,11 @@ fn report(options: &BenchOptions, figures: &[(&'static str, Figure)]) -> Result<
                         .map(|l| format!(", half/whole per event {l:.2}")),
                     f.first_write_s
                         .map(|s| format!(", first write answered after {s:.3} s")),
+                    f.ratio_fall.map(|d| {
+                        format!(
+                            ", append_batched's ratio is {d:.2} lower with it (median of turns)"
+                        )
+                    }),
                     f.steal_pct.map(|p| format!("; CPU steal {p:.0} %")),
                 ]
                 .into_iter()

@@ -67,11 +67,9 @@ pub(super) async fn run(args: ExportArgs) -> Result<ExitCode> {
             origin,
         )),
     };
-    // Profiles are opened in memory as the fold takes them.
-    let keyring = std::sync::Arc::clone(ledger.keyring());
-    let events = ledger
-        .replay_typed(0)
-        .map(move |item| item.map(|typed| rotation_ledger::personal::open_typed(&keyring, typed)));
+    // Profiles are opened in memory, on the decoding threads, so that the
+    // folding thread only folds.
+    let events = ledger.replay_opened(0);
     let summary = tokio::task::spawn_blocking(move || {
         rotation_ledger::export::export_decoded(events, &options)
     })

@@ -131,6 +131,28 @@ impl LedgerOptions {
     }
 }
 
+/// What the append path keeps up besides the log itself. Every ledger
+/// keeps all of it; only the bench switches a part off, on a store of its
+/// own, to measure what that part costs in the same run. Neither the
+/// command line nor the configuration can reach it, and a store written
+/// without its tree does not open again (its stored tree would not match
+/// the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Upkeep {
+    /// The Merkle tree's nodes, written with the events they cover.
+    pub(crate) tree: bool,
+    /// Profiles sealed before commit.
+    pub(crate) sealing: bool,
+}
+
+impl Upkeep {
+    /// What every ledger keeps up.
+    pub(crate) const ALL: Self = Self {
+        tree: true,
+        sealing: true,
+    };
+}
+
 type Reply = oneshot::Sender<Result<Vec<Outcome>, LedgerError>>;
 
 /// Submissions on their way to the writer, with where to answer.
@@ -163,6 +185,8 @@ struct Shared {
     keyring: Arc<Keyring>,
     /// Where the master key lives, for the rotations of erasure.
     master_key_file: MasterKeyFile,
+    /// Whether submissions are sealed: always, but in the bench.
+    sealing: bool,
     /// Erasures one at a time: each rotates the master key. A tokio mutex:
     /// it is held across the commit's await.
     erasures: tokio::sync::Mutex<()>,
@@ -184,6 +208,15 @@ impl Ledger {
     /// Opens the ledger in `dir` and starts its writer. Start-up reads the
     /// head and nothing else, whatever the log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
+        Self::open_keeping(dir, options, Upkeep::ALL)
+    }
+
+    /// [`Ledger::open`] keeping up only what `upkeep` says: for the bench.
+    pub(crate) fn open_keeping(
+        dir: &Path,
+        options: LedgerOptions,
+        upkeep: Upkeep,
+    ) -> Result<Self, StoreError> {
         let store = Store::open(dir, options.cache_bytes)?;
         let master_key_file = options
             .master_key_file
@@ -203,7 +236,7 @@ impl Ledger {
             store.clone(),
             options,
             durable,
-            frontier,
+            upkeep.tree.then_some(frontier),
             Arc::clone(&keyring),
             head_file,
         );
@@ -230,6 +263,7 @@ impl Ledger {
                 metrics: AppendMetrics::default(),
                 keyring,
                 master_key_file,
+                sealing: upkeep.sealing,
                 erasures: tokio::sync::Mutex::new(()),
                 commits: tokio::sync::RwLock::new(()),
                 dir: dir.to_path_buf(),
@@ -247,7 +281,7 @@ impl Ledger {
     ) -> Result<Vec<Outcome>, LedgerError> {
         // Sealing happens here, on the submitter's thread, so that the
         // writer only commits.
-        for submission in &mut submissions {
+        for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
             submission.seal(&self.shared.keyring);
         }
         self.submit_sealed(submissions, None).await

@@ -74,6 +74,20 @@ impl Ledger {
         self.store().replay_typed(after, self.head().position)
     }
 
+    /// [`Ledger::replay_typed`] with every sealed profile opened, in
+    /// memory, on the decoding threads rather than the caller's: what
+    /// `export` folds, so that its folding thread never waits on the AEAD.
+    pub fn replay_opened(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<TypedEvent, StoreError>> + use<> {
+        let keyring = std::sync::Arc::clone(self.keyring());
+        self.store()
+            .replay_typed_then(after, self.head().position, move |typed| {
+                crate::personal::open_typed(&keyring, typed)
+            })
+    }
+
     /// One stream's durable events, in version order.
     pub fn stream(&self, subject: &Subject) -> Result<Vec<CommittedEvent>, StoreError> {
         let head = self.head().position;

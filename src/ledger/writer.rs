@@ -42,8 +42,9 @@ pub(super) struct Writer {
     /// so that reads and read-only tools never pay for it.
     ids: Option<IdIndex>,
     /// The right edge of the Merkle tree over what is applied: each
-    /// commit's new nodes go into its batch.
-    frontier: Frontier,
+    /// commit's new nodes go into its batch. `None` only in the bench,
+    /// which measures the append path without the tree.
+    frontier: Option<Frontier>,
     /// Every person's data key: a new key is committed with the first
     /// event or rejection sealed under it.
     keyring: Arc<Keyring>,
@@ -98,7 +99,7 @@ impl Writer {
         store: Store,
         options: LedgerOptions,
         applied: Durable,
-        frontier: Frontier,
+        frontier: Option<Frontier>,
         keyring: Arc<Keyring>,
         head_file: HeadFile,
     ) -> Self {
@@ -285,7 +286,9 @@ impl Writer {
         self.head_file.check(&self.store, &durable)?;
         self.head_file
             .write(&super::head_record::HeadRecord::from(&durable))?;
-        self.frontier = super::tree::open(&self.store, durable.head.position)?;
+        if self.frontier.is_some() {
+            self.frontier = Some(super::tree::open(&self.store, durable.head.position)?);
+        }
         // A data key marked committed with a group that never became
         // durable must be committed again with the next event sealed
         // under it.
@@ -355,11 +358,13 @@ impl Writer {
             .map(|s| (s.id, s.streamversion, s.digest))
             .collect();
         commit.ids(first, &records);
-        let mut nodes = Vec::with_capacity(group.staged.len() * 2);
-        for staged in &group.staged {
-            self.frontier.append_into(&staged.leaf, &mut nodes);
+        if let Some(frontier) = &mut self.frontier {
+            let mut nodes = Vec::with_capacity(group.staged.len() * 2);
+            for staged in &group.staged {
+                frontier.append_into(&staged.leaf, &mut nodes);
+            }
+            super::tree::stage_nodes(&mut commit, &nodes);
         }
-        super::tree::stage_nodes(&mut commit, &nodes);
         for (subject, state) in &group.states {
             commit.state(subject, state);
         }

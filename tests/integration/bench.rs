@@ -57,6 +57,9 @@ fn bench_prints_every_figure_finite_and_labelled() {
     let figures = bench(&[]);
     let expected = [
         "append_batched",
+        "append_batched_no_tree",
+        "append_batched_no_sealing",
+        "prove",
         "append_single",
         "replay",
         "projection_catchup",
@@ -74,6 +77,9 @@ fn bench_prints_every_figure_finite_and_labelled() {
     }
     for paired in [
         "append_batched",
+        "append_batched_no_tree",
+        "append_batched_no_sealing",
+        "prove",
         "append_single",
         "replay",
         "projection_catchup",
@@ -86,6 +92,57 @@ fn bench_prints_every_figure_finite_and_labelled() {
             figures[paired]
         );
     }
+    for without in ["append_batched_no_tree", "append_batched_no_sealing"] {
+        assert!(
+            figures[without]["ratio_fall"]
+                .as_f64()
+                .is_some_and(f64::is_finite),
+            "{without} says how much lower append_batched's ratio is: {}",
+            figures[without]
+        );
+    }
+    for p99 in ["p99_ms", "baseline_p99_ms"] {
+        assert!(
+            figures["prove"][p99]
+                .as_f64()
+                .is_some_and(|ms| ms.is_finite() && ms > 0.0),
+            "prove.{p99}: {}",
+            figures["prove"]
+        );
+    }
+}
+
+/// The table labels every figure: the proofs' p99 and how much the tree
+/// costs `append_batched`'s ratio are printed, not only kept in the JSON.
+#[test]
+fn bench_table_prints_the_proofs_p99_and_the_trees_cost() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(binary())
+        .arg("bench")
+        .args(["--events", "2000", "--only", "append_batched_no_tree,prove"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line in {table}"))
+            .to_owned()
+    };
+    assert!(line("prove").contains("proofs/s"), "{table}");
+    assert!(line("prove").contains("p99"), "{table}");
+    assert!(
+        line("append_batched_no_tree").contains("ratio is"),
+        "{table}"
+    );
 }
 
 /// `--only projection_catchup` or `--only export` once compared with a raw

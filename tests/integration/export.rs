@@ -235,3 +235,80 @@ fn two_exports_without_as_of_on_an_unchanged_log_are_the_same() {
         "the as-of is the last event's recorded time"
     );
 }
+
+/// The bytes of an export whose profiles are all sealed, as the export
+/// wrote them before profiles were opened on the decoding threads: moving
+/// the opening to other threads must change nothing in the files.
+#[test]
+fn an_export_of_sealed_profiles_keeps_its_bytes() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let history = dir.path().join("history.jsonl");
+    run(&[
+        "simulate",
+        "--partnerships",
+        "2",
+        "--jobseekers",
+        "30",
+        "--months",
+        "18",
+        "--start",
+        "2024-05-01",
+        "--seed",
+        "21",
+        "--out",
+        path(&history),
+    ]);
+    run(&["import", "--data", path(&data), path(&history)]);
+    let stats = run(&["stats", "--data", path(&data)]);
+    assert!(
+        stats.lines().any(|l| l == "clear profiles 0"),
+        "every profile is sealed: {stats}"
+    );
+    let key = dir.path().join("study.key");
+    std::fs::write(&key, "pinned study key").unwrap();
+    let out = dir.path().join("package");
+    run(&[
+        "export",
+        "--data",
+        path(&data),
+        "--out",
+        path(&out),
+        "--key-file",
+        path(&key),
+        "--reference-date",
+        "2026-01-01",
+    ]);
+    let jobseekers = std::fs::read_to_string(out.join("jobseekers.csv")).unwrap();
+    let sexes: std::collections::BTreeSet<&str> = jobseekers
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').nth(3))
+        .collect();
+    assert!(
+        sexes.contains("female") && sexes.contains("male"),
+        "the profiles were opened: {sexes:?}"
+    );
+    for (file, sha256) in [
+        (
+            "jobseekers.csv",
+            "41eece3a6ad6d8f9c3d9001186070b8bd50881bbbd4cc7a2d47911ddca03a8b7",
+        ),
+        (
+            "releases.csv",
+            "79403a0804e20f222b950a00b36125ac197da7a42c6143f3a3eb0a094f4314a2",
+        ),
+        (
+            "substitutions.csv",
+            "edfddb5995587fbaa576342b67ee2b5862c4abd8bdf36fbbcf254205a8a28a6b",
+        ),
+    ] {
+        let bytes = std::fs::read(out.join(file)).unwrap();
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            sha256,
+            "{file} is not the bytes it was"
+        );
+    }
+}
