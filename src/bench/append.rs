@@ -32,9 +32,9 @@ pub(super) struct Batched {
 }
 
 /// `append_batched`: `count` synthetic events in atomic batches of
-/// [`BATCH`], in [`TURNS`] turns; after each of the ledger's turns each of
-/// `variants` appends the same events, then the raw log appends the
-/// ledger's committed events in batches of the same size with the same
+/// [`BATCH`], in [`TURNS`] turns; in each turn the ledger and each of
+/// `variants` append the same events, taking turns at going first, then
+/// the raw log appends the ledger's committed events in batches of the same size with the same
 /// number in flight. Every variant is paired with that raw run, so one run
 /// shows what a part of the append path costs. Events are made before the
 /// clock starts on every side.
@@ -63,16 +63,30 @@ pub(super) async fn append_batched(
         })
         .await?;
         synthetic = back;
-        let copies: Vec<Vec<Vec<Envelope>>> = variants.iter().map(|_| batches.clone()).collect();
-        let before = ledger.head().position;
-        let ours = ledger_batches(ledger, batches).await?;
-        let after = ledger.head().position;
-        let mut theirs = Vec::with_capacity(variants.len());
-        for (variant, copy) in variants.iter().zip(copies) {
-            let before = variant.head().position;
-            let took = ledger_batches(variant, copy).await?;
-            theirs.push((variant.head().position - before, took));
+        // The ledger and its variants take turns at going first, so that
+        // none always meets the write-back the previous turn left behind.
+        let sides: Vec<&Ledger> = std::iter::once(ledger).chain(variants).collect();
+        let mut copies: Vec<Option<Vec<Vec<Envelope>>>> = sides
+            .iter()
+            .skip(1)
+            .map(|_| Some(batches.clone()))
+            .collect();
+        copies.insert(0, Some(batches));
+        let mut took = vec![(0, Duration::ZERO); sides.len()];
+        let (mut before, mut after) = (0, 0);
+        for step in 0..sides.len() {
+            let side = (step + turn as usize) % sides.len();
+            let batches = copies[side].take().expect("each side appends once a turn");
+            let start = sides[side].head().position;
+            let elapsed = ledger_batches(sides[side], batches).await?;
+            let end = sides[side].head().position;
+            if side == 0 {
+                (before, after) = (start, end);
+            }
+            took[side] = (end - start, elapsed);
         }
+        let ours = took[0].1;
+        let theirs = took.split_off(1);
         let events = committed(ledger, before, after, states)?;
         let batches: Vec<Vec<RawEvent>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
         let started = Instant::now();
