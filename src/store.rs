@@ -13,7 +13,7 @@
 //! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `N` | the next rejection sequence |
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
-//! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 3 or above (`crate::checkpoint`) |
+//! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 5 or above (3 or above in stores written before) (`crate::checkpoint`) |
 //! | `L` name | the ledger's own facts: its id, and whether the tree covers the log |
 //! | `K` person (16 bytes) | the person's data key, wrapped under the master key (JSON) |
 //! | `P` | present once any data key was committed: the store holds sealed personal data |
