@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -15,8 +15,8 @@ use rotation_ledger::auth::token_digest;
 use serde_json::{Value, json};
 
 use crate::support::{
-    binary, employee_registered, employer_enrolled, event, partnership_registered, person_event,
-    release_started, rotation_agreed, substitution_started, uuid,
+    binary, employee_registered, employer_enrolled, event, free_port, partnership_registered,
+    person_event, release_started, rotation_agreed, substitution_started, uuid,
 };
 use crate::tools;
 
@@ -316,14 +316,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nobody listens on at the moment.
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Waits for `child` to exit within `limit`, killing it otherwise; the

@@ -308,7 +308,7 @@ impl LiveServer {
             ),
         )
         .unwrap();
-        let address = format!("127.0.0.1:{}", crate::browser::free_port());
+        let address = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = std::process::Command::new(binary())
             .args(["serve", "--data"])

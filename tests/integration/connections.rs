@@ -2,16 +2,15 @@
 //! headers, serves a bounded number of connections, and stops within its
 //! drain period after SIGTERM whatever its clients do.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use serde_json::Value;
 
-use crate::support::binary;
+use crate::support::{admin_config, serve_listening};
 
 /// The start of a request whose headers never end.
 const HALF_SENT: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: ledger\r\nX-Slow: ";
@@ -27,40 +26,14 @@ impl Serve {
     async fn start(limits: &str) -> Self {
         let data = tempfile::tempdir().expect("a temporary directory");
         let config = data.path().join("ledger.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[tokens]]\nsha256 = \"{}\"\nrole = \"admin\"\npartnerships = [\"*\"]\n\n[limits]\n{limits}\n",
-                rotation_ledger::auth::token_digest("admin")
-            ),
-        )
-        .expect("the configuration is written");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(binary())
-            .args(["serve", "--http", &addr, "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(data.path().join("ledger"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("serve starts");
-        let serve = Self {
+        std::fs::write(&config, admin_config(&format!("\n[limits]\n{limits}\n")))
+            .expect("the configuration is written");
+        let (child, addr) = serve_listening(&data.path().join("ledger"), &config).await;
+        Self {
             child,
             addr,
             _data: data,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&serve.addr).await.is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        serve
     }
 
     /// A connection that has sent part of a request's headers.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::browser::{free_port, http};
-use crate::support::{binary, jobseeker_registered, scheme_events};
+use crate::browser::http;
+use crate::support::{binary, free_port, jobseeker_registered, scheme_events};
 
 const ADMIN_TOKEN: &str = "live-admin-token";
 

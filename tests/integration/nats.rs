@@ -18,21 +18,13 @@ use rotation_ledger::nats::NatsOptions;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, jobseeker_registered, partnership_registered, person_event};
+use crate::support::{self, free_port, jobseeker_registered, partnership_registered, person_event};
 use crate::tools;
 
 /// Each of these tests runs a nats-server and a ledger of its own and
 /// measures progress against time limits; run side by side on a machine of
 /// two cores they starve each other, so they take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -10,7 +10,9 @@ use rotation_ledger::ledger::{HEAD_FILE, HeadRecord, Ledger, LedgerOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{TempLedger, binary, jobseeker_registered, scheme};
+use crate::support::{
+    TempLedger, admin_config, binary, jobseeker_registered, scheme, serve_listening,
+};
 
 /// What every refusal of a damaged store tells the operator to do.
 const WHAT_TO_DO: &str = "rotation-ledger restore --from-nats URL";
@@ -263,34 +265,8 @@ struct Serve {
 impl Serve {
     async fn start(data: &Path) -> Self {
         let config = data.with_extension("toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[tokens]]\nsha256 = \"{}\"\nrole = \"admin\"\npartnerships = [\"*\"]\n",
-                rotation_ledger::auth::token_digest("admin")
-            ),
-        )
-        .expect("the configuration is written");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = tokio::process::Command::new(binary())
-            .args(["serve", "--http", &addr, "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("serve starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(&addr).await.is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        std::fs::write(&config, admin_config("")).expect("the configuration is written");
+        let (child, addr) = serve_listening(data, &config).await;
         Self { child, addr }
     }
 

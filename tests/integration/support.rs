@@ -13,6 +13,45 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rotation-ledger"))
 }
 
+/// A port nobody listens on at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A configuration with one admin token, `admin`, followed by `extra`.
+pub fn admin_config(extra: &str) -> String {
+    format!(
+        "[[tokens]]\nsha256 = \"{}\"\nrole = \"admin\"\npartnerships = [\"*\"]\n{extra}",
+        rotation_ledger::auth::token_digest("admin")
+    )
+}
+
+/// `serve` of `data` under `config` on a free loopback port, its output
+/// discarded and killed on drop; returns once it accepts connections,
+/// with its address.
+pub async fn serve_listening(data: &Path, config: &Path) -> (tokio::process::Child, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = tokio::process::Command::new(binary())
+        .args(["serve", "--http", &addr, "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (child, addr)
+}
+
 /// A ledger in a fresh temporary directory, removed on drop.
 pub struct TempLedger {
     pub ledger: Ledger,
