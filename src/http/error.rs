@@ -169,6 +169,10 @@ impl From<LedgerError> for AppError {
                 )
             }
             LedgerError::Storage(error) => Self::internal(error),
+            LedgerError::NotWriter => Self::unavailable(
+                "this node is not the group's writer at the moment; retry shortly",
+                1,
+            ),
             LedgerError::ChainBroken { position, .. } => {
                 tracing::error!(%error, "append refused");
                 Self::unavailable(

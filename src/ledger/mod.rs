@@ -33,6 +33,7 @@
 mod backup;
 mod erasure;
 mod flusher;
+mod group;
 mod head_record;
 mod health;
 #[cfg(feature = "test-hooks")]
@@ -61,6 +62,7 @@ use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
 pub use backup::{BackupError, BackupReport, outside_key_files};
+pub use group::{Apply, Gate, KeySink};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
 pub use head_record::{HEAD_FILE, HeadRecord};
 pub use health::{ChainCheck, HealthReport};
@@ -87,6 +89,11 @@ pub enum LedgerError {
     Closed,
     #[error("the chain is broken at position {position} ({problem}): the ledger refuses writes")]
     ChainBroken { position: u64, problem: String },
+    /// A group's follower was asked to write, or the writer lost its lease
+    /// before the group's stream stored what it had committed (which was
+    /// therefore never acknowledged).
+    #[error("this node is not the group's writer")]
+    NotWriter,
 }
 
 /// What the writer has made durable.

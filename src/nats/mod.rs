@@ -25,6 +25,7 @@
 //! their cursors and return.
 
 mod checkpoints;
+pub mod group;
 pub(crate) mod inbound;
 pub(crate) mod ingest;
 mod outbox;

@@ -68,6 +68,7 @@
 //! keys, the sealing and the store's records stay as they are.
 
 mod access;
+mod group_key;
 mod keyring;
 mod master_key;
 mod open;
@@ -79,6 +80,7 @@ use std::path::PathBuf;
 use uuid::Uuid;
 
 pub use access::{AccessError, subject_access};
+pub use group_key::GroupKey;
 pub use keyring::{KeyId, Keyring, Recovery, Rotation, WrappedKey};
 pub use master_key::{MasterKey, MasterKeyFile, MasterKeyId, MasterKeys};
 pub use open::{open_typed, profile_of};
