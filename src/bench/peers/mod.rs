@@ -18,7 +18,11 @@
 //! - `postgres_append_single`: single-event transactions from the same
 //!   number of concurrent writers as `append_single`, on as many
 //!   connections;
-//! - `postgres_replay`: the whole log read in order and decoded;
+//! - `postgres_replay`: the whole log read in order and decoded: the
+//!   ledger's side is [`Ledger::replay`], what a whole-log reader of the
+//!   ledger uses (the store read on one thread, decoded on two); the
+//!   peer's is one connection streaming the table, the server reading
+//!   and sending while the client decodes. Each side has both cores.
 //! - `postgres_stream_read`: one stream's events read, with the p99.
 
 mod server;
@@ -205,7 +209,7 @@ async fn measure(
         for _ in 0..3 {
             let started = Instant::now();
             let mut count = 0u64;
-            for event in ledger.events_iter(0) {
+            for event in ledger.replay(0) {
                 std::hint::black_box(&event?);
                 count += 1;
             }
