@@ -307,7 +307,7 @@ impl Apply {
             // alone with its rotation, as the writer's erasure did, and
             // so that the keys they carry are in the store.
             self.commit().await?;
-            if let Some(person) = self.erases_stored_key(&event) {
+            if let Some(person) = self.erases_held_key(&event)? {
                 return self.commit_erasure(position, event, person).await;
             }
         }
@@ -330,17 +330,26 @@ impl Apply {
         Ok(self.ledger.head())
     }
 
-    /// The person whose `person.erased` this is, when the store holds
-    /// their key: it must be destroyed with a rotation. A key installed
-    /// but not yet stored was sealed after this erasure, for a later
-    /// registration, and is kept.
-    fn erases_stored_key(&self, event: &CommittedEvent) -> Option<Uuid> {
-        match event.envelope.subject {
-            Subject::Person(person) if self.ledger.shared.keyring.holds_committed(person) => {
-                Some(person)
+    /// The person whose `person.erased` this is, when this ledger holds
+    /// the key their latest registration was sealed under: it must be
+    /// destroyed with a rotation. Another key (installed early from the
+    /// bucket for a registration after this erasure) is kept.
+    fn erases_held_key(&self, event: &CommittedEvent) -> Result<Option<Uuid>, RestoreError> {
+        let Subject::Person(person) = event.envelope.subject else {
+            return Ok(None);
+        };
+        let mut kid = None;
+        for earlier in self.ledger.stream(&event.envelope.subject)? {
+            if let Ok(EventData::ParticipantRegistered(data)) = earlier.envelope.data()
+                && let Some(sealed) = data.sealed_profile
+            {
+                kid = Some(sealed.kid);
             }
-            _ => None,
         }
+        let keyring = &self.ledger.shared.keyring;
+        Ok(kid
+            .filter(|kid| keyring.holds_kid(person, kid))
+            .map(|_| person))
     }
 
     /// Commits an applied `person.erased` alone, with a rotation of the

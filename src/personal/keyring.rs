@@ -383,14 +383,6 @@ impl Keyring {
             .is_some_and(|e| e.kid.as_str() == kid)
     }
 
-    /// Whether `person`'s key is in the store, not only in memory.
-    pub fn holds_committed(&self, person: Uuid) -> bool {
-        self.read()
-            .keys
-            .get(&person)
-            .is_some_and(|e| e.uncommitted.is_none())
-    }
-
     /// `person`'s key and its id wrapped under the group key, for the
     /// group's key bucket.
     pub fn export(&self, person: Uuid, group: &GroupKey) -> Option<Vec<u8>> {

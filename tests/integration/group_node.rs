@@ -533,3 +533,47 @@ async fn a_writer_shares_new_keys_before_committing_and_purges_erased_ones() {
     );
     assert_eq!(*bucket.purged.lock().unwrap(), vec![person(20)]);
 }
+
+#[tokio::test]
+async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_erasure() {
+    let writer = TempLedger::new();
+    let events = scheme_events();
+    for body in &events {
+        assert_eq!(writer.code(body).await, "accepted", "{body}");
+    }
+    writer.ledger.erase(person(20), "asked to").await.unwrap();
+    // Registered again: the first registration retracted, a new one made.
+    assert_eq!(writer.code(&retraction(&events[4])).await, "accepted");
+    assert_eq!(writer.code(&retraction(&events[3])).await, "accepted");
+    assert_eq!(writer.code(&jobseeker_registered(20)).await, "accepted");
+    let key = group_key(writer.path());
+    // A node rebuilt from the stream: the bucket holds only the new key,
+    // and its watch installs it before the log is applied.
+    let follower = TempLedger::new();
+    let wrapped = writer.ledger.export_key(person(20), &key).unwrap();
+    assert!(
+        follower
+            .ledger
+            .install_key(person(20), &wrapped, &key)
+            .unwrap()
+    );
+    let master = follower.ledger.keyring().master_key_id();
+    apply(&follower, &stored(&writer, 0)).await.unwrap();
+
+    assert_eq!(follower.ledger.head(), writer.ledger.head());
+    assert_eq!(
+        follower.ledger.keyring().master_key_id(),
+        master,
+        "nothing to destroy"
+    );
+    let follower = follower.reopen();
+    assert!(follower.ledger.keyring().holds(person(20)));
+    let latest = |node: &TempLedger| {
+        let json = stored(node, 0).pop().unwrap();
+        let event = rotation_events::CommittedEvent::from_json(&json).unwrap();
+        let data = event.envelope.data().unwrap();
+        rotation_ledger::personal::profile_of(node.ledger.keyring(), &event, &data)
+    };
+    assert!(latest(&follower).is_some(), "the new registration opens");
+    assert_eq!(latest(&follower), latest(&writer));
+}
