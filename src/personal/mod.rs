@@ -23,6 +23,9 @@
 //!   without its event.
 //! - The data keys in clear: only in this process's memory, wiped when
 //!   dropped.
+//! - In a ledger group, each data key also in the group's key bucket,
+//!   wrapped under the [`GroupKey`] every node holds, and purged from it
+//!   (every revision) by an erasure before it is answered.
 //!
 //! # Erasure and the rotation of the master key
 //!
@@ -112,6 +115,12 @@ pub enum KeyError {
     },
     #[error("the data key {} of person {person} does not unwrap: the record was changed", kid.as_str())]
     Unwrap { person: Uuid, kid: KeyId },
+    #[error("group key file {path}: {reason}")]
+    MalformedGroupKey { path: PathBuf, reason: String },
+    /// An entry of the group's key bucket that the group key does not
+    /// open: another group's key, or changed bytes.
+    #[error("{0} from the group's key bucket does not open under this node's group key")]
+    GroupUnwrap(String),
 }
 
 /// Why a sealed profile does not open. Either way it counts as not
