@@ -21,5 +21,6 @@ mod projector;
 mod refusals;
 mod reliability;
 mod rules;
+mod snapshots;
 mod support;
 mod tools;
