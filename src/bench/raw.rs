@@ -2,8 +2,11 @@
 //! logic. A [`RawLog`] writes through the same store code as the ledger,
 //! so every event costs the same keys (chunks of
 //! [`crate::store::CHUNK_EVENTS`] events, an id run per group, the head,
-//! and every [`crate::ledger::SNAPSHOT_EVENTS`] events a snapshot: one
-//! state key per stream touched since the last), with the same group commit:
+//! and a snapshot at the ledger's thresholds
+//! ([`crate::ledger::SNAPSHOT_EVENTS`] events,
+//! [`crate::ledger::SNAPSHOT_STREAMS`] streams,
+//! [`crate::ledger::SNAPSHOT_PERIOD`]): one state key per stream touched
+//! since the last), with the same group commit:
 //! a writer thread applies everything waiting as one batch while a flusher
 //! thread makes the previous groups durable with one flush and only then
 //! answers. What it leaves out is what the ledger decides: shape, time,
@@ -186,6 +189,7 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
     // keeps them.
     let mut dirty: HashMap<Arc<str>, Arc<serde_json::Value>> = HashMap::new();
     let mut since_snapshot = 0;
+    let mut snapshot_taken = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         let mut requests = vec![first];
         let mut events = requests[0].events.len();
@@ -226,7 +230,10 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
             tracing::error!(%error, "the raw baseline's apply failed");
             break;
         }
-        if since_snapshot >= crate::ledger::SNAPSHOT_EVENTS {
+        if since_snapshot >= crate::ledger::SNAPSHOT_EVENTS
+            || dirty.len() >= crate::ledger::SNAPSHOT_STREAMS
+            || (since_snapshot > 0 && snapshot_taken.elapsed() >= crate::ledger::SNAPSHOT_PERIOD)
+        {
             let mut snapshot = Commit::default();
             for (subject, state) in dirty.drain() {
                 snapshot.state(&subject, &*state);
@@ -237,6 +244,7 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
                 break;
             }
             since_snapshot = 0;
+            snapshot_taken = Instant::now();
         }
         let replies = requests.into_iter().map(|r| r.reply).collect();
         if jobs.send(replies).is_err() {

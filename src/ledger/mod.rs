@@ -18,6 +18,8 @@
 //!   caller's thread;
 //! - `writer`: the single writer thread: idempotency, rules, the sled batch;
 //! - `ids`: the in-memory id index behind idempotency;
+//! - `states`: the stream states changed since the last snapshot, in
+//!   memory, and their rebuilding from the tail on opening;
 //! - `flusher`: the flusher thread: one flush for every group waiting, then
 //!   the answers and the new durable head;
 //! - `receipt`: the answers (receipts, outcomes) and the kept rejections;
@@ -73,7 +75,7 @@ pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};
 pub use restore::{Restore, RestoreError};
-pub use states::{SNAPSHOT_EVENTS, SNAPSHOT_PERIOD};
+pub use states::{SNAPSHOT_EVENTS, SNAPSHOT_PERIOD, SNAPSHOT_STREAMS};
 pub use stats::Stats;
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};

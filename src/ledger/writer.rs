@@ -17,7 +17,7 @@ use super::flusher::{Flush, FlushJob, Sinks, flush_loop};
 use super::head_record::HeadFile;
 use super::ids::IdIndex;
 use super::recent::{Recent, RecentEvent};
-use super::states::{SNAPSHOT_PERIOD, States};
+use super::states::{SNAPSHOT_PERIOD, SNAPSHOT_STREAMS, States};
 use super::{
     Durable, LedgerError, LedgerOptions, Outcome, Receipt, ReceiptStatus, RejectionRecord, Request,
     Submission,
@@ -258,6 +258,7 @@ impl Writer {
         self.states.keep(changed);
         self.since_snapshot += events as u64;
         let due = self.since_snapshot >= self.options.snapshot_events
+            || self.states.dirty_count() >= SNAPSHOT_STREAMS
             || (self.since_snapshot > 0 && self.snapshot_taken.elapsed() >= SNAPSHOT_PERIOD);
         if due {
             self.snapshot(position)?;
