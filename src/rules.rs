@@ -1,8 +1,9 @@
 //! Domain rules (contract section 3): whether an event may join the log,
 //! given the state of the streams it touches, and how that state changes.
 //!
-//! The state is kept per stream ([`StreamState`]) and committed with the
-//! events it reflects, so start-up never replays the log. It holds only
+//! The state is kept per stream ([`StreamState`]), in the writer's memory
+//! since the last snapshot and in the store as of it, so start-up replays
+//! at most the events after a snapshot, never the log. It holds only
 //! what the rules need: a stream's version and partnership, the lifecycle
 //! of its entity, and the ids it has retracted. A person's active release
 //! and substitution live on the person, although rotation events change

@@ -7,14 +7,14 @@
 //! | key | value |
 //! |---|---|
 //! | `E` first position (u64 BE) | a chunk: up to [`CHUNK_EVENTS`] consecutive committed events as JSON Lines |
-//! | `T` subject | the stream's state (JSON): the rule state and the positions of its events |
+//! | `T` subject | the stream's state (JSON) as of the last snapshot: the rule state and the positions of its events |
 //! | `H` | the head: position, hash, recorded time |
 //! | `J` first position (u64 BE) | an id run: id, stream version and content digest of up to [`ID_RUN_EVENTS`] consecutive events |
 //! | `R` sequence (u64 BE) | a rejection record (JSON) |
 //! | `N` | the next rejection sequence |
 //! | `C` name | a checkpoint owned by another module (projections, outbox) |
 //! | `M` level (u8) index (u64 BE) | a complete subtree of the Merkle tree, level 5 or above (3 or above in stores written before) (`crate::checkpoint`) |
-//! | `L` name | the ledger's own facts: its id, and whether the tree covers the log |
+//! | `L` name | the ledger's own facts: its id, whether the tree covers the log, and the position (u64 BE) the stored stream states are a snapshot of (`L` `states_snapshot`) |
 //! | `K` person (16 bytes) | the person's data key, wrapped under the master key (JSON) |
 //! | `P` | present once any data key was committed: the store holds sealed personal data |
 //!
@@ -73,6 +73,9 @@ const TREE_NODE: u8 = b'M';
 const LEDGER_FACT: u8 = b'L';
 const WRAPPED_KEY: u8 = b'K';
 const SEALED: &[u8] = b"P";
+/// The ledger fact naming the position the stored stream states are a
+/// snapshot of.
+const SNAPSHOT_FACT: &str = "states_snapshot";
 
 /// How long [`Store::open`] waits for a directory lock that a just-closed
 /// handle of this process is still releasing.
@@ -216,6 +219,10 @@ struct Shared {
     db: std::sync::RwLock<Option<sled::Db>>,
     dir: std::path::PathBuf,
     cache_bytes: u64,
+    /// How many stream state keys every commit applied so far wrote: what
+    /// the tests hold the snapshots to.
+    #[cfg(feature = "test-hooks")]
+    state_writes: std::sync::atomic::AtomicU64,
 }
 
 /// The records a scan reads, or the one error of a store that could not
@@ -250,6 +257,8 @@ pub struct Commit {
     pub events: usize,
     /// How many keys it writes, events included.
     writes: usize,
+    /// How many of them are stream states.
+    states: u64,
 }
 
 impl std::fmt::Debug for Commit {
@@ -298,7 +307,18 @@ impl Commit {
     pub fn state<T: Serialize>(&mut self, subject: &str, state: &T) {
         let json = serde_json::to_vec(state).expect("rule state always serialises");
         self.writes += 1;
+        self.states += 1;
         self.batch.insert(state_key(subject), json);
+    }
+
+    /// Marks the stream states written so far (this commit's and the
+    /// earlier ones') as a snapshot of the log up to `position`.
+    pub fn snapshot(&mut self, position: u64) {
+        self.writes += 1;
+        self.batch.insert(
+            named_key(LEDGER_FACT, SNAPSHOT_FACT),
+            &position.to_be_bytes(),
+        );
     }
 
     pub fn head(&mut self, head: &Head) {
@@ -415,6 +435,8 @@ impl Store {
                 db: std::sync::RwLock::new(Some(db)),
                 dir: dir.to_owned(),
                 cache_bytes,
+                #[cfg(feature = "test-hooks")]
+                state_writes: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -465,7 +487,30 @@ impl Store {
     /// Applies a commit atomically. Not durable until [`Store::flush`].
     pub fn apply(&self, commit: Commit) -> Result<(), StoreError> {
         self.db()?.apply_batch(commit.batch)?;
+        #[cfg(feature = "test-hooks")]
+        self.shared
+            .state_writes
+            .fetch_add(commit.states, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many stream state keys the commits applied through this handle
+    /// have written.
+    #[cfg(feature = "test-hooks")]
+    pub fn state_writes(&self) -> u64 {
+        self.shared
+            .state_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The position the stored stream states are a snapshot of, if one
+    /// was ever marked. Stores written before snapshots kept every state
+    /// current with every commit, and have none.
+    pub fn snapshot(&self) -> Result<Option<u64>, StoreError> {
+        match self.db()?.get(named_key(LEDGER_FACT, SNAPSHOT_FACT))? {
+            None => Ok(None),
+            Some(bytes) => decode_u64(&bytes, "snapshot").map(Some),
+        }
     }
 
     /// Makes every applied commit durable. Blocking: call it from a

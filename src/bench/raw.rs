@@ -1,8 +1,12 @@
 //! The raw sled baselines: the ledger's storage work with none of its
 //! logic. A [`RawLog`] writes through the same store code as the ledger,
 //! so every event costs the same keys (chunks of
-//! [`crate::store::CHUNK_EVENTS`] events, an id run per group, one state
-//! key per stream a group touches, the head), with the same group commit:
+//! [`crate::store::CHUNK_EVENTS`] events, an id run per group, the head,
+//! and a snapshot at the ledger's thresholds
+//! ([`crate::ledger::SNAPSHOT_EVENTS`] events,
+//! [`crate::ledger::SNAPSHOT_STREAMS`] streams,
+//! [`crate::ledger::SNAPSHOT_PERIOD`]): one state key per stream touched
+//! since the last), with the same group commit:
 //! a writer thread applies everything waiting as one batch while a flusher
 //! thread makes the previous groups durable with one flush and only then
 //! answers. What it leaves out is what the ledger decides: shape, time,
@@ -27,8 +31,8 @@ use crate::store::{Commit, Head, Store};
 pub(super) struct RawEvent {
     json: bytes::Bytes,
     subject: Arc<str>,
-    /// The stream's rule state as the ledger stored it, written under the
-    /// stream's key as the ledger writes it once per group.
+    /// The stream's rule state as the ledger keeps it, written under the
+    /// stream's key as the ledger writes it at each snapshot.
     state: Arc<serde_json::Value>,
     id: Uuid,
     streamversion: u64,
@@ -56,7 +60,10 @@ pub(super) fn committed(
         let state = match states.get(&subject) {
             Some(state) => Arc::clone(state),
             None => {
-                let state: serde_json::Value = store.state(&subject)?.unwrap_or_default();
+                let state = ledger
+                    .stream_state(&subject)?
+                    .map(|state| serde_json::to_value(state).unwrap_or_default())
+                    .unwrap_or_default();
                 let state = Arc::new(state);
                 states.insert(subject.clone(), Arc::clone(&state));
                 state
@@ -178,6 +185,11 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
     let Ok(flusher) = flusher else {
         return;
     };
+    // The streams touched since the last snapshot, as the ledger's writer
+    // keeps them.
+    let mut dirty: HashMap<Arc<str>, Arc<serde_json::Value>> = HashMap::new();
+    let mut since_snapshot = 0;
+    let mut snapshot_taken = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         let mut requests = vec![first];
         let mut events = requests[0].events.len();
@@ -200,12 +212,13 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
             .map(|e| (e.id, e.streamversion, e.digest))
             .collect();
         commit.ids(first, &records);
-        let states: HashMap<&str, &serde_json::Value> =
-            group.iter().map(|e| (&*e.subject, &*e.state)).collect();
-        for (subject, state) in states {
-            commit.state(subject, state);
-        }
+        dirty.extend(
+            group
+                .iter()
+                .map(|e| (Arc::clone(&e.subject), Arc::clone(&e.state))),
+        );
         head += group.len() as u64;
+        since_snapshot += group.len() as u64;
         if let Some(last) = group.last() {
             commit.head(&Head {
                 position: head,
@@ -216,6 +229,22 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<RawRequest>, mut head: u64) 
         if let Err(error) = store.apply(commit) {
             tracing::error!(%error, "the raw baseline's apply failed");
             break;
+        }
+        if since_snapshot >= crate::ledger::SNAPSHOT_EVENTS
+            || dirty.len() >= crate::ledger::SNAPSHOT_STREAMS
+            || (since_snapshot > 0 && snapshot_taken.elapsed() >= crate::ledger::SNAPSHOT_PERIOD)
+        {
+            let mut snapshot = Commit::default();
+            for (subject, state) in dirty.drain() {
+                snapshot.state(&subject, &*state);
+            }
+            snapshot.snapshot(head);
+            if let Err(error) = store.apply(snapshot) {
+                tracing::error!(%error, "the raw baseline's snapshot failed");
+                break;
+            }
+            since_snapshot = 0;
+            snapshot_taken = Instant::now();
         }
         let replies = requests.into_iter().map(|r| r.reply).collect();
         if jobs.send(replies).is_err() {

@@ -14,7 +14,6 @@ use uuid::Uuid;
 use super::{Ledger, LedgerError, Submission};
 use crate::auth::Caller;
 use crate::personal::KeyError;
-use crate::rules::StreamState;
 use crate::store::StoreError;
 
 /// The `source` of the events the ledger commits itself.
@@ -73,7 +72,7 @@ impl Ledger {
         // One erasure at a time: each rotates the master key.
         let _turn = self.shared.erasures.lock().await;
         let subject = Subject::Person(person);
-        let Some(state) = self.store().state::<StreamState>(&subject.to_string())? else {
+        let Some(state) = self.stream_state(&subject.to_string())? else {
             return Err(EraseError::UnknownPerson(person));
         };
         if !self.shared.keyring.holds(person)
@@ -103,7 +102,7 @@ impl Ledger {
         let mut known = Vec::with_capacity(people.len());
         for person in people {
             let subject = Subject::Person(*person).to_string();
-            if let Some(state) = self.store().state::<StreamState>(&subject)?
+            if let Some(state) = self.stream_state(&subject)?
                 && self.shared.keyring.holds(*person)
             {
                 known.push((*person, state.partnership));

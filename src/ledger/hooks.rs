@@ -49,7 +49,23 @@ impl Ledger {
 
     /// Every stream's rule state, in subject order.
     pub fn stream_states(&self) -> Result<Vec<(String, StreamState)>, StoreError> {
-        self.store().states::<StreamState>().collect()
+        self.all_stream_states()
+    }
+
+    /// How many stream state keys this ledger's commits have written since
+    /// it opened.
+    pub fn state_keys_written(&self) -> u64 {
+        self.store().state_writes()
+    }
+
+    /// Closes the ledger as a crash would leave it: every acknowledged
+    /// group flushed, but no closing snapshot of the stream states.
+    pub fn close_without_snapshot(self) {
+        self.shared
+            .states
+            .skip_closing_snapshot
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.close();
     }
 }
 

@@ -18,6 +18,8 @@
 //!   caller's thread;
 //! - `writer`: the single writer thread: idempotency, rules, the sled batch;
 //! - `ids`: the in-memory id index behind idempotency;
+//! - `states`: the stream states changed since the last snapshot, in
+//!   memory, and their rebuilding from the tail on opening;
 //! - `flusher`: the flusher thread: one flush for every group waiting, then
 //!   the answers and the new durable head;
 //! - `receipt`: the answers (receipts, outcomes) and the kept rejections;
@@ -45,6 +47,7 @@ mod recent;
 mod reseal;
 mod restore;
 mod sealing;
+mod states;
 mod stats;
 mod submission;
 mod tree;
@@ -72,6 +75,7 @@ pub use reader::{FollowedEvent, Follower};
 pub use receipt::{Outcome, Receipt, ReceiptStatus, RejectionRecord};
 pub use reseal::{Provenance, RESEALED_FROM, ResealError};
 pub use restore::{Restore, RestoreError};
+pub use states::{SNAPSHOT_EVENTS, SNAPSHOT_PERIOD, SNAPSHOT_STREAMS};
 pub use stats::Stats;
 pub use submission::Submission;
 pub use tree::{InclusionProof, ProofError, STORED_FROM_LEVEL};
@@ -120,6 +124,9 @@ pub struct LedgerOptions {
     /// The master key's file (`[keys] master_key_file`); `None` for
     /// `keys/master.key` in the data directory.
     pub master_key_file: Option<std::path::PathBuf>,
+    /// How many events may follow the last snapshot of the stream states
+    /// before the next is stored: what opening replays at most.
+    pub snapshot_events: u64,
 }
 
 impl Default for LedgerOptions {
@@ -128,6 +135,7 @@ impl Default for LedgerOptions {
             max_group_events: 20_000,
             cache_bytes: 512 * 1024 * 1024,
             master_key_file: None,
+            snapshot_events: SNAPSHOT_EVENTS,
         }
     }
 }
@@ -210,6 +218,9 @@ struct Shared {
     dir: std::path::PathBuf,
     /// The chain's verification and the store's failures.
     health: Arc<health::Health>,
+    /// The stream states changed since the last snapshot, kept by the
+    /// writer.
+    states: Arc<states::States>,
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -223,7 +234,9 @@ struct Shared {
 
 impl Ledger {
     /// Opens the ledger in `dir` and starts its writer. Start-up reads the
-    /// head and nothing else, whatever the log's length.
+    /// head and replays the events after the last snapshot of the stream
+    /// states (at most [`LedgerOptions::snapshot_events`]), whatever the
+    /// log's length.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, StoreError> {
         Self::open_keeping(dir, options, Upkeep::ALL)
     }
@@ -246,6 +259,9 @@ impl Ledger {
         };
         let head_file = head_record::HeadFile::in_data_dir(dir);
         head_file.check(&store, &durable)?;
+        let rebuilt = states::rebuild(&store)?;
+        let states = Arc::new(states::States::default());
+        states.replace(rebuilt.states);
         let frontier = tree::open(&store, durable.head.position)?;
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
@@ -260,7 +276,9 @@ impl Ledger {
         let recent = Arc::new(Recent::new(TAIL_BYTES));
         let tail = Arc::clone(&recent);
         let health = Arc::new(health::Health::default());
-        let writer = writer.with_health(Arc::clone(&health));
+        let writer = writer
+            .with_health(Arc::clone(&health))
+            .with_states(Arc::clone(&states), rebuilt.tail);
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn({
@@ -285,6 +303,7 @@ impl Ledger {
                 commits: tokio::sync::RwLock::new(()),
                 dir: dir.to_path_buf(),
                 health,
+                states,
                 writer: Mutex::new(Some(handle)),
                 gate: watch::Sender::new(group::GateState::SINGLE),
                 key_sink: std::sync::RwLock::new(None),

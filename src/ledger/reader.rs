@@ -92,7 +92,7 @@ impl Ledger {
     pub fn stream(&self, subject: &Subject) -> Result<Vec<CommittedEvent>, StoreError> {
         let head = self.head().position;
         let mut out = Vec::new();
-        let state: Option<StreamState> = self.store().state(&subject.to_string())?;
+        let state: Option<StreamState> = self.stream_state(&subject.to_string())?;
         for position in state.map(|s| s.positions).unwrap_or_default() {
             if position > head {
                 break;
@@ -106,10 +106,7 @@ impl Ledger {
 
     /// How many streams the log holds.
     pub fn stream_count(&self) -> usize {
-        self.store()
-            .states::<serde_json::Value>()
-            .filter(Result::is_ok)
-            .count()
+        self.count_streams()
     }
 
     /// Durable rejection records after sequence `after`.

@@ -17,6 +17,7 @@ use super::flusher::{Flush, FlushJob, Sinks, flush_loop};
 use super::head_record::HeadFile;
 use super::ids::IdIndex;
 use super::recent::{Recent, RecentEvent};
+use super::states::{SNAPSHOT_PERIOD, SNAPSHOT_STREAMS, States};
 use super::{
     Durable, LedgerError, LedgerOptions, Outcome, Receipt, ReceiptStatus, RejectionRecord, Request,
     Submission,
@@ -35,9 +36,15 @@ pub(super) struct Writer {
     options: LedgerOptions,
     /// The state as of the last applied (not necessarily flushed) group.
     applied: Durable,
-    /// Recently used stream states, kept in step with what is applied, so
-    /// that the rules rarely read and decode sled records.
+    /// Recently used stream states as stored, so that the rules rarely
+    /// read and decode sled records; the dirty states come first.
     cache: HashMap<String, StreamState>,
+    /// The states changed since the last snapshot, shared with the readers.
+    states: Arc<States>,
+    /// Events applied since the last snapshot.
+    since_snapshot: u64,
+    /// When the last snapshot was applied (or the writer started).
+    snapshot_taken: std::time::Instant,
     /// Every applied event's id; loaded when the first submission comes,
     /// so that reads and read-only tools never pay for it.
     ids: Option<IdIndex>,
@@ -108,6 +115,9 @@ impl Writer {
             options,
             applied,
             cache: HashMap::default(),
+            states: Arc::default(),
+            since_snapshot: 0,
+            snapshot_taken: std::time::Instant::now(),
             ids: None,
             frontier,
             keyring,
@@ -119,6 +129,16 @@ impl Writer {
     /// Reports storage failures to `health`.
     pub(super) fn with_health(self, health: Arc<super::health::Health>) -> Self {
         Self { health, ..self }
+    }
+
+    /// Keeps the dirty states in `states`, rebuilt from a tail of `tail`
+    /// events after the last snapshot.
+    pub(super) fn with_states(self, states: Arc<States>, tail: u64) -> Self {
+        Self {
+            states,
+            since_snapshot: tail,
+            ..self
+        }
     }
 
     /// Decides and applies groups while the flusher makes the previous ones
@@ -222,6 +242,67 @@ impl Writer {
         }
         drop(jobs);
         let _ = flusher.join();
+        if !failed.load(std::sync::atomic::Ordering::Acquire) {
+            self.closing_snapshot();
+        }
+    }
+
+    /// Keeps an applied group's changed states among the dirty ones, and
+    /// stores them all as a snapshot when one is due.
+    fn keep_states(
+        &mut self,
+        changed: HashMap<String, StreamState>,
+        events: usize,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.states.keep(changed);
+        self.since_snapshot += events as u64;
+        let due = self.since_snapshot >= self.options.snapshot_events
+            || self.states.dirty_count() >= SNAPSHOT_STREAMS
+            || (self.since_snapshot > 0 && self.snapshot_taken.elapsed() >= SNAPSHOT_PERIOD);
+        if due {
+            self.snapshot(position)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every dirty state, marked as the snapshot of the log up to
+    /// `position` (the last applied group's head), in a commit of its own:
+    /// sled recovers commits in order, so a recovered snapshot never
+    /// covers a group that was lost.
+    fn snapshot(&mut self, position: u64) -> Result<(), StoreError> {
+        let mut commit = Commit::default();
+        self.states.stage_all(&mut commit);
+        commit.snapshot(position);
+        self.store.apply(commit)?;
+        let stored = self.states.take();
+        if self.cache.len() + stored.len() > CACHE_STREAMS {
+            self.cache.clear();
+        }
+        self.cache.extend(stored);
+        self.since_snapshot = 0;
+        self.snapshot_taken = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Stores the last snapshot when the ledger closes, every group being
+    /// flushed, so that the next opening replays nothing.
+    fn closing_snapshot(&mut self) {
+        #[cfg(feature = "test-hooks")]
+        if self
+            .states
+            .skip_closing_snapshot
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        if self.since_snapshot == 0 {
+            return;
+        }
+        let position = self.applied.head.position;
+        if let Err(error) = self.snapshot(position).and_then(|()| self.store.flush()) {
+            tracing::warn!(%error, "the closing snapshot failed: the next opening replays the tail");
+        }
     }
 
     /// After a storage failure: waits until the flusher has answered
@@ -298,6 +379,11 @@ impl Writer {
             .map(|record| record.map(|wrap| wrap.person))
             .collect::<Result<std::collections::HashSet<_>, _>>()?;
         self.keyring.recommit_missing(&stored);
+        // The dirty states of groups that never became durable go: the
+        // states are those of the recovered log's tail.
+        let rebuilt = super::states::rebuild(&self.store)?;
+        self.states.replace(rebuilt.states);
+        self.since_snapshot = rebuilt.tail;
         self.ids = None;
         self.cache.clear();
         self.applied = durable.clone();
@@ -365,9 +451,6 @@ impl Writer {
             }
             super::tree::stage_nodes(&mut commit, &nodes);
         }
-        for (subject, state) in &group.states {
-            commit.state(subject, state);
-        }
         for record in &group.rejections {
             commit.rejection(record.seq, record);
         }
@@ -395,10 +478,7 @@ impl Writer {
             apply = ?t_built.elapsed(),
             "group applied"
         );
-        if self.cache.len() + group.states.len() > CACHE_STREAMS {
-            self.cache.clear();
-        }
-        self.cache.extend(group.states);
+        self.keep_states(group.states, group.staged.len(), head.position)?;
         if let Some(ids) = &mut self.ids {
             for (id, record) in group.ids {
                 ids.insert(id, record.position);
@@ -568,6 +648,7 @@ impl Writer {
         };
         let mut view = View {
             store: &self.store,
+            states: &self.states,
             cache: &mut self.cache,
             ids,
             group,
@@ -862,6 +943,7 @@ fn recorded_time(now: DateTime<Utc>, previous: &str) -> String {
 /// store's.
 struct View<'a> {
     store: &'a Store,
+    states: &'a States,
     cache: &'a mut HashMap<String, StreamState>,
     ids: &'a IdIndex,
     group: &'a Overlay,
@@ -877,6 +959,9 @@ impl StateView for View<'_> {
             .or_else(|| self.group.states.get(subject))
         {
             return Ok(Some(state.clone()));
+        }
+        if let Some(state) = self.states.dirty(subject) {
+            return Ok(Some(state));
         }
         if let Some(state) = self.cache.get(subject) {
             return Ok(Some(state.clone()));
@@ -902,13 +987,17 @@ impl StateView for View<'_> {
 
     fn stream_events(&mut self, subject: &str) -> Result<Vec<Envelope>, StoreError> {
         let mut out = Vec::new();
-        // The applied events first: the cache holds applied states only.
-        let applied = match self.cache.get(subject) {
-            Some(state) => Some(state.positions.clone()),
-            None => self
-                .store
-                .state::<StreamState>(subject)?
-                .map(|state| state.positions),
+        // The applied events first: the dirty states and the cache hold
+        // applied states only.
+        let applied = match self.states.dirty(subject) {
+            Some(state) => Some(state.positions),
+            None => match self.cache.get(subject) {
+                Some(state) => Some(state.positions.clone()),
+                None => self
+                    .store
+                    .state::<StreamState>(subject)?
+                    .map(|state| state.positions),
+            },
         };
         for position in applied.unwrap_or_default() {
             if let Some(event) = self.store.event(position)? {

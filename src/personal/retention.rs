@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::ledger::{EraseError, Erasure, Ledger, RETENTION_REASON};
-use crate::rules::StreamState;
 use crate::store::StoreError;
 
 /// `[retention]` in the configuration.
@@ -38,7 +37,7 @@ pub fn stale_people(ledger: &Ledger, cutoff: DateTime<Utc>) -> Result<Vec<Uuid>,
     let mut stale = Vec::new();
     for person in ledger.keyring().people() {
         let subject = Subject::Person(person).to_string();
-        let Some(state) = ledger.store().state::<StreamState>(&subject)? else {
+        let Some(state) = ledger.stream_state(&subject)? else {
             continue;
         };
         let Some(last) = state.positions.last() else {

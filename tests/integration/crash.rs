@@ -31,6 +31,10 @@ use crate::support::*;
 /// Set in the writer process's environment: the ledger directory.
 const WRITER_DIR: &str = "ROTATION_CRASH_WRITER_DIR";
 
+/// How many events the writer process lets follow a snapshot of the
+/// stream states.
+const SNAPSHOT_EVENTS: u64 = 6;
+
 /// How many times the writer is killed.
 const ROUNDS: u64 = 24;
 
@@ -118,8 +122,13 @@ fn crash_writer_process() {
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let ledger =
-            Ledger::open(Path::new(&dir), LedgerOptions::default()).expect("the ledger opens");
+        // Snapshots of the stream states every few events, so that kills
+        // land between snapshots (and in them) and opening replays a tail.
+        let options = LedgerOptions {
+            snapshot_events: SNAPSHOT_EVENTS,
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open(Path::new(&dir), options).expect("the ledger opens");
         for event in setup() {
             let body = event.to_string().into_bytes();
             let outcome = ledger
@@ -369,7 +378,9 @@ async fn check_after_crash(dir: &Path, evidence: &Evidence, round: u64) -> Vec<C
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "round {round}: rejections"
     );
-    ledger.close();
+    // No closing snapshot: the next writer, and the last opening, replay
+    // the tail the kills left.
+    ledger.close_without_snapshot();
     log
 }
 

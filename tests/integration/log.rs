@@ -552,7 +552,9 @@ fn check_pointers(states: &[(String, StreamState)]) {
 
 async fn property(history: Vec<(Op, bool)>) {
     let bodies = bodies(&history);
-    let ledger = TempLedger::new();
+    // Snapshots of the stream states every few events, so that most
+    // histories cross some and end between two.
+    let ledger = TempLedger::snapshot_every(5);
     let outcomes = run(&ledger, &bodies).await;
     let log = check_log(&ledger, &bodies, &outcomes);
 
@@ -566,11 +568,14 @@ async fn property(history: Vec<(Op, bool)>) {
         "the rule state depends only on the accepted events"
     );
 
-    // And so does the state after a restart.
+    // And so does the state after a crash between snapshots, rebuilt
+    // from the tail after the last one, and after a restart.
     let before = states(&ledger.ledger);
     let head = ledger.ledger.head();
-    let ledger = ledger.reopen();
+    let ledger = ledger.reopen_after_crash();
     assert_eq!(ledger.ledger.head(), head);
+    assert_eq!(states(&ledger.ledger), before);
+    let ledger = ledger.reopen();
     assert_eq!(states(&ledger.ledger), before);
     // Resubmitting every submission that was not rejected commits nothing
     // new: each event is a duplicate at the place it first had.

@@ -22,5 +22,6 @@ mod projector;
 mod refusals;
 mod reliability;
 mod rules;
+mod snapshots;
 mod support;
 mod tools;

@@ -65,6 +65,18 @@ impl TempLedger {
         Self { ledger, dir }
     }
 
+    /// A ledger that stores a snapshot of its stream states every
+    /// `events` events, so that tests meet snapshots and tails at once.
+    pub fn snapshot_every(events: u64) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let options = LedgerOptions {
+            snapshot_events: events,
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open(dir.path(), options).expect("the ledger opens");
+        Self { ledger, dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -315,6 +327,17 @@ impl TempLedger {
     pub fn reopen(self) -> Self {
         let Self { ledger, dir } = self;
         ledger.close();
+        let ledger =
+            Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger reopens");
+        Self { ledger, dir }
+    }
+
+    /// Closes the ledger as a crash after its last flush would leave it
+    /// (without the closing snapshot of its stream states) and opens it
+    /// again: opening replays the tail after the last snapshot.
+    pub fn reopen_after_crash(self) -> Self {
+        let Self { ledger, dir } = self;
+        ledger.close_without_snapshot();
         let ledger =
             Ledger::open(dir.path(), LedgerOptions::default()).expect("the ledger reopens");
         Self { ledger, dir }
