@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crate::personal::GroupKey;
 
+mod error;
 mod follow;
 mod forward;
 mod keys;
@@ -40,6 +41,10 @@ mod lease;
 mod prepare;
 mod status;
 mod writer;
+
+pub use error::GroupError;
+pub use keys::SecretFiles;
+pub use prepare::{DropReason, Dropped, Preparation, Prepared};
 
 /// How a node takes part in a group (`serve --group`).
 #[derive(Debug, Clone)]
