@@ -170,3 +170,6 @@ pub(super) async fn apply_from_stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
