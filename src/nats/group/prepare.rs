@@ -187,6 +187,7 @@ async fn rebuild(
 ) -> Result<u64, GroupError> {
     let mut apply = ledger.apply()?;
     if stored > 0 {
+        keys.install_all(ledger).await?;
         let never = tokio_util::sync::CancellationToken::new();
         apply_from_stream(ledger, js, names, keys, &mut apply, Some(stored), &never).await?;
     }
