@@ -439,6 +439,18 @@ async fn nodes_share_one_group_key_and_one_set_of_secrets() {
         "the message says what to do"
     );
 
+    // A ledger's own history is not dropped when no group has a stream.
+    let own = tempfile::tempdir().expect("a temporary directory");
+    let ledger = Ledger::open(own.path(), LedgerOptions::default()).expect("opens");
+    submit(&ledger, vec![partnership()]).await;
+    ledger.close();
+    let refused = group.prepare(own.path()).await;
+    assert!(
+        matches!(refused, Err(GroupError::NoGroupLog { head: 1, .. })),
+        "{refused:?}"
+    );
+    assert!(!own.path().join("dropped").exists());
+
     // The first node's secrets become the group's; the next node's files
     // are written from the bucket.
     let writer = group.writer().await;
