@@ -32,8 +32,6 @@ use crate::personal::GroupKey;
 
 /// The key of the group key's check value.
 const CHECK: &str = "secret.check";
-/// The label the check value is a MAC of.
-const CHECK_LABEL: &[u8] = b"rotation-ledger group key check v1";
 /// The key of the record-key secret.
 const DISCLOSURE: &str = "secret.disclosure";
 /// The key of the checkpoint signing key.
@@ -101,7 +99,7 @@ impl KeyBucket {
 
     /// The check value is created once; every later node compares.
     async fn check_group_key(&self) -> Result<(), GroupError> {
-        let mine = self.group_key.mac(CHECK_LABEL);
+        let mine = self.group_key.check();
         match self
             .store
             .create(CHECK, Bytes::copy_from_slice(&mine))
@@ -266,13 +264,13 @@ impl KeyBucket {
         let group = match self.store.get(secret.key).await {
             Ok(Some(wrapped)) => self
                 .group_key
-                .unwrap(secret.key.as_bytes(), &wrapped)
-                .ok_or_else(|| failed("the group's copy does not unwrap".to_owned()))?,
+                .unwrap_secret(&wrapped)
+                .map_err(|e| failed(format!("the group's copy does not open: {e}")))?,
             Ok(None) => {
                 // The first node: its own secret (made now if it has none)
                 // becomes the group's, unless another node's came first.
                 let mine = (secret.make)(secret.path).map_err(failed)?;
-                let wrapped = self.group_key.wrap(secret.key.as_bytes(), &mine);
+                let wrapped = self.group_key.wrap_secret(&mine);
                 match self.store.create(secret.key, wrapped.into()).await {
                     Ok(_) => return Ok(()),
                     Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -353,6 +351,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl KeySink for KeyBucket {
+    fn group_key(&self) -> &GroupKey {
+        &self.group_key
+    }
+
     fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             try_join_all(
