@@ -62,8 +62,8 @@ use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
 pub use backup::{BackupError, BackupReport, outside_key_files};
-pub use group::{Apply, Gate, KeySink};
 pub use erasure::{EraseError, Erasure, LEDGER_SOURCE, RETENTION_REASON};
+pub use group::{Apply, Gate, KeySink};
 pub use head_record::{HEAD_FILE, HeadRecord};
 pub use health::{ChainCheck, HealthReport};
 #[cfg(feature = "test-hooks")]
