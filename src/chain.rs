@@ -313,6 +313,17 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// A verifier of the events that follow a head already verified: the
+    /// next must take the position after `position` and name `hash` as its
+    /// `prevhash` (the genesis hash for an empty log).
+    pub fn after(position: u64, hash: &str) -> Self {
+        Self {
+            expected_position: position + 1,
+            prevhash: hash.to_owned(),
+            bad: None,
+        }
+    }
+
     /// Checks one stored event. `decoded` is the event decoded from the
     /// bytes stored at `position`, or why it could not be decoded.
     pub fn check(&mut self, position: u64, decoded: Result<&CommittedEvent, String>) {

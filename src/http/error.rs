@@ -173,6 +173,13 @@ impl From<LedgerError> for AppError {
                 "this node is not the group's writer at the moment; retry shortly",
                 1,
             ),
+            LedgerError::KeysNotShared(_) => {
+                tracing::error!(%error, "append refused");
+                Self::unavailable(
+                    "the group could not store a new data key; nothing was committed, retry shortly",
+                    1,
+                )
+            }
             LedgerError::ChainBroken { position, .. } => {
                 tracing::error!(%error, "append refused");
                 Self::unavailable(

@@ -123,6 +123,9 @@ impl Ledger {
         people: Vec<(Uuid, String)>,
         reason: &str,
     ) -> Result<Vec<Result<Erasure, EraseError>>, EraseError> {
+        // A follower refuses before it begins a rotation it could not commit.
+        let fenced = self.admits()?;
+        let started = std::time::Instant::now();
         let time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let mut ids = Vec::with_capacity(people.len());
         let mut submissions = Vec::with_capacity(people.len());
@@ -163,10 +166,17 @@ impl Ledger {
             Some(self.shared.keyring.rotate(next, &holders))
         };
         let rotated = rotation.is_some();
-        let outcomes = self.submit_sealed(submissions, rotation).await?;
+        let (outcomes, head) = self.commit_sealed(submissions, rotation).await?;
         if rotated {
             self.shared.master_key_file.finish_rotation()?;
         }
+        // In a group the erasure is answered only once the stream stores
+        // it; the rotation above is finished whatever happens here, as the
+        // store already holds it.
+        if let Some(fenced) = fenced {
+            self.replicated_to(head, fenced).await?;
+        }
+        self.shared.metrics.record(&outcomes, started.elapsed());
         let mut erasures = Vec::with_capacity(people.len());
         for (((person, _), id), outcome) in people.into_iter().zip(ids).zip(outcomes) {
             let receipt = outcome.receipts.into_iter().next();

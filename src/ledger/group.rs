@@ -3,15 +3,30 @@
 //! submission is answered before it), events decided by the writer
 //! applied on a follower, and the data keys that travel between nodes.
 //! The NATS side (lease, stream, key bucket) is `crate::nats::group`'s.
+//!
+//! The gate is one watch in the ledger's shared state. Under
+//! [`Gate::Single`] a submission pays one read of it and nothing more;
+//! under [`Gate::Writer`] its answer waits, after the writer's, for the
+//! stream to have stored the durable head it was answered at, so a
+//! duplicate of an event not yet stored waits too; a turn to
+//! [`Gate::Follower`] meanwhile fails it with
+//! [`LedgerError::NotWriter`], as nothing unreplicated is acknowledged.
+//! [`Ledger::apply`] is the one way a follower writes, and it bypasses the
+//! gate: the events it commits were decided by the writer.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use rotation_events::{CommittedEvent, EventType, Subject};
 use uuid::Uuid;
 
-use super::{Ledger, RestoreError};
+use super::{Ledger, LedgerError, RestoreError, Submission};
+use crate::chain::Verifier;
 use crate::personal::{GroupKey, KeyError};
 use crate::store::Head;
+
+/// Events handed to the writer at a time by an apply.
+const APPLY_BATCH: usize = 2_000;
 
 /// Who may write through this ledger, and what its answers wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +43,22 @@ pub enum Gate {
     Follower,
 }
 
+/// The gate with the number of times it turned [`Gate::Follower`]: an
+/// answer waiting for the stream fails when that number moves, even if
+/// the node became the writer again before the answer looked.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GateState {
+    gate: Gate,
+    fenced: u64,
+}
+
+impl GateState {
+    pub(super) const SINGLE: Self = Self {
+        gate: Gate::Single,
+        fenced: 0,
+    };
+}
+
 /// Where a writer's new data keys go before any event sealed under them is
 /// answered, and where an erasure's destroyed keys are purged: the group's
 /// key bucket.
@@ -42,34 +73,81 @@ impl Ledger {
     /// Sets who may write. Only the group's runtime calls it; a ledger
     /// opens as [`Gate::Single`].
     pub fn set_gate(&self, gate: Gate) {
-        let _ = gate;
-        todo!("ledger group: gate")
+        self.shared.gate.send_modify(|state| {
+            if gate == Gate::Follower && state.gate != Gate::Follower {
+                state.fenced += 1;
+            }
+            state.gate = gate;
+        });
     }
 
     /// The gate now.
     pub fn gate(&self) -> Gate {
-        todo!("ledger group: gate")
+        self.shared.gate.borrow().gate
     }
 
     /// The group's stream has stored every position up to `position`:
     /// answers waiting for it go out. Ignored unless the gate is
     /// [`Gate::Writer`]; never moves back.
     pub fn set_replicated(&self, position: u64) {
-        let _ = position;
-        todo!("ledger group: replicated")
+        self.shared
+            .gate
+            .send_if_modified(|state| match &mut state.gate {
+                Gate::Writer { replicated } if *replicated < position => {
+                    *replicated = position;
+                    true
+                }
+                _ => false,
+            });
+    }
+
+    /// Whether a submission may go to the writer now: `None` when it must
+    /// not (a follower), else whether its answer must wait for the stream
+    /// (`Some(Some(fenced))`, the count to hold it to) or not.
+    pub(super) fn admits(&self) -> Result<Option<u64>, LedgerError> {
+        let state = *self.shared.gate.borrow();
+        match state.gate {
+            Gate::Single => Ok(None),
+            Gate::Writer { .. } => Ok(Some(state.fenced)),
+            Gate::Follower => Err(LedgerError::NotWriter),
+        }
+    }
+
+    /// Waits until the group's stream has stored `position`, failing if
+    /// the node stopped being the writer (`fenced` moved) first.
+    pub(super) async fn replicated_to(
+        &self,
+        position: u64,
+        fenced: u64,
+    ) -> Result<(), LedgerError> {
+        let mut gate = self.shared.gate.subscribe();
+        let state = *gate
+            .wait_for(|state| {
+                state.fenced != fenced
+                    || !matches!(state.gate, Gate::Writer { replicated } if replicated < position)
+            })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        if state.fenced != fenced || state.gate == Gate::Follower {
+            return Err(LedgerError::NotWriter);
+        }
+        Ok(())
     }
 
     /// Sends new data keys to `sink` before answering, and purges erased
     /// ones there (group writer only).
     pub fn set_key_sink(&self, sink: Option<Arc<dyn KeySink>>) {
-        let _ = sink;
-        todo!("ledger group: key sink")
+        *self
+            .shared
+            .key_sink
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
     }
 
     /// Starts applying events decided by the group's writer after this
     /// ledger's head.
     pub fn apply(&self) -> Result<Apply, RestoreError> {
-        todo!("ledger group: apply")
+        Ok(Apply::after_head(self.clone(), "apply"))
     }
 
     /// `person`'s data key wrapped under `group_key`, for the key bucket;
@@ -109,24 +187,127 @@ impl Ledger {
 /// writer's erasure did).
 #[derive(Debug)]
 pub struct Apply {
-    _ledger: Ledger,
+    ledger: Ledger,
+    /// Seeded with the head the apply started at.
+    verifier: Verifier,
+    /// The position the next event must have.
+    next: u64,
+    batch: Vec<(u64, Submission)>,
+    /// The origin the writer records: `apply` or `restore`.
+    origin: &'static str,
 }
 
 impl Apply {
+    /// An apply of the events after `ledger`'s durable head.
+    pub(super) fn after_head(ledger: Ledger, origin: &'static str) -> Self {
+        let head = ledger.head();
+        Self {
+            verifier: Verifier::after(head.position, &head.hash),
+            next: head.position + 1,
+            batch: Vec::with_capacity(APPLY_BATCH),
+            origin,
+            ledger,
+        }
+    }
+
+    /// The ledger applied to.
+    pub(super) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// The position the next event must have.
     pub fn next_position(&self) -> u64 {
-        todo!("ledger group: apply")
+        self.next
     }
 
     /// Checks one event (its stored JSON) against the chain and stages it;
     /// commits when a batch is full.
     pub async fn push(&mut self, json: &[u8]) -> Result<(), RestoreError> {
-        let _ = json;
-        todo!("ledger group: apply")
+        let decoded = CommittedEvent::from_json(json).map_err(|e| e.0);
+        let position = decoded
+            .as_ref()
+            .map_or(self.next, |event| event.ledger.position);
+        self.verifier
+            .check(position, decoded.as_ref().map_err(Clone::clone));
+        if let Some((position, problem)) = self.verifier.problem() {
+            return Err(RestoreError::Broken {
+                position,
+                problem: problem.to_owned(),
+            });
+        }
+        let event = decoded.map_err(|problem| RestoreError::Broken { position, problem })?;
+        self.next = position + 1;
+        if let Some(person) = self.erases_held_key(&event) {
+            // The staged events go first, so that the erasure commits
+            // alone with its rotation, as the writer's erasure did.
+            self.commit().await?;
+            return self.commit_erasure(position, event, person).await;
+        }
+        self.batch
+            .push((position, Submission::committed(event, self.origin)));
+        if self.batch.len() >= APPLY_BATCH {
+            self.commit().await?;
+        }
+        Ok(())
     }
 
     /// Commits what is staged and answers with the durable head.
     pub async fn commit(&mut self) -> Result<Head, RestoreError> {
-        todo!("ledger group: apply")
+        if !self.batch.is_empty() {
+            let (positions, submissions): (Vec<u64>, Vec<Submission>) =
+                std::mem::take(&mut self.batch).into_iter().unzip();
+            let (outcomes, _) = self.ledger.commit_sealed(submissions, None).await?;
+            refused(&positions, outcomes)?;
+        }
+        Ok(self.ledger.head())
     }
+
+    /// The person whose `person.erased` this is, when this ledger holds
+    /// their key: the key must be destroyed with a rotation.
+    fn erases_held_key(&self, event: &CommittedEvent) -> Option<Uuid> {
+        match event.envelope.subject {
+            Subject::Person(person)
+                if event.envelope.event_type == EventType::PersonErased
+                    && self.ledger.shared.keyring.holds(person) =>
+            {
+                Some(person)
+            }
+            _ => None,
+        }
+    }
+
+    /// Commits an applied `person.erased` alone, with a rotation of the
+    /// master key that destroys `person`'s key: the steps of
+    /// `Ledger::commit_erasures`, each durable before the next.
+    async fn commit_erasure(
+        &mut self,
+        position: u64,
+        event: CommittedEvent,
+        person: Uuid,
+    ) -> Result<(), RestoreError> {
+        let shared = &self.ledger.shared;
+        let _turn = shared.erasures.lock().await;
+        let next = shared.master_key_file.begin_rotation()?;
+        let rotation = shared.keyring.rotate(next, &[person]);
+        let submission = Submission::committed(event, self.origin);
+        let (outcomes, _) = self
+            .ledger
+            .commit_sealed(vec![submission], Some(rotation))
+            .await?;
+        shared.master_key_file.finish_rotation()?;
+        refused(&[position], outcomes)
+    }
+}
+
+/// The first of `outcomes` the writer refused, by its position.
+fn refused(positions: &[u64], outcomes: Vec<super::Outcome>) -> Result<(), RestoreError> {
+    for (position, outcome) in positions.iter().zip(outcomes) {
+        if let Some(violation) = outcome.rejection {
+            return Err(RestoreError::Refused {
+                position: *position,
+                message: violation.message,
+            });
+        }
+    }
+    Ok(())
 }

@@ -94,6 +94,10 @@ pub enum LedgerError {
     /// therefore never acknowledged).
     #[error("this node is not the group's writer")]
     NotWriter,
+    /// A group's writer could not store a new data key in the group's key
+    /// bucket: nothing sealed under it was committed.
+    #[error("the group's key bucket did not take a data key: {0}")]
+    KeysNotShared(String),
 }
 
 /// What the writer has made durable.
@@ -209,6 +213,12 @@ struct Shared {
     /// The writer thread, joined by [`Ledger::close`]. A std mutex: it is
     /// taken once, never across an await.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Who may write, and how far the group's stream has stored the log
+    /// (see `group`). A watch: answers waiting for the stream wake on it.
+    gate: watch::Sender<group::GateState>,
+    /// Where a group's writer sends new data keys (see `group`). A std
+    /// lock: only cloned out, never held across an await.
+    key_sink: std::sync::RwLock<Option<Arc<dyn KeySink>>>,
 }
 
 impl Ledger {
@@ -276,6 +286,8 @@ impl Ledger {
                 dir: dir.to_path_buf(),
                 health,
                 writer: Mutex::new(Some(handle)),
+                gate: watch::Sender::new(group::GateState::SINGLE),
+                key_sink: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -295,14 +307,32 @@ impl Ledger {
     }
 
     /// Hands sealed submissions (and a rotation, for an erasure) to the
-    /// writer and waits for their durable answers.
+    /// writer and waits for their durable answers, and in a group for the
+    /// stream to store them (see `group`).
     async fn submit_sealed(
         &self,
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        self.shared.health.check_writable()?;
+        let fenced = self.admits()?;
         let started = std::time::Instant::now();
+        let (outcomes, head) = self.commit_sealed(submissions, rotation).await?;
+        if let Some(fenced) = fenced {
+            self.replicated_to(head, fenced).await?;
+        }
+        self.shared.metrics.record(&outcomes, started.elapsed());
+        Ok(outcomes)
+    }
+
+    /// Hands sealed submissions to the writer, whatever the gate, and
+    /// waits for their durable answers: with them, the durable head they
+    /// were answered at.
+    async fn commit_sealed(
+        &self,
+        submissions: Vec<Submission>,
+        rotation: Option<crate::personal::Rotation>,
+    ) -> Result<(Vec<Outcome>, u64), LedgerError> {
+        self.shared.health.check_writable()?;
         let _commits = self.shared.commits.read().await;
         let (reply, answer) = oneshot::channel();
         self.shared
@@ -315,8 +345,9 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Closed)?;
         let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
-        self.shared.metrics.record(&outcomes, started.elapsed());
-        Ok(outcomes)
+        // The flusher publishes the head before it answers, so this head
+        // covers every event of the answer (and any duplicate's original).
+        Ok((outcomes, self.shared.durable.borrow().head.position))
     }
 
     pub async fn submit_one(&self, submission: Submission) -> Result<Outcome, LedgerError> {

@@ -3,22 +3,18 @@
 //! against the chain as it comes (position, `prevhash`, `hash`) and then
 //! committed through the writer as it was committed first: same
 //! positions, recorded times and hashes, so the Merkle tree, the id index
-//! and the rules' state follow as for any commit.
+//! and the rules' state follow as for any commit. A restore is an
+//! [`Apply`] that starts on an empty ledger.
 //!
 //! Rejections are not published with the log, so a restored ledger holds
 //! none; nor does it hold the data keys that sealed profiles, which lived
 //! only in the store.
 
-use rotation_events::CommittedEvent;
-
-use super::{Ledger, LedgerError, Submission};
-use crate::chain::Verifier;
+use super::{Apply, Ledger, LedgerError};
+use crate::personal::KeyError;
 use crate::store::{Head, StoreError};
 
-/// Events handed to the writer at a time.
-const RESTORE_BATCH: usize = 2_000;
-
-/// Why a restore stopped.
+/// Why a restore (or an apply) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("the target ledger must be empty; it holds {0} events")]
@@ -31,17 +27,16 @@ pub enum RestoreError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// The master key could not be rotated for an applied erasure.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
 /// A restore under way: feed it the published events in order, then
 /// [`Restore::finish`].
 #[derive(Debug)]
 pub struct Restore {
-    ledger: Ledger,
-    verifier: Verifier,
-    /// The position the next event must have.
-    next: u64,
-    batch: Vec<(u64, Submission)>,
+    apply: Apply,
 }
 
 impl Ledger {
@@ -52,10 +47,7 @@ impl Ledger {
             return Err(RestoreError::NotEmpty(position));
         }
         Ok(Restore {
-            ledger: self.clone(),
-            verifier: Verifier::default(),
-            next: 1,
-            batch: Vec::with_capacity(RESTORE_BATCH),
+            apply: Apply::after_head(self.clone(), "restore"),
         })
     }
 }
@@ -63,56 +55,20 @@ impl Ledger {
 impl Restore {
     /// The position the next event must have.
     pub fn next_position(&self) -> u64 {
-        self.next
+        self.apply.next_position()
     }
 
     /// Checks one published event (its stored JSON) against the chain so
     /// far, and commits it with the others of its batch.
     pub async fn push(&mut self, json: &[u8]) -> Result<(), RestoreError> {
-        let decoded = CommittedEvent::from_json(json).map_err(|e| e.0);
-        let position = decoded
-            .as_ref()
-            .map_or(self.next, |event| event.ledger.position);
-        self.verifier
-            .check(position, decoded.as_ref().map_err(Clone::clone));
-        if let Some((position, problem)) = self.verifier.problem() {
-            return Err(RestoreError::Broken {
-                position,
-                problem: problem.to_owned(),
-            });
-        }
-        let event = decoded.map_err(|problem| RestoreError::Broken { position, problem })?;
-        self.next = position + 1;
-        self.batch
-            .push((position, Submission::committed(event, "restore")));
-        if self.batch.len() >= RESTORE_BATCH {
-            self.commit().await?;
-        }
-        Ok(())
+        self.apply.push(json).await
     }
 
     /// Commits what is left and returns the restored head.
     pub async fn finish(mut self) -> Result<Head, RestoreError> {
-        self.commit().await?;
-        self.ledger.flush()?;
-        Ok(self.ledger.head())
-    }
-
-    async fn commit(&mut self) -> Result<(), RestoreError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let (positions, submissions): (Vec<u64>, Vec<Submission>) =
-            std::mem::take(&mut self.batch).into_iter().unzip();
-        let outcomes = self.ledger.submit_sealed(submissions, None).await?;
-        for (position, outcome) in positions.into_iter().zip(outcomes) {
-            if let Some(violation) = outcome.rejection {
-                return Err(RestoreError::Refused {
-                    position,
-                    message: violation.message,
-                });
-            }
-        }
-        Ok(())
+        self.apply.commit().await?;
+        let ledger = self.apply.ledger();
+        ledger.flush()?;
+        Ok(ledger.head())
     }
 }

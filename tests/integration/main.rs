@@ -11,6 +11,7 @@ mod contract;
 mod crash;
 mod decoders;
 mod export;
+mod group_node;
 mod http;
 mod live;
 mod log;
