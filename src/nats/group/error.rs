@@ -22,6 +22,14 @@ pub enum GroupError {
     /// write, and rejoins through `prepare`.
     #[error("this node holds {head} events but the group's stream only {stored}: it rejoins")]
     AheadOfStream { head: u64, stored: u64 },
+    /// The node holds a log of its own but the group has no stream yet.
+    #[error(
+        "this node holds {head} events but the group has no stream {stream}: \
+         to make a group of this ledger, publish its log first (serve --nats without \
+         --group until {stream} holds every event); to join a group, start from an \
+         empty data directory"
+    )]
+    NoGroupLog { head: u64, stream: String },
     /// The node was given another group key than the group's.
     #[error(
         "this node's group key is not the group's (its check value in the key bucket differs): \

@@ -79,15 +79,25 @@ pub(super) async fn last_sequence(
     js: &jetstream::Context,
     names: &Names,
 ) -> Result<u64, GroupError> {
+    Ok(stream_last(js, names).await?.unwrap_or(0))
+}
+
+/// The stream's last sequence; `None` when there is no stream at all.
+pub(super) async fn stream_last(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<Option<u64>, GroupError> {
     let name = names.ledger_stream();
     match js.get_stream(&name).await {
-        Ok(mut stream) => Ok(stream
-            .info()
-            .await
-            .map_err(|e| GroupError::nats(format!("read the stream {name}"), e))?
-            .state
-            .last_sequence),
-        Err(error) if stream_missing(&error) => Ok(0),
+        Ok(mut stream) => Ok(Some(
+            stream
+                .info()
+                .await
+                .map_err(|e| GroupError::nats(format!("read the stream {name}"), e))?
+                .state
+                .last_sequence,
+        )),
+        Err(error) if stream_missing(&error) => Ok(None),
         Err(error) => Err(GroupError::nats(format!("read the stream {name}"), error)),
     }
 }
@@ -170,3 +180,6 @@ pub(super) async fn apply_from_stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

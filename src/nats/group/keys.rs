@@ -172,6 +172,47 @@ impl KeyBucket {
         Ok(())
     }
 
+    /// Installs every key the bucket holds, in one pass over its last
+    /// entries: before a rebuild, so that replaying a long stream does not
+    /// ask the bucket once per person. Returns how many were new here.
+    pub(super) async fn install_all(&self, ledger: &Ledger) -> Result<u64, GroupError> {
+        let failed = |e: &dyn std::fmt::Display| GroupError::nats("read the key bucket", e);
+        let mut stream = self.store.stream.clone();
+        if stream.info().await.map_err(|e| failed(&e))?.state.messages == 0 {
+            return Ok(0);
+        }
+        let reader = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                filter_subject: format!("{}>", self.store.prefix),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut messages = reader.messages().await.map_err(|e| failed(&e))?;
+        let mut installed = 0;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| failed(&e))?;
+            let pending = message.info().map_err(|e| failed(&e))?.pending;
+            let person = message
+                .subject
+                .strip_prefix(self.store.prefix.as_str())
+                .and_then(|key| key.parse::<Uuid>().ok());
+            // A purge marker carries no value: that person was erased.
+            if let Some(person) = person.filter(|_| !message.payload.is_empty())
+                && ledger
+                    .install_key(person, &message.payload, &self.group_key)
+                    .unwrap_or(false)
+            {
+                installed += 1;
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(installed)
+    }
+
     /// Installs one key; one that does not unwrap is logged and skipped,
     /// as the profiles it seals stay closed either way.
     fn install(&self, ledger: &Ledger, person: Uuid, wrapped: &[u8]) {

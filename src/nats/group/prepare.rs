@@ -13,6 +13,10 @@
 //! under this node's master key, which the next erasure rotates, so no
 //! dropped copy outlives an erasure.
 //!
+//! A store that holds events when the group has no stream at all is not
+//! dropped but refused: it is a ledger's own history, not a tail the
+//! group never stored.
+//!
 //! The node's shared secrets (record key, checkpoint signing key) are
 //! made the group's here too, before the node serves.
 
@@ -22,7 +26,7 @@ use async_nats::jetstream;
 use rotation_events::CommittedEvent;
 
 use super::GroupError;
-use super::follow::{apply_from_stream, last_sequence};
+use super::follow::{apply_from_stream, stream_last};
 use super::keys::{KeyBucket, SecretFiles};
 use crate::ledger::{HEAD_FILE, Ledger, LedgerOptions};
 use crate::nats::Names;
@@ -96,8 +100,17 @@ pub(crate) async fn prepare(
     keys: &KeyBucket,
     secrets: &SecretFiles,
 ) -> Result<Prepared, GroupError> {
-    let stored = last_sequence(js, names).await?;
+    let stream = stream_last(js, names).await?;
+    let stored = stream.unwrap_or(0);
     let (ledger, reason) = match Ledger::open(dir, options.clone()) {
+        // No group has ever written here: a log of its own is not a tail
+        // to drop, and the node may not serve it as the group's.
+        Ok(ledger) if stream.is_none() && ledger.head().position > 0 => {
+            return Err(GroupError::NoGroupLog {
+                head: ledger.head().position,
+                stream: names.ledger_stream(),
+            });
+        }
         Ok(ledger) => match judge(&ledger, js, names, stored).await? {
             None => {
                 let head = ledger.head().position;
@@ -187,6 +200,7 @@ async fn rebuild(
 ) -> Result<u64, GroupError> {
     let mut apply = ledger.apply()?;
     if stored > 0 {
+        keys.install_all(ledger).await?;
         let never = tokio_util::sync::CancellationToken::new();
         apply_from_stream(ledger, js, names, keys, &mut apply, Some(stored), &never).await?;
     }
