@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod decoders;
 mod export;
+mod group;
 mod http;
 mod live;
 mod log;
