@@ -664,3 +664,56 @@ pub fn read_ledger_stream(urls: &str) -> (u64, u64, Vec<Stored>) {
         (state.first_sequence, state.last_sequence, out)
     })
 }
+
+/// Every message a key-value bucket's stream holds for `key`, oldest
+/// first: the `KV-Operation` header (absent for a put) and the value. A
+/// purge leaves one marker without a value, and nothing before it.
+pub fn bucket_history(urls: &str, bucket: &str, key: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    use async_nats::jetstream::{self, consumer};
+    use futures::StreamExt;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(urls)
+            .await
+            .expect("the test connects to NATS");
+        let js = jetstream::new(client);
+        let stream = js
+            .get_stream(format!("KV_{bucket}"))
+            .await
+            .unwrap_or_else(|e| panic!("the bucket {bucket} exists: {e}"));
+        let mut consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                filter_subject: format!("$KV.{bucket}.{key}"),
+                ..Default::default()
+            })
+            .await
+            .expect("an ordered consumer");
+        let count = consumer.info().await.expect("consumer info").num_pending;
+        let mut out = Vec::new();
+        if count == 0 {
+            return out;
+        }
+        let mut messages = consumer.messages().await.expect("messages");
+        while (out.len() as u64) < count {
+            let message = tokio::time::timeout(Duration::from_secs(20), messages.next())
+                .await
+                .expect("the bucket delivers")
+                .expect("the bucket does not end")
+                .expect("a message");
+            let operation = message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get("KV-Operation"))
+                .map(|value| value.as_str().to_owned());
+            out.push((operation, message.payload.to_vec()));
+        }
+        out
+    })
+}

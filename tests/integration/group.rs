@@ -4,7 +4,10 @@
 //! cut off for longer than the lease. Afterwards every acknowledged event
 //! is in `ROTATION_LEDGER` exactly once at gap-free positions, every
 //! node's chain verifies, every node shows the same dashboards, each
-//! failover took less than 10 s, and a follower took a write.
+//! failover took less than 10 s, and a follower took a write. And the
+//! people's data keys: every node opens a profile the writer sealed, and
+//! an erasure on the writer leaves the key on no node and nowhere in the
+//! key bucket's history.
 //!
 //! `scripts/group-soak` runs the same steps for longer, over more events
 //! (`ROTATION_GROUP_ROUNDS`).
@@ -16,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cluster::{LedgerGroup, NatsCluster, Stored, eventually, now_ms, read_ledger_stream};
-use crate::support::{binary, jobseeker_registered, with};
+use crate::cluster::{
+    LedgerGroup, NatsCluster, Stored, bucket_history, eventually, now_ms, read_ledger_stream,
+};
+use crate::support::{binary, jobseeker_registered, scheme_events, uuid, with};
 use crate::tools;
 
 /// The lease the nodes run with (the default): a node cut off for longer
@@ -437,4 +442,108 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
         );
     }
     eprintln!("group: {last} events; failovers {failovers:?}");
+}
+
+/// Posts `event` to node `n` and returns its accepted position.
+fn post_accepted(group: &LedgerGroup, n: usize, event: &Value) -> u64 {
+    let (status, body) = group.nodes[n].request("POST", "/v1/events", Some(event));
+    assert_eq!(
+        status, 200,
+        "{} POST /v1/events: {body}",
+        group.nodes[n].name
+    );
+    let answer: Value = serde_json::from_str(&body).expect("receipts as JSON");
+    assert_eq!(answer["results"][0]["status"], "accepted", "{answer}");
+    answer["results"][0]["position"]
+        .as_u64()
+        .expect("an accepted event's position")
+}
+
+/// Every node's raw dashboard of `partnership`, which must be the same.
+fn assert_same_dashboards(group: &LedgerGroup, partnership: &str) {
+    let boards: Vec<String> = group
+        .nodes
+        .iter()
+        .map(|node| node.dashboard(partnership, true))
+        .collect();
+    for (node, board) in group.nodes.iter().zip(&boards).skip(1) {
+        assert!(
+            *board == boards[0],
+            "{}'s dashboard differs from {}'s:\n{board}\n{}",
+            node.name,
+            group.nodes[0].name,
+            boards[0]
+        );
+    }
+}
+
+#[test]
+fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
+    let _one_at_a_time = crate::nats::ONE_AT_A_TIME.blocking_lock();
+    let nats = NatsCluster::start();
+    let group = LedgerGroup::start(&nats);
+    let writer = group.writer();
+    let follower = group.follower();
+    for event in scheme_events() {
+        post_accepted(&group, writer, &event);
+    }
+    // The person's profile is sealed by the writer, under a key made there,
+    // though the partner sent it to a follower.
+    let person = uuid(21);
+    let head = post_accepted(&group, follower, &jobseeker_registered(21));
+    group.wait_caught_up(head, Duration::from_secs(60));
+
+    let access = format!("/v1/persons/{person}");
+    for node in &group.nodes {
+        let document = node.get_json(&access);
+        let registered = document["stream"]
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["data"]["role"] == "jobseeker"))
+            .unwrap_or_else(|| panic!("{}: no registration in {document}", node.name));
+        assert_eq!(
+            registered["data"]["profile"]["sex"], "female",
+            "{} opens the profile: {document}",
+            node.name
+        );
+    }
+    assert_same_dashboards(&group, "stoke");
+    let held = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
+    assert!(
+        held.iter()
+            .any(|(operation, value)| operation.is_none() && !value.is_empty()),
+        "the key bucket holds the person's wrapped key: {held:?}"
+    );
+
+    // Only the writer erases; a follower names it.
+    let erasure = format!("{access}/erasure");
+    let reason = json!({"reason": "the person asked"});
+    let (status, body) = group.nodes[follower].request("POST", &erasure, Some(&reason));
+    assert_eq!(status, 503, "an erasure sent to a follower: {body}");
+    assert!(
+        body.contains(&group.nodes[writer].address()),
+        "the refusal names the writer's address: {body}"
+    );
+    let (status, body) = group.nodes[writer].request("POST", &erasure, Some(&reason));
+    assert_eq!(status, 200, "the erasure: {body}");
+    let erased: Value = serde_json::from_str(&body).expect("the erasure as JSON");
+    let erased_at = erased["position"].as_u64().expect("the erasure's position");
+
+    // The bucket's history holds nothing of the key: only a purge marker.
+    let left = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
+    assert!(
+        left.iter()
+            .all(|(operation, value)| operation.as_deref() == Some("PURGE") && value.is_empty()),
+        "the key bucket still holds the erased key: {left:?}"
+    );
+    group.wait_caught_up(erased_at, Duration::from_secs(60));
+    for node in &group.nodes {
+        let document = node.get_json(&access);
+        assert_eq!(document["erased"], true, "{}: {document}", node.name);
+        assert!(
+            !document.to_string().contains("\"profile\""),
+            "{} still opens the erased profile: {document}",
+            node.name
+        );
+    }
+    assert_same_dashboards(&group, "stoke");
 }
