@@ -51,12 +51,21 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "SIG{signal} could not be sent");
 }
 
-/// Waits until `check` holds, polling every 100 ms; fails with `what` and
-/// whatever `context` says then, after `limit`.
-pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+/// Waits until `check` holds, polling every 100 ms; after `limit` fails
+/// with `what`, and whatever `context` says then (the nodes' logs).
+pub fn eventually(
+    what: &str,
+    limit: Duration,
+    context: impl Fn() -> String,
+    mut check: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; {}",
+            context()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -602,6 +611,26 @@ fn write_group_key(path: &Path) {
         .open(path)
         .and_then(|mut file| file.write_all(&key))
         .expect("the group key is written");
+}
+
+/// A stream's first and last sequence and its message count, as the
+/// cluster reports them; `None` while it does not exist.
+pub fn stream_state(urls: &str, name: &str) -> Option<(u64, u64, u64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(urls)
+            .await
+            .expect("the test connects to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(name).await.ok()?;
+        let state = stream.info().await.ok()?.state.clone();
+        Some((state.first_sequence, state.last_sequence, state.messages))
+    })
 }
 
 /// One message of `ROTATION_LEDGER`: its stream sequence and the committed

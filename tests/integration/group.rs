@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{
     LedgerGroup, NatsCluster, Stored, bucket_history, eventually, now_ms, read_ledger_stream,
+    stream_state,
 };
 use crate::support::{binary, jobseeker_registered, scheme_events, uuid, with};
 use crate::tools;
@@ -123,9 +124,14 @@ impl Publisher {
     }
 
     /// Waits until `more` accepted receipts beyond the present ones came.
-    fn wait_for_progress(&self, more: usize, what: &str) {
+    fn wait_for_progress(&self, more: usize, what: &str, group: &LedgerGroup) {
         let target = self.accepted() + more;
-        eventually(what, Duration::from_secs(60), || self.accepted() >= target);
+        eventually(
+            what,
+            Duration::from_secs(60),
+            || format!("publisher: {}\nlogs:\n{}", self.log_text(), group.logs()),
+            || self.accepted() >= target,
+        );
     }
 
     /// When the first accepted receipt received at or after `after_ms`
@@ -308,18 +314,18 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
     let mut group = LedgerGroup::start(&nats);
     let (history, partnerships) = simulated_history(group.dir(), scale.jobseekers);
     let mut publisher = Publisher::start(&nats.urls(), &history, group.dir(), scale.rate);
-    publisher.wait_for_progress(100, "the first events accepted");
+    publisher.wait_for_progress(100, "the first events accepted", &group);
 
     let mut failovers = Vec::new();
     for round in 0..scale.rounds {
         for _ in 0..2 {
             failovers.push(kill_the_writer(&mut group, &publisher));
-            publisher.wait_for_progress(50, "events accepted after the restart");
+            publisher.wait_for_progress(50, "events accepted after the restart", &group);
         }
         kill_a_nats_server(&mut nats, &publisher, round % 3);
-        publisher.wait_for_progress(50, "events accepted after the nats-server restart");
+        publisher.wait_for_progress(50, "events accepted after the nats-server restart", &group);
         partition_a_follower(&mut group);
-        publisher.wait_for_progress(50, "events accepted after the partition");
+        publisher.wait_for_progress(50, "events accepted after the partition", &group);
     }
     assert!(
         publisher.is_running(),
@@ -353,24 +359,33 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
     eventually(
         "every published event in ROTATION_LEDGER",
         Duration::from_secs(120),
-        || read_ledger_stream(&nats.urls()).1 >= expected,
+        || format!("logs:\n{}", group.logs()),
+        || {
+            stream_state(&nats.urls(), "ROTATION_LEDGER")
+                .is_some_and(|(_, last, _)| last >= expected)
+        },
     );
     let (first, last, stored) = read_ledger_stream(&nats.urls());
     let positions = assert_stream_is_a_gap_free_log(first, last, &stored);
 
     // Every acknowledged event is in the log exactly once, where its
-    // receipt said.
-    let accepted: Vec<&Value> = receipts
+    // receipt said; a duplicate's receipt names the first one's position.
+    let acknowledged: Vec<&Value> = receipts
         .iter()
-        .filter(|receipt| receipt["status"] == "accepted")
+        .filter(|receipt| receipt["status"] == "accepted" || receipt["status"] == "duplicate")
         .collect();
-    assert!(!accepted.is_empty(), "the publisher got accepted receipts");
-    for receipt in &accepted {
+    assert!(
+        acknowledged.len() * 2 > published.len(),
+        "the publisher heard most receipts: {} of {}",
+        acknowledged.len(),
+        published.len()
+    );
+    for receipt in &acknowledged {
         let id = receipt["id"].as_str().expect("a receipt names its event");
         assert_eq!(
             positions.get(id).copied(),
             receipt["position"].as_u64(),
-            "accepted event {id} is in ROTATION_LEDGER at its receipt's position"
+            "{receipt}: the event is in ROTATION_LEDGER at its receipt's position"
         );
     }
     let rejected: Vec<&Value> = receipts
@@ -424,6 +439,7 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
     eventually(
         "every node at lag 0 in GET /v1/group",
         Duration::from_secs(30),
+        || group.nodes[follower].group().to_string(),
         || {
             let status = group.nodes[follower].group();
             let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
