@@ -14,6 +14,7 @@ mod decoders;
 mod export;
 mod group;
 mod group_node;
+mod group_pair;
 mod http;
 mod live;
 mod log;
