@@ -79,6 +79,7 @@ impl Ledger {
         if !self.shared.keyring.holds(person)
             && let Some(earlier) = self.last_erasure(person, &subject)?
         {
+            self.purge_keys(vec![person]).await?;
             return Ok(earlier);
         }
         let mut erasures = self
@@ -173,6 +174,11 @@ impl Ledger {
         // In a group the erasure is answered only once the stream stores
         // it; the rotation above is finished whatever happens here, as the
         // store already holds it.
+        // The group's bucket forgets the keys before the erasure is
+        // answered; a retry of a failed purge is an erase answered with
+        // the first erasure, which purges again.
+        self.purge_keys(people.iter().map(|(person, _)| *person).collect())
+            .await?;
         if let Some(fenced) = fenced {
             self.replicated_to(head, fenced).await?;
         }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use rotation_events::{CommittedEvent, EventType, Subject};
+use rotation_events::{CommittedEvent, EventData, EventType, Subject};
 use uuid::Uuid;
 
 use super::{Ledger, LedgerError, RestoreError, Submission};
@@ -67,6 +67,8 @@ pub trait KeySink: Send + Sync + std::fmt::Debug {
     fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>>;
     /// Removes each person's key and every earlier revision of it.
     fn purge(&self, people: Vec<Uuid>) -> BoxFuture<'_, Result<(), String>>;
+    /// The key the bucket's entries are wrapped under.
+    fn group_key(&self) -> &GroupKey;
 }
 
 impl Ledger {
@@ -144,6 +146,54 @@ impl Ledger {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
     }
 
+    /// The key sink, if one is set.
+    pub(super) fn key_sink(&self) -> Option<Arc<dyn KeySink>> {
+        self.shared
+            .key_sink
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends the data keys of `submissions` not yet committed to the key
+    /// sink, if one is set, before anything sealed under them is: a
+    /// follower that applies the events finds their keys in the bucket.
+    pub(super) async fn share_new_keys(
+        &self,
+        submissions: &[Submission],
+    ) -> Result<(), LedgerError> {
+        let Some(sink) = self.key_sink() else {
+            return Ok(());
+        };
+        let keyring = &self.shared.keyring;
+        let mut people: Vec<Uuid> = submissions
+            .iter()
+            .flat_map(|s| &s.sealed_for)
+            .copied()
+            .filter(|person| keyring.wrap_to_commit(*person).is_some())
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        let keys: Vec<(Uuid, Vec<u8>)> = people
+            .into_iter()
+            .filter_map(|person| Some((person, keyring.export(person, sink.group_key())?)))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sink.publish(keys).await.map_err(LedgerError::KeysNotShared)
+    }
+
+    /// Purges erased people's keys from the key sink, if one is set.
+    pub(super) async fn purge_keys(&self, people: Vec<Uuid>) -> Result<(), LedgerError> {
+        match self.key_sink() {
+            Some(sink) if !people.is_empty() => {
+                sink.purge(people).await.map_err(LedgerError::KeysNotShared)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Starts applying events decided by the group's writer after this
     /// ledger's head.
     pub fn apply(&self) -> Result<Apply, RestoreError> {
@@ -153,29 +203,44 @@ impl Ledger {
     /// `person`'s data key wrapped under `group_key`, for the key bucket;
     /// `None` when this ledger holds none for them.
     pub fn export_key(&self, person: Uuid, group_key: &GroupKey) -> Option<Vec<u8>> {
-        let _ = (person, group_key);
-        todo!("ledger group: export key")
+        self.shared.keyring.export(person, group_key)
     }
 
     /// Installs a key from the group's bucket (wrapped under `group_key`);
     /// it is stored with the first event applied that is sealed under it.
-    /// Whether it was new here.
+    /// Whether it was new here: a person who holds another key keeps it
+    /// until the erasure that destroys it is applied (their new key is
+    /// then missing again, and asked for again).
     pub fn install_key(
         &self,
         person: Uuid,
         wrapped: &[u8],
         group_key: &GroupKey,
     ) -> Result<bool, KeyError> {
-        let _ = (person, wrapped, group_key);
-        todo!("ledger group: install key")
+        self.shared.keyring.install(person, wrapped, group_key)
     }
 
     /// The people whose profiles in `json` (a committed event) are sealed
     /// under a key this ledger does not hold: a follower waits for them in
-    /// the key bucket before it applies the event.
+    /// the key bucket before it applies the event. A key erased later in
+    /// the log is never in the bucket again: when the bucket holds none,
+    /// the event is applied without it, its profile as erased.
     pub fn missing_keys(&self, json: &[u8]) -> Vec<Uuid> {
-        let _ = json;
-        todo!("ledger group: missing keys")
+        let Ok(event) = CommittedEvent::from_json(json) else {
+            return Vec::new();
+        };
+        let Subject::Person(person) = event.envelope.subject else {
+            return Vec::new();
+        };
+        match event.envelope.data() {
+            Ok(EventData::ParticipantRegistered(data)) => data
+                .sealed_profile
+                .filter(|sealed| !self.shared.keyring.holds_kid(person, &sealed.kid))
+                .map(|_| person)
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -237,11 +302,14 @@ impl Apply {
         }
         let event = decoded.map_err(|problem| RestoreError::Broken { position, problem })?;
         self.next = position + 1;
-        if let Some(person) = self.erases_held_key(&event) {
+        if event.envelope.event_type == EventType::PersonErased {
             // The staged events go first, so that the erasure commits
-            // alone with its rotation, as the writer's erasure did.
+            // alone with its rotation, as the writer's erasure did, and
+            // so that the keys they carry are in the store.
             self.commit().await?;
-            return self.commit_erasure(position, event, person).await;
+            if let Some(person) = self.erases_held_key(&event)? {
+                return self.commit_erasure(position, event, person).await;
+            }
         }
         self.batch
             .push((position, Submission::committed(event, self.origin)));
@@ -263,17 +331,25 @@ impl Apply {
     }
 
     /// The person whose `person.erased` this is, when this ledger holds
-    /// their key: the key must be destroyed with a rotation.
-    fn erases_held_key(&self, event: &CommittedEvent) -> Option<Uuid> {
-        match event.envelope.subject {
-            Subject::Person(person)
-                if event.envelope.event_type == EventType::PersonErased
-                    && self.ledger.shared.keyring.holds(person) =>
+    /// the key their latest registration was sealed under: it must be
+    /// destroyed with a rotation. Another key (installed early from the
+    /// bucket for a registration after this erasure) is kept.
+    fn erases_held_key(&self, event: &CommittedEvent) -> Result<Option<Uuid>, RestoreError> {
+        let Subject::Person(person) = event.envelope.subject else {
+            return Ok(None);
+        };
+        let mut kid = None;
+        for earlier in self.ledger.stream(&event.envelope.subject)? {
+            if let Ok(EventData::ParticipantRegistered(data)) = earlier.envelope.data()
+                && let Some(sealed) = data.sealed_profile
             {
-                Some(person)
+                kid = Some(sealed.kid);
             }
-            _ => None,
         }
+        let keyring = &self.ledger.shared.keyring;
+        Ok(kid
+            .filter(|kid| keyring.holds_kid(person, kid))
+            .map(|_| person))
     }
 
     /// Commits an applied `person.erased` alone, with a rotation of the

@@ -303,6 +303,7 @@ impl Ledger {
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
             submission.seal(&self.shared.keyring);
         }
+        self.share_new_keys(&submissions).await?;
         self.submit_sealed(submissions, None).await
     }
 

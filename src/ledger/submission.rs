@@ -149,6 +149,15 @@ impl Submission {
         let mut submission = Self::from_events(vec![envelope], origin, Caller::operator());
         submission.by_ledger = true;
         submission.replica = vec![ledger];
+        // A key installed from a group's bucket is stored with the first
+        // event sealed under it, as the writer stored it.
+        if let (Some(EventData::ParticipantRegistered(data)), Some(envelope)) =
+            (submission.typed.first(), submission.envelopes.first())
+            && data.sealed_profile.is_some()
+            && let rotation_events::Subject::Person(person) = envelope.subject
+        {
+            submission.sealed_for.push(person);
+        }
         submission
     }
 

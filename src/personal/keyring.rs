@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::master_key::{MasterKey, MasterKeyId, MasterKeys};
 use super::seal::{self, Key};
-use super::{KeyError, SealError};
+use super::{GroupKey, KeyError, SealError};
 
 /// Names a person's data key in `sealed_profile.kid` without revealing the
 /// person: 128 random bits, base64url, chosen with the key and stored with
@@ -373,6 +373,58 @@ impl Keyring {
                 entry.uncommitted = Some(wrap(&master, *person, &entry.kid, &entry.key));
             }
         }
+    }
+
+    /// Whether `person` holds the key named `kid`.
+    pub fn holds_kid(&self, person: Uuid, kid: &str) -> bool {
+        self.read()
+            .keys
+            .get(&person)
+            .is_some_and(|e| e.kid.as_str() == kid)
+    }
+
+    /// `person`'s key and its id wrapped under the group key, for the
+    /// group's key bucket.
+    pub fn export(&self, person: Uuid, group: &GroupKey) -> Option<Vec<u8>> {
+        let inner = self.read();
+        let entry = inner.keys.get(&person)?;
+        let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(32 + entry.kid.0.len()));
+        plaintext.extend_from_slice(&entry.key[..]);
+        plaintext.extend_from_slice(entry.kid.0.as_bytes());
+        Some(group.wrap(person, &plaintext))
+    }
+
+    /// Installs a key from the group's key bucket; its wrap under the
+    /// master key is committed with the first event sealed under it.
+    /// Whether it was new. A person who holds another key keeps it: that
+    /// one goes with an erasure still to be applied, and the new key is
+    /// asked for again when the event sealed under it is.
+    pub fn install(
+        &self,
+        person: Uuid,
+        wrapped: &[u8],
+        group: &GroupKey,
+    ) -> Result<bool, KeyError> {
+        let undone = || KeyError::GroupUnwrap(format!("the data key of person {person}"));
+        let plaintext = group.unwrap(person, wrapped).ok_or_else(undone)?;
+        let (bytes, kid) = plaintext.split_at_checked(32).ok_or_else(undone)?;
+        let kid = KeyId(String::from_utf8(kid.to_vec()).map_err(|_| undone())?);
+        let mut key: Key = zeroize::Zeroizing::new([0; 32]);
+        key.copy_from_slice(bytes);
+        let mut inner = self.write();
+        if inner.keys.contains_key(&person) {
+            return Ok(false);
+        }
+        let wrapped = wrap(&inner.master, person, &kid, &key);
+        inner.keys.insert(
+            person,
+            Entry {
+                kid,
+                key,
+                uncommitted: Some(wrapped),
+            },
+        );
+        Ok(true)
     }
 
     /// The writer's word that `record` is durable.

@@ -112,6 +112,12 @@ pub enum KeyError {
     },
     #[error("the data key {} of person {person} does not unwrap: the record was changed", kid.as_str())]
     Unwrap { person: Uuid, kid: KeyId },
+    #[error("group key file {path}: {reason}")]
+    MalformedGroupKey { path: PathBuf, reason: String },
+    /// An entry of the group's key bucket that the group key does not
+    /// open: another group's key, or changed bytes.
+    #[error("{0} from the group's key bucket does not open under this node's group key")]
+    GroupUnwrap(String),
 }
 
 /// Why a sealed profile does not open. Either way it counts as not

@@ -3,10 +3,16 @@
 //! stored them and refuses a follower's writes, the apply of events
 //! decided elsewhere, and the data keys that travel between nodes.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rotation_ledger::ledger::{Gate, LedgerError, RestoreError, Submission};
+use futures::future::BoxFuture;
+use rotation_ledger::ledger::{Gate, KeySink, LedgerError, RestoreError, Submission};
+use rotation_ledger::personal::GroupKey;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::support::*;
 
@@ -272,4 +278,302 @@ async fn an_apply_refuses_a_broken_chain_naming_the_position() {
         other => panic!("another log's event was applied: {other:?}"),
     }
     assert_eq!(follower.ledger.head().position, 2);
+}
+
+/// The profile of `person`'s registration in `node`, opened with its keys.
+fn opened_profile(node: &TempLedger, person: u128) -> Option<rotation_events::Profile> {
+    let subject = format!("person/{}", uuid(person));
+    let events = node.ledger.events(0, 1_000).unwrap();
+    let event = events
+        .iter()
+        .find(|e| {
+            e.envelope.subject.to_string() == subject
+                && e.envelope.event_type == rotation_events::EventType::ParticipantRegistered
+        })
+        .expect("the registration is in the log");
+    let data = event.envelope.data().unwrap();
+    rotation_ledger::personal::profile_of(node.ledger.keyring(), event, &data)
+}
+
+fn group_key(dir: &std::path::Path) -> GroupKey {
+    GroupKey::load(&dir.join("group.key"), true).expect("the group key is made")
+}
+
+/// Installs from `writer` every key the events lack on `follower`, as the
+/// follower's apply loop does from the key bucket.
+fn install_missing(writer: &TempLedger, follower: &TempLedger, events: &[Vec<u8>], key: &GroupKey) {
+    for json in events {
+        for person in follower.ledger.missing_keys(json) {
+            let wrapped = writer
+                .ledger
+                .export_key(person, key)
+                .expect("the writer holds it");
+            assert!(follower.ledger.install_key(person, &wrapped, key).unwrap());
+        }
+    }
+}
+
+fn person(n: u128) -> Uuid {
+    uuid(n).parse().unwrap()
+}
+
+#[tokio::test]
+async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
+    let writer = TempLedger::new();
+    scheme(&writer).await;
+    assert_eq!(writer.code(&jobseeker_registered(21)).await, "accepted");
+    let events = stored(&writer, 0);
+    let key = group_key(writer.path());
+
+    let follower = TempLedger::new();
+    let missing: Vec<Uuid> = events
+        .iter()
+        .flat_map(|json| follower.ledger.missing_keys(json))
+        .collect();
+    assert_eq!(
+        missing,
+        vec![person(20), person(21)],
+        "the employee has no profile"
+    );
+
+    let wrapped = writer.ledger.export_key(person(20), &key).unwrap();
+    assert!(
+        follower
+            .ledger
+            .install_key(person(20), &wrapped, &key)
+            .unwrap()
+    );
+    assert!(
+        !follower
+            .ledger
+            .install_key(person(20), &wrapped, &key)
+            .unwrap(),
+        "not new"
+    );
+    let missing: Vec<Uuid> = events
+        .iter()
+        .flat_map(|json| follower.ledger.missing_keys(json))
+        .collect();
+    assert_eq!(missing, vec![person(21)]);
+    assert_eq!(
+        writer.ledger.export_key(person(10), &key),
+        None,
+        "no key, none exported"
+    );
+
+    // A wrap for another person, or under another group key, is refused.
+    let other = GroupKey::load(&follower.path().join("other.key"), true).unwrap();
+    let for_21 = writer.ledger.export_key(person(21), &key).unwrap();
+    assert!(
+        follower
+            .ledger
+            .install_key(person(20), &for_21, &key)
+            .is_err()
+    );
+    assert!(
+        follower
+            .ledger
+            .install_key(person(21), &for_21, &other)
+            .is_err()
+    );
+    assert!(!follower.ledger.keyring().holds(person(21)));
+}
+
+#[tokio::test]
+async fn a_follower_opens_profiles_with_keys_installed_from_the_writer() {
+    let writer = TempLedger::new();
+    scheme(&writer).await;
+    let events = stored(&writer, 0);
+    let key = group_key(writer.path());
+
+    let follower = TempLedger::new();
+    install_missing(&writer, &follower, &events, &key);
+    apply(&follower, &events).await.unwrap();
+    let profile = opened_profile(&follower, 20).expect("the profile opens");
+    assert_eq!(Some(profile), opened_profile(&writer, 20));
+
+    // The installed key was stored with the event sealed under it.
+    let follower = follower.reopen();
+    assert!(
+        opened_profile(&follower, 20).is_some(),
+        "opens after a restart"
+    );
+
+    // Without the key, the same events apply but the profile stays shut.
+    let bare = TempLedger::new();
+    apply(&bare, &events).await.unwrap();
+    assert_eq!(bare.ledger.head(), writer.ledger.head());
+    assert_eq!(opened_profile(&bare, 20), None);
+}
+
+#[tokio::test]
+async fn an_applied_erasure_destroys_the_key_and_rotates_the_master_key() {
+    let writer = TempLedger::new();
+    scheme(&writer).await;
+    let key = group_key(writer.path());
+    let follower = TempLedger::new();
+    let before = stored(&writer, 0);
+    install_missing(&writer, &follower, &before, &key);
+    apply(&follower, &before).await.unwrap();
+    assert!(follower.ledger.keyring().holds(person(20)));
+    let master = follower.ledger.keyring().master_key_id();
+
+    writer.ledger.erase(person(20), "asked to").await.unwrap();
+    assert_eq!(writer.code(&jobseeker_registered(21)).await, "accepted");
+    let after = stored(&writer, before.len() as u64);
+    install_missing(&writer, &follower, &after, &key);
+    apply(&follower, &after).await.unwrap();
+
+    assert_eq!(follower.ledger.head(), writer.ledger.head());
+    assert!(
+        !follower.ledger.keyring().holds(person(20)),
+        "the key is gone"
+    );
+    assert_eq!(opened_profile(&follower, 20), None);
+    assert_ne!(follower.ledger.keyring().master_key_id(), master, "rotated");
+    assert!(
+        opened_profile(&follower, 21).is_some(),
+        "the later key is kept"
+    );
+
+    let follower = follower.reopen();
+    assert!(
+        !follower.ledger.keyring().holds(person(20)),
+        "gone from the store"
+    );
+    assert!(opened_profile(&follower, 21).is_some());
+    assert!(follower.ledger.verify().unwrap().ok);
+}
+
+/// A key bucket in memory, that may be told to fail.
+#[derive(Debug)]
+struct Bucket {
+    key: GroupKey,
+    keys: Mutex<HashMap<Uuid, Vec<u8>>>,
+    purged: Mutex<Vec<Uuid>>,
+    failing: AtomicBool,
+}
+
+impl KeySink for Bucket {
+    fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err("the bucket has no quorum".into());
+            }
+            self.keys.lock().unwrap().extend(keys);
+            Ok(())
+        })
+    }
+
+    fn purge(&self, people: Vec<Uuid>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut keys = self.keys.lock().unwrap();
+            for person in &people {
+                keys.remove(person);
+            }
+            self.purged.lock().unwrap().extend(people);
+            Ok(())
+        })
+    }
+
+    fn group_key(&self) -> &GroupKey {
+        &self.key
+    }
+}
+
+#[tokio::test]
+async fn a_writer_shares_new_keys_before_committing_and_purges_erased_ones() {
+    let writer = TempLedger::new();
+    let bucket = Arc::new(Bucket {
+        key: group_key(writer.path()),
+        keys: Mutex::default(),
+        purged: Mutex::default(),
+        failing: AtomicBool::new(true),
+    });
+    writer.ledger.set_key_sink(Some(bucket.clone()));
+    for body in &scheme_events()[..3] {
+        assert_eq!(
+            writer.code(body).await,
+            "accepted",
+            "no profile, no key: {body}"
+        );
+    }
+
+    // The bucket fails: nothing sealed under the new key is committed.
+    let head = writer.ledger.head();
+    let registration = jobseeker_registered(20);
+    let refused = writer.ledger.submit(vec![submission(&registration)]).await;
+    assert!(
+        matches!(refused, Err(LedgerError::KeysNotShared(_))),
+        "{refused:?}"
+    );
+    assert_eq!(writer.ledger.head(), head);
+
+    bucket.failing.store(false, Ordering::SeqCst);
+    assert_eq!(writer.code(&registration).await, "accepted");
+    assert_eq!(writer.code(&referred(20)).await, "accepted");
+    let shared: Vec<Uuid> = bucket.keys.lock().unwrap().keys().copied().collect();
+    assert_eq!(shared, vec![person(20)]);
+
+    // What the bucket holds opens the profile on a follower.
+    let follower = TempLedger::new();
+    let wrapped = bucket.keys.lock().unwrap()[&person(20)].clone();
+    follower
+        .ledger
+        .install_key(person(20), &wrapped, &bucket.key)
+        .unwrap();
+    apply(&follower, &stored(&writer, 0)).await.unwrap();
+    assert_eq!(opened_profile(&follower, 20), opened_profile(&writer, 20));
+    assert!(opened_profile(&follower, 20).is_some());
+
+    writer.ledger.erase(person(20), "asked to").await.unwrap();
+    assert!(
+        bucket.keys.lock().unwrap().is_empty(),
+        "no key left in the bucket"
+    );
+    assert_eq!(*bucket.purged.lock().unwrap(), vec![person(20)]);
+}
+
+#[tokio::test]
+async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_erasure() {
+    let writer = TempLedger::new();
+    let events = scheme_events();
+    for body in &events {
+        assert_eq!(writer.code(body).await, "accepted", "{body}");
+    }
+    writer.ledger.erase(person(20), "asked to").await.unwrap();
+    // Registered again: the first registration retracted, a new one made.
+    assert_eq!(writer.code(&retraction(&events[4])).await, "accepted");
+    assert_eq!(writer.code(&retraction(&events[3])).await, "accepted");
+    assert_eq!(writer.code(&jobseeker_registered(20)).await, "accepted");
+    let key = group_key(writer.path());
+    // A node rebuilt from the stream: the bucket holds only the new key,
+    // and its watch installs it before the log is applied.
+    let follower = TempLedger::new();
+    let wrapped = writer.ledger.export_key(person(20), &key).unwrap();
+    assert!(
+        follower
+            .ledger
+            .install_key(person(20), &wrapped, &key)
+            .unwrap()
+    );
+    let master = follower.ledger.keyring().master_key_id();
+    apply(&follower, &stored(&writer, 0)).await.unwrap();
+
+    assert_eq!(follower.ledger.head(), writer.ledger.head());
+    assert_eq!(
+        follower.ledger.keyring().master_key_id(),
+        master,
+        "nothing to destroy"
+    );
+    let follower = follower.reopen();
+    assert!(follower.ledger.keyring().holds(person(20)));
+    let latest = |node: &TempLedger| {
+        let json = stored(node, 0).pop().unwrap();
+        let event = rotation_events::CommittedEvent::from_json(&json).unwrap();
+        let data = event.envelope.data().unwrap();
+        rotation_ledger::personal::profile_of(node.ledger.keyring(), &event, &data)
+    };
+    assert!(latest(&follower).is_some(), "the new registration opens");
+    assert_eq!(latest(&follower), latest(&writer));
 }
