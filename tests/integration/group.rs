@@ -509,6 +509,13 @@ fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
     let head = post_accepted(&group, follower, &jobseeker_registered(21));
     group.wait_caught_up(head, Duration::from_secs(60));
 
+    let held = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
+    assert!(
+        held.iter()
+            .any(|(operation, value)| operation.is_none() && !value.is_empty()),
+        "the key bucket holds the person's wrapped key: {held:?}"
+    );
+
     let access = format!("/v1/persons/{person}");
     for node in &group.nodes {
         let document = node.get_json(&access);
@@ -523,13 +530,6 @@ fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
         );
     }
     assert_same_dashboards(&group, "stoke");
-    let held = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
-    assert!(
-        held.iter()
-            .any(|(operation, value)| operation.is_none() && !value.is_empty()),
-        "the key bucket holds the person's wrapped key: {held:?}"
-    );
-
     // Only the writer erases; a follower names it.
     let erasure = format!("{access}/erasure");
     let reason = json!({"reason": "the person asked"});
