@@ -354,12 +354,30 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
 
     let published = publisher.published();
     let receipts = publisher.receipts();
+    // The history is valid and published in order: a rejection means the
+    // group decided an event out of the order it was published in.
+    let rejected: Vec<&Value> = receipts
+        .iter()
+        .filter(|receipt| receipt["status"] == "rejected")
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "a valid history got {} rejections, the first: {:?}",
+        rejected.len(),
+        &rejected[..rejected.len().min(3)]
+    );
     // Every event published is committed before the group is judged.
     let expected = published.iter().collect::<HashSet<_>>().len() as u64 + 1;
     eventually(
         "every published event in ROTATION_LEDGER",
         Duration::from_secs(120),
-        || format!("logs:\n{}", group.logs()),
+        || {
+            format!(
+                "ROTATION_LEDGER (first, last, messages) {:?}, expected {expected}; logs:\n{}",
+                stream_state(&nats.urls(), "ROTATION_LEDGER"),
+                group.logs()
+            )
+        },
         || {
             stream_state(&nats.urls(), "ROTATION_LEDGER")
                 .is_some_and(|(_, last, _)| last >= expected)
@@ -388,14 +406,6 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
             "{receipt}: the event is in ROTATION_LEDGER at its receipt's position"
         );
     }
-    let rejected: Vec<&Value> = receipts
-        .iter()
-        .filter(|receipt| receipt["status"] == "rejected")
-        .collect();
-    assert!(
-        rejected.is_empty(),
-        "a valid history got rejections: {rejected:?}"
-    );
     for id in &published {
         assert!(positions.contains_key(id), "published event {id} was lost");
     }
