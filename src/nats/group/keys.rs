@@ -70,7 +70,6 @@ impl KeyBucket {
     /// Opens the bucket, making it with `replicas` on the first node, and
     /// checks that `group_key` is the group's (the first node to open the
     /// bucket sets the check value).
-    #[allow(dead_code, reason = "the group's run loop calls it")]
     pub(super) async fn open(
         js: &jetstream::Context,
         names: &Names,
@@ -385,7 +384,6 @@ impl KeySink for KeyBucket {
 /// installed (so profiles open as soon as their events apply), every key
 /// purged destroyed (an erasure on the writer). The watch starts over
 /// after any interruption, from each key's last entry.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(super) async fn watch(ledger: Ledger, keys: KeyBucket, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     loop {
