@@ -32,8 +32,6 @@ use crate::personal::GroupKey;
 
 /// The key of the group key's check value.
 const CHECK: &str = "secret.check";
-/// The label the check value is a MAC of.
-const CHECK_LABEL: &[u8] = b"rotation-ledger group key check v1";
 /// The key of the record-key secret.
 const DISCLOSURE: &str = "secret.disclosure";
 /// The key of the checkpoint signing key.
@@ -72,7 +70,6 @@ impl KeyBucket {
     /// Opens the bucket, making it with `replicas` on the first node, and
     /// checks that `group_key` is the group's (the first node to open the
     /// bucket sets the check value).
-    #[allow(dead_code, reason = "the group's run loop calls it")]
     pub(super) async fn open(
         js: &jetstream::Context,
         names: &Names,
@@ -101,7 +98,7 @@ impl KeyBucket {
 
     /// The check value is created once; every later node compares.
     async fn check_group_key(&self) -> Result<(), GroupError> {
-        let mine = self.group_key.mac(CHECK_LABEL);
+        let mine = self.group_key.check();
         match self
             .store
             .create(CHECK, Bytes::copy_from_slice(&mine))
@@ -266,13 +263,13 @@ impl KeyBucket {
         let group = match self.store.get(secret.key).await {
             Ok(Some(wrapped)) => self
                 .group_key
-                .unwrap(secret.key.as_bytes(), &wrapped)
-                .ok_or_else(|| failed("the group's copy does not unwrap".to_owned()))?,
+                .unwrap_secret(&wrapped)
+                .map_err(|e| failed(format!("the group's copy does not open: {e}")))?,
             Ok(None) => {
                 // The first node: its own secret (made now if it has none)
                 // becomes the group's, unless another node's came first.
                 let mine = (secret.make)(secret.path).map_err(failed)?;
-                let wrapped = self.group_key.wrap(secret.key.as_bytes(), &mine);
+                let wrapped = self.group_key.wrap_secret(&mine);
                 match self.store.create(secret.key, wrapped.into()).await {
                     Ok(_) => return Ok(()),
                     Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -353,6 +350,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl KeySink for KeyBucket {
+    fn group_key(&self) -> &GroupKey {
+        &self.group_key
+    }
+
     fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             try_join_all(
@@ -383,7 +384,6 @@ impl KeySink for KeyBucket {
 /// installed (so profiles open as soon as their events apply), every key
 /// purged destroyed (an erasure on the writer). The watch starts over
 /// after any interruption, from each key's last entry.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(super) async fn watch(ledger: Ledger, keys: KeyBucket, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     loop {

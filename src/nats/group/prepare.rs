@@ -91,7 +91,6 @@ impl std::fmt::Display for DropReason {
 /// Opens the ledger in `dir` as a verified prefix of the group's stream,
 /// rebuilding it from the stream when it is not one, and makes its shared
 /// secrets the group's. The caller then follows from its head.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(crate) async fn prepare(
     dir: &Path,
     options: &LedgerOptions,
