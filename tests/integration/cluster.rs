@@ -186,7 +186,7 @@ impl Drop for NatsNode {
 /// Three nats-servers clustered on loopback, JetStream on each.
 pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsCluster {
@@ -214,7 +214,7 @@ impl NatsCluster {
                 .expect("the nats-server configuration is written");
             node.spawn();
         }
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self { nodes, dir };
         cluster.wait_for_meta_leader();
         cluster
     }
@@ -272,6 +272,20 @@ impl NatsCluster {
             .iter()
             .map(|node| format!("--- {}\n{}", node.name, tail(&node.log_text(), 40)))
             .collect()
+    }
+}
+
+impl Drop for NatsCluster {
+    /// A failed test leaves the servers' logs and stores behind, and says
+    /// where.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the NATS cluster's logs and stores are kept in {}",
+                self.dir.path().display()
+            );
+        }
     }
 }
 
