@@ -228,25 +228,34 @@ fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies
         a_board.0 == 200 && a_board == b_board
     });
 
-    let group: Value = serde_json::from_str(&get(b_port, "/v1/group").1).expect("JSON");
-    let names: Vec<_> = group["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["node"].as_str().unwrap_or("").to_owned(),
-                n["role"].clone(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("a".to_owned(), json!("writer")),
-            ("b".to_owned(), json!("follower"))
-        ],
-        "{group}"
+    let roles = |group: &Value| -> Vec<(String, Value)> {
+        group["nodes"]
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| {
+                        (
+                            n["node"].as_str().unwrap_or("").to_owned(),
+                            n["role"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expected = [
+        ("a".to_owned(), json!("writer")),
+        ("b".to_owned(), json!("follower")),
+    ];
+    let mut group = Value::Null;
+    eventually(
+        Duration::from_secs(5),
+        "b's GET /v1/group shows both",
+        || {
+            group = serde_json::from_str(&get(b_port, "/v1/group").1).unwrap_or(Value::Null);
+            roles(&group) == expected
+        },
     );
     assert_eq!(group["writer"]["node"], "a", "{group}");
 

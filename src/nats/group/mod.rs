@@ -134,6 +134,9 @@ struct Inner {
     /// What this node does now, for its status entry. A std mutex: held
     /// only to copy or set the value, never across an await.
     role: Mutex<NodeRole>,
+    /// Wakes the status task when the role changes, so the others see a
+    /// new writer at once rather than within the next second.
+    role_changed: tokio::sync::Notify,
 }
 
 impl Node {
@@ -186,6 +189,7 @@ impl Node {
                 keys,
                 leases,
                 role: Mutex::new(NodeRole::Follower),
+                role_changed: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -243,6 +247,7 @@ impl Node {
 
     fn set_role(&self, role: NodeRole) {
         *self.inner.role.lock().unwrap_or_else(|e| e.into_inner()) = role;
+        self.inner.role_changed.notify_one();
     }
 
     fn status(&self, ledger: &Ledger) -> NodeStatus {
@@ -475,8 +480,10 @@ impl Node {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => status::put(self.inner.leases.store(), &self.status(&ledger)).await,
+                () = self.inner.role_changed.notified() => {}
+                _ = tick.tick() => {}
             }
+            status::put(self.inner.leases.store(), &self.status(&ledger)).await;
         }
     }
 }
