@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::GroupError;
+use super::error::patiently;
 use crate::ledger::{KeySink, Ledger};
 use crate::nats::{Backoff, Names};
 use crate::personal::GroupKey;
@@ -77,22 +78,25 @@ impl KeyBucket {
         group_key: Arc<GroupKey>,
     ) -> Result<Self, GroupError> {
         let bucket = names.stream("KEYS");
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Data keys of the rotation ledger group, wrapped".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| GroupError::nats(format!("open the key bucket {bucket}"), e))?,
-        };
+        let store = patiently(|| async {
+            match js.get_key_value(&bucket).await {
+                Ok(store) => Ok(store),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        description: "Data keys of the rotation ledger group, wrapped".into(),
+                        history: 1,
+                        num_replicas: replicas,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| GroupError::nats(format!("open the key bucket {bucket}"), e)),
+            }
+        })
+        .await?;
         let keys = Self { store, group_key };
-        keys.check_group_key().await?;
+        patiently(|| keys.check_group_key()).await?;
         Ok(keys)
     }
 

@@ -385,6 +385,14 @@ async fn prepare_rebuilds_a_store_with_an_unreplicated_tail_or_damage() {
     // Committed here, never stored by the stream: never acknowledged.
     submit(&node, vec![registered(9)]).await;
     assert_eq!(node.head().position, 4);
+    let refused = catch_up(&node, &group.js, &group.names, &group.bucket().await).await;
+    assert!(
+        matches!(
+            refused,
+            Err(GroupError::AheadOfStream { head: 4, stored: 3 })
+        ),
+        "a node ahead of the stream may not write: {refused:?}"
+    );
     node.close();
 
     let (node, preparation) = group.prepare(dir.path()).await.expect("prepared again");
