@@ -1,6 +1,8 @@
 //! Why a node of a ledger group could not follow the group's stream,
 //! catch up with it or prepare its store: what `serve --group` reports
-//! before it stops.
+//! before it stops; and the patience with which a starting node waits
+//! out NATS errors first (a cluster electing its leaders answers nothing
+//! for some seconds).
 
 use crate::ledger::{RestoreError, StoreError};
 
@@ -68,6 +70,34 @@ impl GroupError {
         Self::Nats {
             what: what.into(),
             message: error.to_string(),
+        }
+    }
+}
+
+/// How long a starting node retries a JetStream request that fails before
+/// it gives up: long enough for a cluster that has just started to elect
+/// its meta leader and the stream's.
+pub(super) const START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, fails with something other than a
+/// NATS error, or [`START_PATIENCE`] has passed, waiting more after each
+/// failure.
+pub(super) async fn patiently<T, Attempt>(
+    mut attempt: impl FnMut() -> Attempt,
+) -> Result<T, GroupError>
+where
+    Attempt: std::future::Future<Output = Result<T, GroupError>>,
+{
+    let deadline = tokio::time::Instant::now() + START_PATIENCE;
+    let mut backoff = crate::nats::Backoff::new();
+    let never = tokio_util::sync::CancellationToken::new();
+    loop {
+        match attempt().await {
+            Err(GroupError::Nats { what, message }) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%what, %message, "group: NATS not ready yet; retrying");
+                backoff.wait(&never).await;
+            }
+            done => return done,
         }
     }
 }

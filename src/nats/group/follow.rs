@@ -24,7 +24,6 @@ use crate::nats::{Backoff, Names};
 /// starts again after the last event applied); an event that does not
 /// apply is an error: this node's store is not a prefix of the stream,
 /// and only `prepare` can mend it.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(super) async fn follow(
     ledger: &Ledger,
     js: &jetstream::Context,
@@ -53,7 +52,6 @@ pub(super) async fn follow(
 /// Applies the stream to its last message as read now, commits, and
 /// returns the head: what a node does on taking the lease, before it
 /// writes. Refuses a node whose log is ahead of the stream.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(super) async fn catch_up(
     ledger: &Ledger,
     js: &jetstream::Context,

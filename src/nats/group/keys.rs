@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::GroupError;
+use super::error::patiently;
 use crate::ledger::{KeySink, Ledger};
 use crate::nats::{Backoff, Names};
 use crate::personal::GroupKey;
@@ -70,7 +71,6 @@ impl KeyBucket {
     /// Opens the bucket, making it with `replicas` on the first node, and
     /// checks that `group_key` is the group's (the first node to open the
     /// bucket sets the check value).
-    #[allow(dead_code, reason = "the group's run loop calls it")]
     pub(super) async fn open(
         js: &jetstream::Context,
         names: &Names,
@@ -78,22 +78,25 @@ impl KeyBucket {
         group_key: Arc<GroupKey>,
     ) -> Result<Self, GroupError> {
         let bucket = names.stream("KEYS");
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Data keys of the rotation ledger group, wrapped".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| GroupError::nats(format!("open the key bucket {bucket}"), e))?,
-        };
+        let store = patiently(|| async {
+            match js.get_key_value(&bucket).await {
+                Ok(store) => Ok(store),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        description: "Data keys of the rotation ledger group, wrapped".into(),
+                        history: 1,
+                        num_replicas: replicas,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| GroupError::nats(format!("open the key bucket {bucket}"), e)),
+            }
+        })
+        .await?;
         let keys = Self { store, group_key };
-        keys.check_group_key().await?;
+        patiently(|| keys.check_group_key()).await?;
         Ok(keys)
     }
 
@@ -385,7 +388,6 @@ impl KeySink for KeyBucket {
 /// installed (so profiles open as soon as their events apply), every key
 /// purged destroyed (an erasure on the writer). The watch starts over
 /// after any interruption, from each key's last entry.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(super) async fn watch(ledger: Ledger, keys: KeyBucket, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     loop {

@@ -26,6 +26,7 @@ use async_nats::jetstream;
 use rotation_events::CommittedEvent;
 
 use super::GroupError;
+use super::error::patiently;
 use super::follow::{apply_from_stream, stream_last};
 use super::keys::{KeyBucket, SecretFiles};
 use crate::ledger::{HEAD_FILE, Ledger, LedgerOptions};
@@ -91,7 +92,6 @@ impl std::fmt::Display for DropReason {
 /// Opens the ledger in `dir` as a verified prefix of the group's stream,
 /// rebuilding it from the stream when it is not one, and makes its shared
 /// secrets the group's. The caller then follows from its head.
-#[allow(dead_code, reason = "the group's run loop calls it")]
 pub(crate) async fn prepare(
     dir: &Path,
     options: &LedgerOptions,
@@ -100,7 +100,7 @@ pub(crate) async fn prepare(
     keys: &KeyBucket,
     secrets: &SecretFiles,
 ) -> Result<Prepared, GroupError> {
-    let stream = stream_last(js, names).await?;
+    let stream = patiently(|| stream_last(js, names)).await?;
     let stored = stream.unwrap_or(0);
     let (ledger, reason) = match Ledger::open(dir, options.clone()) {
         // No group has ever written here: a log of its own is not a tail
@@ -111,13 +111,13 @@ pub(crate) async fn prepare(
                 stream: names.ledger_stream(),
             });
         }
-        Ok(ledger) => match judge(&ledger, js, names, stored).await? {
+        Ok(ledger) => match patiently(|| judge(&ledger, js, names, stored)).await? {
             None => {
                 let head = ledger.head().position;
-                keys.adopt_secrets(secrets, head == 0).await?;
+                patiently(|| keys.adopt_secrets(secrets, head == 0)).await?;
                 let preparation = if head == 0 && stored > 0 {
                     Preparation::Rebuilt {
-                        events: rebuild(&ledger, js, names, keys, stored).await?,
+                        events: patiently(|| rebuild(&ledger, js, names, keys, stored)).await?,
                         dropped: None,
                     }
                 } else {
@@ -144,9 +144,10 @@ pub(crate) async fn prepare(
         "group: this node's store is not a prefix of the group's stream; \
          moved aside and rebuilt from the stream"
     );
-    keys.adopt_secrets(secrets, true).await?;
+    patiently(|| keys.adopt_secrets(secrets, true)).await?;
     let ledger = Ledger::open(dir, options.clone())?;
-    let events = rebuild(&ledger, js, names, keys, stored).await?;
+    // A rebuild interrupted by NATS resumes from the head it reached.
+    let events = patiently(|| rebuild(&ledger, js, names, keys, stored)).await?;
     Ok(Prepared {
         ledger,
         preparation: Preparation::Rebuilt {
@@ -190,7 +191,9 @@ async fn judge(
     }))
 }
 
-/// Applies the stream's first `stored` events to the empty `ledger`.
+/// Applies the stream's first `stored` events to `ledger` after its head
+/// (empty, or where an interrupted rebuild left it). What was applied
+/// before a failure is committed, so a retry goes on from there.
 async fn rebuild(
     ledger: &Ledger,
     js: &jetstream::Context,
@@ -199,10 +202,13 @@ async fn rebuild(
     stored: u64,
 ) -> Result<u64, GroupError> {
     let mut apply = ledger.apply()?;
-    if stored > 0 {
+    if apply.next_position() <= stored {
         keys.install_all(ledger).await?;
         let never = tokio_util::sync::CancellationToken::new();
-        apply_from_stream(ledger, js, names, keys, &mut apply, Some(stored), &never).await?;
+        let applied =
+            apply_from_stream(ledger, js, names, keys, &mut apply, Some(stored), &never).await;
+        apply.commit().await?;
+        applied?;
     }
     Ok(apply.commit().await?.position)
 }

@@ -249,6 +249,16 @@ async fn reaches(follower: &Ledger, writer: &Ledger) {
     assert_eq!(follower.head(), writer.head());
 }
 
+/// The raw dashboard of the partnership, folded from `ledger`'s log with
+/// the profiles it opens.
+fn dashboard(ledger: &Ledger) -> rotation_projections::dashboard::Dashboard {
+    let config = crate::config::Config::default();
+    crate::projector::fold(ledger, &config, |_, _| {})
+        .expect("folded")
+        .dashboard("north", &Default::default())
+        .expect("the partnership has a dashboard")
+}
+
 /// The profile person `n` registered with, as the follower opens it.
 fn profile(ledger: &Ledger, n: u64) -> Value {
     let document = crate::personal::subject_access(ledger, person(n)).expect("the person is known");
@@ -301,6 +311,7 @@ async fn a_follower_applies_the_stream_opens_profiles_and_loses_erased_keys() {
     submit(&writer.ledger, vec![registered(3), registered(4)]).await;
     reaches(&follower, &writer.ledger).await;
     assert_eq!(profile(&follower, 4)["birth_year"], 1974);
+    assert_eq!(dashboard(&follower), dashboard(&writer.ledger));
 
     writer
         .ledger
@@ -374,6 +385,14 @@ async fn prepare_rebuilds_a_store_with_an_unreplicated_tail_or_damage() {
     // Committed here, never stored by the stream: never acknowledged.
     submit(&node, vec![registered(9)]).await;
     assert_eq!(node.head().position, 4);
+    let refused = catch_up(&node, &group.js, &group.names, &group.bucket().await).await;
+    assert!(
+        matches!(
+            refused,
+            Err(GroupError::AheadOfStream { head: 4, stored: 3 })
+        ),
+        "a node ahead of the stream may not write: {refused:?}"
+    );
     node.close();
 
     let (node, preparation) = group.prepare(dir.path()).await.expect("prepared again");
