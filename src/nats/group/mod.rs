@@ -315,8 +315,16 @@ impl Node {
         let inner = &self.inner;
         loop {
             self.set_role(NodeRole::Follower);
-            let Some(held) = self.follow_until_leased(ledger, shutdown).await? else {
-                return Ok(Ended::Shutdown);
+            let held = match self.follow_until_leased(ledger, shutdown).await {
+                Ok(Some(held)) => held,
+                Ok(None) => return Ok(Ended::Shutdown),
+                // The store is not a prefix of the stream: only prepare,
+                // which rebuilds it, can mend that.
+                Err(error @ GroupError::Apply(_)) => {
+                    tracing::warn!(%error, "group: the stream does not follow this node's log; rejoining");
+                    return Ok(Ended::Rejoin);
+                }
+                Err(error) => return Err(error),
             };
             match follow::catch_up(ledger, &inner.js, &inner.names, &inner.keys).await {
                 Ok(head) => {
@@ -489,11 +497,38 @@ impl Node {
         if clean {
             return Ok(Some(Ended::Shutdown));
         }
-        let stored = follow::last_sequence(&inner.js, &inner.names).await?;
-        if ledger.head().position > stored {
-            return Ok(Some(Ended::Rejoin));
+        if self.holds_only_stored(ledger).await? {
+            Ok(None)
+        } else {
+            tracing::warn!(node = %inner.options.node, "group: this node committed events the stream did not store; rejoining");
+            Ok(Some(Ended::Rejoin))
         }
-        Ok(None)
+    }
+
+    /// Whether this node's head is in the stream, as this node has it: a
+    /// writer that lost its lease may hold events the stream never stored,
+    /// beyond its end or (another writer having gone on since) in place of
+    /// the stream's own.
+    async fn holds_only_stored(&self, ledger: &Ledger) -> Result<bool, GroupError> {
+        let inner = &self.inner;
+        let head = ledger.head().position;
+        if head == 0 {
+            return Ok(true);
+        }
+        if head > follow::last_sequence(&inner.js, &inner.names).await? {
+            return Ok(false);
+        }
+        let name = inner.names.ledger_stream();
+        let stream = inner
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| GroupError::nats(format!("open the stream {name}"), e))?;
+        let message = stream
+            .get_raw_message(head)
+            .await
+            .map_err(|e| GroupError::nats(format!("read message {head} of {name}"), e))?;
+        Ok(ledger.event_json(head)?.as_deref() == Some(message.payload.as_ref()))
     }
 
     /// Puts this node's status every [`status::EVERY`] until `stop`.
