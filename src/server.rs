@@ -23,6 +23,7 @@ use crate::checkpoint::{self, Checkpoints};
 use crate::config::{Config, TokenEntry};
 use crate::http::{self, AppState};
 use crate::ledger::Ledger;
+use crate::nats::group::{Ended, GroupError, Node};
 use crate::nats::{self, NatsError, NatsOptions};
 use crate::projector::{Projector, ProjectorError, ProjectorOptions, ProjectorTask};
 
@@ -44,6 +45,8 @@ pub enum ServerError {
     Http(std::io::Error),
     #[error("NATS failed: {0}")]
     Nats(#[from] NatsError),
+    #[error("the ledger group: {0}")]
+    Group(#[from] GroupError),
     #[error("checkpoints: {0}")]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("a server task failed: {0}")]
@@ -142,6 +145,8 @@ pub struct Server {
     projector_task: ProjectorTask,
     http: JoinHandle<std::io::Result<()>>,
     nats: Option<JoinHandle<Result<(), NatsError>>>,
+    /// The group's run loop, when the node is one of a group's.
+    group: Option<JoinHandle<Result<Ended, GroupError>>>,
     /// The checkpoint signing task (and its publisher to NATS).
     checkpoints: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
@@ -157,6 +162,32 @@ impl Server {
         nats: NatsOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, ServerError> {
+        Self::launch(ledger, config, listener, nats, None, shutdown).await
+    }
+
+    /// Starts a node of a ledger group: as [`Server::start`], with the
+    /// group's run loop in place of the single ledger's NATS side. When the
+    /// node must rejoin, the loop cancels `shutdown` and
+    /// [`Server::finish`] says so.
+    pub async fn start_in_group(
+        ledger: &Ledger,
+        config: Arc<Config>,
+        listener: TcpListener,
+        nats: NatsOptions,
+        node: Node,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ServerError> {
+        Self::launch(ledger, config, listener, nats, Some(node), shutdown).await
+    }
+
+    async fn launch(
+        ledger: &Ledger,
+        config: Arc<Config>,
+        listener: TcpListener,
+        nats: NatsOptions,
+        node: Option<Node>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Http)?;
         // Opening checked the tail against the head record; the rest of
         // the chain is checked while serving.
@@ -169,7 +200,23 @@ impl Server {
         )
         .await?;
         let nats_args = nats.clone();
-        let nats = nats.url.is_some().then(|| {
+        let group = node.clone().map(|node| {
+            let ledger = ledger.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let result = node.run(ledger, shutdown.clone()).await;
+                match &result {
+                    Ok(Ended::Rejoin) => shutdown.cancel(),
+                    Ok(Ended::Shutdown) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "the ledger group stopped: shutting down");
+                        shutdown.cancel();
+                    }
+                }
+                result
+            })
+        });
+        let nats = (nats.url.is_some() && node.is_none()).then(|| {
             let ledger = ledger.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -196,6 +243,9 @@ impl Server {
             Arc::clone(&config),
             shutdown.clone(),
         );
+        if let Some(node) = node {
+            state = state.with_group(node);
+        }
         let mut checkpoint_tasks = Vec::new();
         if let Some(key_file) = &config.keys.checkpoint_key_file {
             let (signer, origin) =
@@ -220,6 +270,7 @@ impl Server {
             projector_task,
             http,
             nats,
+            group,
             checkpoints: checkpoint_tasks,
             shutdown,
         })
@@ -237,11 +288,20 @@ impl Server {
     /// Waits until the server has stopped: HTTP, then NATS, then the
     /// projector's last checkpoint. A failure of any part stops the others.
     pub async fn wait(self) -> Result<(), ServerError> {
+        self.finish().await.map(|_| ())
+    }
+
+    /// As [`Server::wait`], and whether a group's node must rejoin.
+    pub async fn finish(self) -> Result<Ended, ServerError> {
         let http = self.http.await;
         self.shutdown.cancel();
         let nats = match self.nats {
             Some(task) => task.await.map_err(ServerError::from).and_then(|r| Ok(r?)),
             None => Ok(()),
+        };
+        let ended = match self.group {
+            Some(task) => task.await.map_err(ServerError::from).and_then(|r| Ok(r?)),
+            None => Ok(Ended::Shutdown),
         };
         for task in self.checkpoints {
             task.await?;
@@ -250,7 +310,8 @@ impl Server {
         let projector = self.projector_task.join().await;
         http?.map_err(ServerError::Http)?;
         nats?;
+        let ended = ended?;
         projector?;
-        Ok(())
+        Ok(ended)
     }
 }

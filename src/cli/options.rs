@@ -23,6 +23,27 @@ pub(crate) struct ServeArgs {
     pub(crate) http: SocketAddr,
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
+    #[command(flatten)]
+    pub(crate) group: GroupArgs,
+}
+
+/// How the node takes part in a ledger group (contract section 11);
+/// flattened into `serve`'s options.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct GroupArgs {
+    /// Join the ledger group named by --nats-prefix: one writer by lease, the others follow.
+    #[arg(long, requires = "url")]
+    pub(crate) group: bool,
+    /// Replicas of ROTATION_LEDGER and of the group's buckets.
+    #[arg(long, value_name = "N", default_value_t = nats::group::DEFAULT_REPLICAS, requires = "group", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+    pub(crate) replicas: usize,
+    /// This node's name in the group; by default the host name and the HTTP port.
+    #[arg(long = "node-name", value_name = "NAME", requires = "group")]
+    pub(crate) node_name: Option<String>,
+    /// The key every node of the group shares (32 bytes, mode 0600); by default
+    /// keys/group.key in the data directory, made there when absent.
+    #[arg(long = "group-key", value_name = "FILE", requires = "group")]
+    pub(crate) group_key: Option<PathBuf>,
 }
 
 /// How to reach NATS; flattened into `serve`'s options.

@@ -13,6 +13,8 @@ use rotation_ledger::config::{Config, TokenEntry};
 use rotation_ledger::ledger::{Ledger, LedgerOptions};
 use rotation_ledger::live::{Announced, ServeFile};
 use rotation_ledger::nats::NatsOptions;
+use rotation_ledger::nats::group::{self, Ended, GroupOptions, Node, Preparation, SecretFiles};
+use rotation_ledger::personal::GroupKey;
 use rotation_ledger::server::{self, Access, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,9 @@ use super::{DemoArgs, ServeArgs, load_config, open_with};
 
 /// `serve`: the HTTP API, the boards and NATS until Ctrl-C or SIGTERM.
 pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    if args.group.group {
+        return serve_in_group(args).await;
+    }
     let access = server::access(load_config(args.config.as_deref())?, args.http)?;
     let options = LedgerOptions {
         master_key_file: access.config.keys.master_key_file.clone(),
@@ -28,13 +33,123 @@ pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let ledger = open_with(&args.data, options)?;
     let listener = server::bind(args.http).await?;
-    let running = start(&ledger, &args.data.dir, access, listener, args.nats.into()).await?;
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    let running = start(
+        &ledger,
+        &args.data.dir,
+        access,
+        listener,
+        args.nats.into(),
+        None,
+        shutdown,
+    )
+    .await?;
     running.server.wait().await?;
     // The file goes before the store is free, so a verb never reads it
     // with nobody to answer.
     drop(running.announced);
     ledger.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --group`: a node of a ledger group. Its store is made a verified
+/// prefix of the group's stream before it serves; when it must rejoin (it
+/// lost the lease with events the stream never stored), it closes the
+/// ledger, prepares it again (which drops them) and serves again on the
+/// same address.
+async fn serve_in_group(args: ServeArgs) -> Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let dir = args.data.dir.clone();
+    let nats: NatsOptions = args.nats.clone().into();
+    let group_key_file = args
+        .group
+        .group_key
+        .clone()
+        .unwrap_or_else(|| dir.join(group::DEFAULT_GROUP_KEY_FILE));
+    let group_key = GroupKey::load(&group_key_file, args.group.group_key.is_none())
+        .with_context(|| format!("cannot load the group key {}", group_key_file.display()))?;
+    let options = GroupOptions {
+        node: args
+            .group
+            .node_name
+            .clone()
+            .unwrap_or_else(|| group::default_node_name(args.http)),
+        replicas: args.group.replicas,
+        lease: group::DEFAULT_LEASE,
+        group_key: Arc::new(group_key),
+    };
+    super::live::ensure_free(&dir)?;
+    let node = Node::join(&nats, options, args.http).await?;
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    let mut config = config.unwrap_or_default();
+    // Every node signs the same checkpoints: one origin for the group.
+    if config.checkpoint.origin.is_none() {
+        config.checkpoint.origin = Some(format!("rotation-ledger/{}", nats.nats_prefix));
+    }
+    let secrets = SecretFiles {
+        record_key: rotation_ledger::record_key::path(
+            &dir,
+            config.disclosure.record_key_file.as_deref(),
+        ),
+        checkpoint_key: config.keys.checkpoint_key_file(&dir),
+        checkpoint_name: config.checkpoint.origin.clone().unwrap_or_default(),
+    };
+    let ledger_options = LedgerOptions {
+        master_key_file: config.keys.master_key_file.clone(),
+        ..LedgerOptions::default()
+    };
+    let mut access = Some(server::access(Some(config.clone()), args.http)?);
+    loop {
+        let prepared = node.prepare(&dir, &ledger_options, &secrets).await?;
+        match &prepared.preparation {
+            Preparation::Kept { head } => {
+                eprintln!("group: node {} joins with {head} events", node.name());
+            }
+            Preparation::Rebuilt { events, dropped } => {
+                eprintln!(
+                    "group: node {} rebuilt {events} events from the group's stream",
+                    node.name()
+                );
+                if let Some(dropped) = dropped {
+                    eprintln!(
+                        "group: the old store is kept in {} ({})",
+                        dropped.path.display(),
+                        dropped.reason
+                    );
+                }
+            }
+        }
+        let ledger = prepared.ledger;
+        let listener = server::bind(args.http).await?;
+        // The fresh token is printed only once; later rounds keep it.
+        let round_access = match access.take() {
+            Some(access) => access,
+            None => server::Access {
+                config: config.clone(),
+                fresh_token: None,
+            },
+        };
+        let round = shutdown.child_token();
+        let running = start(
+            &ledger,
+            &dir,
+            round_access,
+            listener,
+            nats.clone(),
+            Some(node.clone()),
+            round,
+        )
+        .await?;
+        let ended = running.server.finish().await?;
+        drop(running.announced);
+        ledger.close();
+        if ended != Ended::Rejoin || shutdown.is_cancelled() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("group: rejoining: the store is checked against the stream again");
+    }
 }
 
 /// `demo`: a simulated history served, its last events appended slowly.
@@ -80,11 +195,22 @@ pub(super) async fn demo(args: DemoArgs) -> Result<ExitCode> {
         );
         Vec::new()
     };
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
     let Running {
         server,
         shutdown,
         announced,
-    } = start(&ledger, &dir, access, listener, NatsOptions::default()).await?;
+    } = start(
+        &ledger,
+        &dir,
+        access,
+        listener,
+        NatsOptions::default(),
+        None,
+        shutdown,
+    )
+    .await?;
     let trickle = tokio::spawn({
         let ledger = ledger.clone();
         let every = Duration::from_secs_f64(args.every);
@@ -122,9 +248,9 @@ async fn start(
     access: Access,
     listener: TcpListener,
     nats: NatsOptions,
+    node: Option<Node>,
+    shutdown: CancellationToken,
 ) -> Result<Running> {
-    let shutdown = CancellationToken::new();
-    server::cancel_on_signals(shutdown.clone());
     let Access {
         mut config,
         fresh_token,
@@ -140,7 +266,13 @@ async fn start(
         partnerships: vec!["*".to_owned()],
     });
     config.local_admin = Some(rotation_ledger::auth::token_digest(&local.token));
-    let server = Server::start(ledger, Arc::new(config), listener, nats, shutdown.clone()).await?;
+    let config = Arc::new(config);
+    let server = match node {
+        Some(node) => {
+            Server::start_in_group(ledger, config, listener, nats, node, shutdown.clone()).await?
+        }
+        None => Server::start(ledger, config, listener, nats, shutdown.clone()).await?,
+    };
     let announced = local
         .write(dir)
         .context("cannot tell the other verbs where the server listens")?;

@@ -24,7 +24,7 @@ use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery, JsonBody};
 use crate::auth::{Role, Scope};
 use crate::ledger::StoreError;
-use crate::ledger::{Durable, Ledger, Submission};
+use crate::ledger::{Durable, Ledger, LedgerError, Submission};
 
 /// Events (or rejections) per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -79,7 +79,7 @@ impl Page {
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`unknown_stream` or `rule_violation`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: shutting down, or the ledger cannot write (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: shutting down, the ledger cannot write, or (a follower of a ledger group) no writer answers at the moment (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn append(
@@ -87,13 +87,59 @@ pub async fn append(
     publisher: Publisher,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let submission = Submission::from_json(body.to_vec(), "http", publisher.caller);
-    let outcome = state.ledger.submit_one(submission).await?;
+    let submission = Submission::from_json(body.to_vec(), "http", publisher.caller.clone());
+    let outcome = match state.ledger.submit_one(submission).await {
+        // A follower of a ledger group: the writer decides.
+        Err(LedgerError::NotWriter) if state.group.is_some() => {
+            return forward(&state, &publisher, body).await;
+        }
+        outcome => outcome?,
+    };
     if let Some(violation) = &outcome.rejection {
         state.admission.rejected(&publisher.token, body.len());
         return Err(AppError::rejected(violation, outcome.receipts));
     }
     Ok(Json(json!({ "results": outcome.receipts })).into_response())
+}
+
+/// A follower's `POST /v1/events`, answered with the writer's receipts.
+/// The writer takes `rotation.append` from any publisher, so the caller's
+/// partnerships are checked here first, as the writer would have.
+async fn forward(
+    state: &AppState,
+    publisher: &Publisher,
+    body: bytes::Bytes,
+) -> Result<Response, AppError> {
+    let Some(node) = &state.group else {
+        return Err(AppError::from(LedgerError::NotWriter));
+    };
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
+        let events = match &value {
+            serde_json::Value::Array(events) => events.iter().collect(),
+            event => vec![event],
+        };
+        for partnership in events
+            .iter()
+            .filter_map(|event| event.get("partnership").and_then(|p| p.as_str()))
+        {
+            if !publisher.caller.may_publish(partnership) {
+                return Err(AppError::forbidden(format!(
+                    "the caller may not publish for partnership {partnership}"
+                )));
+            }
+        }
+    }
+    let length = body.len();
+    match node.forward(body).await {
+        Ok(forwarded) => match &forwarded.rejection {
+            Some(violation) => {
+                state.admission.rejected(&publisher.token, length);
+                Err(AppError::rejected(violation, forwarded.receipts))
+            }
+            None => Ok(Json(json!({ "results": forwarded.receipts })).into_response()),
+        },
+        Err(error) => Err(AppError::unavailable(error.to_string(), 1)),
+    }
 }
 
 /// `GET /v1/events?after=&limit=`: committed events in position order.

@@ -19,6 +19,7 @@
 //! | `GET /v1/checkpoint`, `/v1/checkpoint/key`, `/v1/proofs/{inclusion,consistency}` | any token |
 //! | `GET /v1/persons/<id>`, `POST /v1/persons/<id>/erasure` | admin |
 //! | `GET /v1/stats` | admin |
+//! | `GET /v1/group` | any token (the group's nodes, roles, applied positions, lag) |
 //! | `POST /v1/backup` | the local credential of `serve.json` only |
 //! | `GET /healthz`, `GET /metrics` | anyone |
 //! | `GET /v1/openapi.json` | anyone (the description, see [`openapi`]) |
@@ -33,6 +34,7 @@ mod connections;
 mod error;
 mod events;
 mod extract;
+mod group;
 mod heads;
 pub mod local;
 pub mod openapi;
@@ -71,6 +73,9 @@ pub struct AppState {
     checkpoints: Option<crate::checkpoint::Checkpoints>,
     /// Who may post a body now; shared by every request.
     admission: Arc<admission::Admission>,
+    /// This node's group, when it is one of a ledger group's: followers
+    /// forward writes through it, and `GET /v1/group` reads it.
+    group: Option<crate::nats::group::Node>,
 }
 
 impl AppState {
@@ -90,7 +95,14 @@ impl AppState {
             shutdown,
             checkpoints: None,
             admission,
+            group: None,
         }
+    }
+
+    /// Serves as a node of `group`.
+    pub fn with_group(mut self, group: crate::nats::group::Node) -> Self {
+        self.group = Some(group);
+        self
     }
 
     /// Serves `checkpoints` and the proofs against them.
@@ -119,6 +131,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/persons/{id}/erasure", post(persons::erase))
         .route("/v1/stats", get(admin::stats))
         .route("/v1/backup", post(admin::backup))
+        .route("/v1/group", get(group::group))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_json))

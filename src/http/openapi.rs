@@ -58,6 +58,7 @@ pub fn description() -> &'static Value {
         super::proofs::consistency,
         super::admin::stats,
         super::admin::backup,
+        super::group::group,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -332,6 +333,34 @@ pub(super) struct BackupReport {
     files: Vec<String>,
     /// How long commits waited for the copy.
     paused_ms: u64,
+}
+
+/// The ledger group (contract section 11).
+#[derive(ToSchema)]
+pub(super) struct Group {
+    /// The node that answered.
+    node: String,
+    /// The lease's holder (`node`, `http`, `expires_ms`); null when no
+    /// node holds it (a failover under way) or without a group.
+    writer: Option<serde_json::Value>,
+    /// Every node that reported within the lease, by name.
+    nodes: Vec<GroupNode>,
+}
+
+/// One node of a ledger group.
+#[derive(ToSchema)]
+pub(super) struct GroupNode {
+    node: String,
+    /// `writer`, `follower`, or `single` without a group.
+    role: String,
+    /// The node's head position.
+    applied: u64,
+    /// Where its HTTP API listens.
+    http: String,
+    /// When it last reported, in milliseconds since the Unix epoch.
+    updated_ms: u64,
+    /// The writer's applied position less this node's.
+    lag: u64,
 }
 
 /// Liveness, with where the log and the dashboards stand.

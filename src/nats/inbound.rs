@@ -55,6 +55,9 @@ impl Names {
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_messages: 1,
+            // In a group, as many replicas as `ROTATION_IN`: the ingest
+            // cannot start while the anchor's one server is down.
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }

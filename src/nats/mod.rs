@@ -148,6 +148,9 @@ pub enum NatsError {
 pub(crate) struct Names {
     prefix: String,
     streams: String,
+    /// Replicas of the streams this ledger makes; 0 leaves it to the
+    /// server (one). A group's (`--replicas`).
+    replicas: usize,
 }
 
 impl Names {
@@ -162,7 +165,14 @@ impl Names {
         Ok(Self {
             prefix: prefix.to_owned(),
             streams: prefix.to_ascii_uppercase().replace('-', "_"),
+            replicas: 0,
         })
+    }
+
+    /// The same names, for streams made with `replicas`.
+    pub(crate) fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     /// The first token of every subject.
@@ -248,6 +258,7 @@ impl Names {
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             duplicate_window: IN_DUPLICATE_WINDOW,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -267,6 +278,7 @@ impl Names {
             deny_delete: true,
             deny_purge: true,
             allow_direct: true,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -281,6 +293,7 @@ impl Names {
             duplicate_window: DUPLICATE_WINDOW,
             deny_delete: true,
             allow_direct: true,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -405,6 +418,7 @@ pub async fn run(
 }
 
 /// The ledger's two connections.
+#[derive(Debug)]
 enum Link {
     /// The ingest's, with the count of the moments messages may have been
     /// lost in transit: disconnections, and subscriptions that fell behind.

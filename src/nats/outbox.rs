@@ -128,11 +128,11 @@ enum SessionError {
 }
 
 /// One message to publish.
-struct Item {
-    position: u64,
-    subject: String,
-    headers: HeaderMap,
-    payload: Bytes,
+pub(super) struct Item {
+    pub(super) position: u64,
+    pub(super) subject: String,
+    pub(super) headers: HeaderMap,
+    pub(super) payload: Bytes,
 }
 
 /// What the outbox reads of a message in the stream to tell whether it is
@@ -169,7 +169,7 @@ impl Feed {
     }
 
     /// Up to `limit` durable items after `after`, in order.
-    fn read(
+    pub(super) fn read(
         self,
         ledger: &Ledger,
         names: &Names,

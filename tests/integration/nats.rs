@@ -24,7 +24,7 @@ use crate::tools;
 /// Each of these tests runs a nats-server and a ledger of its own and
 /// measures progress against time limits; run side by side on a machine of
 /// two cores they starve each other, so they take turns.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);

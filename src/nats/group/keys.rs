@@ -1,1 +1,433 @@
-//! See the module map in `super`.
+//! The group's key bucket, `<PREFIX>_KEYS` (contract section 11): every
+//! person's data key wrapped under the group key, so that every node opens
+//! the profiles the stream carries only sealed. The writer puts each new
+//! key before any event sealed under it is answered ([`KeySink`]), and an
+//! erasure purges the key, which removes every earlier revision of it, so
+//! the bucket's history no longer holds it. Every node watches the bucket
+//! ([`watch`]): new keys are installed, purged ones destroyed.
+//!
+//! The bucket also holds what every node must share for its boards and
+//! checkpoints to be the same: the record-key secret
+//! (`secret.disclosure`) and the checkpoint signing key
+//! (`secret.checkpoint`), each wrapped under the group key and created
+//! once by the first node (`create`, so two first nodes agree on one);
+//! and `secret.check`, a MAC of a fixed label under the group key, by
+//! which a node given another group key refuses to start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::{BoxFuture, try_join_all};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::GroupError;
+use super::error::patiently;
+use crate::ledger::{KeySink, Ledger};
+use crate::nats::{Backoff, Names};
+use crate::personal::GroupKey;
+
+/// The key of the group key's check value.
+const CHECK: &str = "secret.check";
+/// The key of the record-key secret.
+const DISCLOSURE: &str = "secret.disclosure";
+/// The key of the checkpoint signing key.
+const CHECKPOINT: &str = "secret.checkpoint";
+
+/// How long a follower waits for a key the stream's next event needs: the
+/// writer puts it before the event's commit is answered, but a bucket
+/// replica may lag the stream's by a moment.
+const KEY_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The group's key bucket, opened; cheap to clone.
+#[derive(Clone)]
+pub struct KeyBucket {
+    store: kv::Store,
+    group_key: Arc<GroupKey>,
+}
+
+impl std::fmt::Debug for KeyBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBucket").finish_non_exhaustive()
+    }
+}
+
+/// What a key holds in the bucket now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    /// The key, wrapped under the group key.
+    Key(Vec<u8>),
+    /// The key was purged: the person was erased.
+    Purged,
+    /// The bucket has never held it.
+    Absent,
+}
+
+impl KeyBucket {
+    /// Opens the bucket, making it with `replicas` on the first node, and
+    /// checks that `group_key` is the group's (the first node to open the
+    /// bucket sets the check value).
+    pub(super) async fn open(
+        js: &jetstream::Context,
+        names: &Names,
+        replicas: usize,
+        group_key: Arc<GroupKey>,
+    ) -> Result<Self, GroupError> {
+        let bucket = names.stream("KEYS");
+        let store = patiently(|| async {
+            match js.get_key_value(&bucket).await {
+                Ok(store) => Ok(store),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        description: "Data keys of the rotation ledger group, wrapped".into(),
+                        history: 1,
+                        num_replicas: replicas,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| GroupError::nats(format!("open the key bucket {bucket}"), e)),
+            }
+        })
+        .await?;
+        let keys = Self { store, group_key };
+        patiently(|| keys.check_group_key()).await?;
+        Ok(keys)
+    }
+
+    /// The check value is created once; every later node compares.
+    async fn check_group_key(&self) -> Result<(), GroupError> {
+        let mine = self.group_key.check();
+        match self
+            .store
+            .create(CHECK, Bytes::copy_from_slice(&mine))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let theirs = self
+                    .store
+                    .get(CHECK)
+                    .await
+                    .map_err(|e| GroupError::nats("read the group key's check value", e))?;
+                match theirs {
+                    Some(theirs) if theirs.as_ref() == mine.as_slice() => Ok(()),
+                    _ => Err(GroupError::WrongGroupKey),
+                }
+            }
+            Err(error) => Err(GroupError::nats("store the group key's check value", error)),
+        }
+    }
+
+    /// What the bucket holds for `person` now.
+    pub(super) async fn held(&self, person: Uuid) -> Result<Held, GroupError> {
+        let entry = self
+            .store
+            .entry(person.to_string())
+            .await
+            .map_err(|e| GroupError::nats(format!("read the data key of {person}"), e))?;
+        Ok(match entry {
+            None => Held::Absent,
+            Some(entry) if entry.operation == kv::Operation::Put => Held::Key(entry.value.to_vec()),
+            Some(_) => Held::Purged,
+        })
+    }
+
+    /// Installs in `ledger` every key `json` (a committed event) needs and
+    /// it lacks, waiting briefly for one the bucket does not hold yet. A
+    /// purged key means the person was erased later: the event applies
+    /// without it, and its profile stays closed here as everywhere.
+    pub(super) async fn install_missing(
+        &self,
+        ledger: &Ledger,
+        json: &[u8],
+    ) -> Result<(), GroupError> {
+        for person in ledger.missing_keys(json) {
+            let deadline = tokio::time::Instant::now() + KEY_PATIENCE;
+            loop {
+                match self.held(person).await? {
+                    Held::Key(wrapped) => {
+                        self.install(ledger, person, &wrapped);
+                        break;
+                    }
+                    Held::Purged => break,
+                    Held::Absent if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Held::Absent => {
+                        tracing::warn!(
+                            %person,
+                            "group: the key bucket holds no data key for this person; \
+                             their profiles stay closed on this node"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs every key the bucket holds, in one pass over its last
+    /// entries: before a rebuild, so that replaying a long stream does not
+    /// ask the bucket once per person. Returns how many were new here.
+    pub(super) async fn install_all(&self, ledger: &Ledger) -> Result<u64, GroupError> {
+        let failed = |e: &dyn std::fmt::Display| GroupError::nats("read the key bucket", e);
+        let mut stream = self.store.stream.clone();
+        if stream.info().await.map_err(|e| failed(&e))?.state.messages == 0 {
+            return Ok(0);
+        }
+        let reader = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                filter_subject: format!("{}>", self.store.prefix),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut messages = reader.messages().await.map_err(|e| failed(&e))?;
+        let mut installed = 0;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| failed(&e))?;
+            let pending = message.info().map_err(|e| failed(&e))?.pending;
+            let person = message
+                .subject
+                .strip_prefix(self.store.prefix.as_str())
+                .and_then(|key| key.parse::<Uuid>().ok());
+            // A purge marker carries no value: that person was erased.
+            if let Some(person) = person.filter(|_| !message.payload.is_empty())
+                && ledger
+                    .install_key(person, &message.payload, &self.group_key)
+                    .unwrap_or(false)
+            {
+                installed += 1;
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(installed)
+    }
+
+    /// Installs one key; one that does not unwrap is logged and skipped,
+    /// as the profiles it seals stay closed either way.
+    fn install(&self, ledger: &Ledger, person: Uuid, wrapped: &[u8]) {
+        if let Err(error) = ledger.install_key(person, wrapped, &self.group_key) {
+            tracing::error!(%person, %error, "group: a data key from the bucket did not install");
+        }
+    }
+
+    /// Makes every node's shared secrets the group's, before the node
+    /// serves: the first node's files become the group's (`create`); a
+    /// later node writes the group's into its files. A node whose files
+    /// hold other secrets takes the group's only when `fresh` (its store
+    /// is empty or rebuilt, so nothing it holds was made with its own).
+    pub(super) async fn adopt_secrets(
+        &self,
+        files: &SecretFiles,
+        fresh: bool,
+    ) -> Result<(), GroupError> {
+        let record_key = SecretFile {
+            what: "the record-key secret",
+            key: DISCLOSURE,
+            path: &files.record_key,
+            make: &|path| {
+                crate::record_key::load_or_create(path)
+                    .map(|secret| secret.0)
+                    .map_err(|e| e.to_string())
+            },
+        };
+        let checkpoint_key = SecretFile {
+            what: "the checkpoint signing key",
+            key: CHECKPOINT,
+            path: &files.checkpoint_key,
+            make: &|path| {
+                crate::checkpoint::keys::load_or_generate(path, &files.checkpoint_name)
+                    .map(|signer| format!("{}\n", signer.to_key_string()).into_bytes())
+                    .map_err(|e| e.to_string())
+            },
+        };
+        for secret in [record_key, checkpoint_key] {
+            self.adopt(&secret, fresh).await?;
+        }
+        Ok(())
+    }
+
+    async fn adopt(&self, secret: &SecretFile<'_>, fresh: bool) -> Result<(), GroupError> {
+        let failed = |message: String| GroupError::Secret {
+            what: secret.what,
+            path: secret.path.to_owned(),
+            message,
+        };
+        let group = match self.store.get(secret.key).await {
+            Ok(Some(wrapped)) => self
+                .group_key
+                .unwrap_secret(&wrapped)
+                .map_err(|e| failed(format!("the group's copy does not open: {e}")))?,
+            Ok(None) => {
+                // The first node: its own secret (made now if it has none)
+                // becomes the group's, unless another node's came first.
+                let mine = (secret.make)(secret.path).map_err(failed)?;
+                let wrapped = self.group_key.wrap_secret(&mine);
+                match self.store.create(secret.key, wrapped.into()).await {
+                    Ok(_) => return Ok(()),
+                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        return Box::pin(self.adopt(secret, fresh)).await;
+                    }
+                    Err(error) => {
+                        return Err(GroupError::nats(format!("store {}", secret.what), error));
+                    }
+                }
+            }
+            Err(error) => return Err(GroupError::nats(format!("read {}", secret.what), error)),
+        };
+        match std::fs::read(secret.path) {
+            Ok(mine) if mine == group.as_slice() => Ok(()),
+            Ok(_) if !fresh => Err(GroupError::SecretDiffers {
+                what: secret.what,
+                path: secret.path.to_owned(),
+            }),
+            Ok(_) => {
+                tracing::warn!(
+                    path = %secret.path.display(),
+                    "group: {} replaced by the group's (the store was empty or rebuilt)",
+                    secret.what
+                );
+                write_private(secret.path, &group).map_err(|e| failed(e.to_string()))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                write_private(secret.path, &group).map_err(|e| failed(e.to_string()))
+            }
+            Err(error) => Err(failed(error.to_string())),
+        }
+    }
+}
+
+/// The files of the secrets every node of a group shares, as `serve`
+/// finds them from the configuration.
+#[derive(Debug, Clone)]
+pub struct SecretFiles {
+    /// The record-key secret (`[disclosure] record_key_file`, by default
+    /// `keys/disclosure.key`).
+    pub record_key: PathBuf,
+    /// The checkpoint signing key (`[keys] checkpoint_key_file`, by default
+    /// `keys/checkpoint.key`).
+    pub checkpoint_key: PathBuf,
+    /// The name a new checkpoint signing key is given (the checkpoints'
+    /// origin), when the first node has none.
+    pub checkpoint_name: String,
+}
+
+/// One shared secret: its file, its key in the bucket, and how the first
+/// node makes it when it has none.
+struct SecretFile<'a> {
+    what: &'static str,
+    key: &'static str,
+    path: &'a Path,
+    make: &'a dyn Fn(&Path) -> Result<Vec<u8>, String>,
+}
+
+/// Writes `bytes` to `path` in one rename, mode 0600, in a directory of
+/// mode 0700 if it has to be made.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // `tempfile` creates its files with mode 0600.
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl KeySink for KeyBucket {
+    fn group_key(&self) -> &GroupKey {
+        &self.group_key
+    }
+
+    fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            try_join_all(
+                keys.into_iter()
+                    .map(|(person, wrapped)| self.store.put(person.to_string(), wrapped.into())),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot put a data key in the key bucket: {e}"))
+        })
+    }
+
+    fn purge(&self, people: Vec<Uuid>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            try_join_all(
+                people
+                    .into_iter()
+                    .map(|person| self.store.purge(person.to_string())),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot purge a data key from the key bucket: {e}"))
+        })
+    }
+}
+
+/// Keeps `ledger`'s keys as the bucket's until `stop`: every key put is
+/// installed (so profiles open as soon as their events apply), every key
+/// purged destroyed (an erasure on the writer). The watch starts over
+/// after any interruption, from each key's last entry.
+pub(super) async fn watch(ledger: Ledger, keys: KeyBucket, stop: CancellationToken) {
+    let mut backoff = Backoff::new();
+    loop {
+        let watched = match keys.store.watch_all().await {
+            Ok(watched) => watched,
+            Err(error) => {
+                tracing::warn!(%error, "group: cannot watch the key bucket; retrying");
+                if backoff.wait(&stop).await {
+                    continue;
+                }
+                return;
+            }
+        };
+        backoff.reset();
+        let mut watched = std::pin::pin!(watched.take_until(stop.cancelled()));
+        while let Some(entry) = watched.next().await {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    tracing::warn!(%error, "group: the key bucket's watch broke; starting over");
+                    break;
+                }
+            };
+            let Ok(person) = entry.key.parse::<Uuid>() else {
+                continue;
+            };
+            match entry.operation {
+                kv::Operation::Put => keys.install(&ledger, person, &entry.value),
+                // A purge is an erasure on the writer. The key is destroyed
+                // when that `person.erased` applies here, moments later, in
+                // a rotation of the master key that also removes its stored
+                // wrap; destroying it in memory first would leave the apply
+                // nothing to rotate away.
+                kv::Operation::Delete | kv::Operation::Purge => {
+                    tracing::debug!(%person, "group: data key purged on the writer");
+                }
+            }
+        }
+        if stop.is_cancelled() || !backoff.wait(&stop).await {
+            return;
+        }
+    }
+}
