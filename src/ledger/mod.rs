@@ -298,6 +298,11 @@ impl Ledger {
         &self,
         mut submissions: Vec<Submission>,
     ) -> Result<Vec<Outcome>, LedgerError> {
+        // A follower refuses before sealing: a key made here for a write
+        // the group's writer decides would shadow the writer's key.
+        if self.gate() == Gate::Follower {
+            return Err(LedgerError::NotWriter);
+        }
         // Sealing happens here, on the submitter's thread, so that the
         // writer only commits.
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
