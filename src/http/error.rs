@@ -119,6 +119,20 @@ impl AppError {
         }
     }
 
+    /// 503 `not_writer` with `Retry-After`: a follower of a ledger group
+    /// was asked for a write it does not forward; `writer` is where the
+    /// group's writer listens, when one holds the lease.
+    pub fn not_writer(writer: Option<&str>) -> Self {
+        let detail = match writer {
+            Some(http) => format!("this node follows the group's writer: send this to {http}"),
+            None => "this node follows the group's writer, and none holds the lease at the moment; retry shortly".to_owned(),
+        };
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_writer", detail)
+        }
+    }
+
     /// 429 with `Retry-After`: the caller has used up a quota.
     pub fn too_many_requests(detail: impl Into<String>, retry_after: u64) -> Self {
         Self {

@@ -79,7 +79,7 @@ impl Page {
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`unknown_stream` or `rule_violation`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: shutting down, or the ledger cannot write (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: shutting down, the ledger cannot write, or (a follower of a ledger group) no writer answers at the moment (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn append(

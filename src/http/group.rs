@@ -32,3 +32,13 @@ pub async fn group(
     };
     Ok(Json(view).into_response())
 }
+
+/// The answer to a write a follower does not forward: 503 `not_writer`,
+/// naming the writer's HTTP address when one holds the lease.
+pub(super) async fn not_writer(state: &AppState) -> AppError {
+    let writer = match &state.group {
+        Some(node) => node.writer_http().await,
+        None => None,
+    };
+    AppError::not_writer(writer.as_deref())
+}

@@ -13,7 +13,7 @@ use super::access::{Auth, require_role};
 use super::error::AppError;
 use super::extract::{ApiPath, JsonBody};
 use crate::auth::Role;
-use crate::ledger::EraseError;
+use crate::ledger::{EraseError, LedgerError};
 use crate::personal::AccessError;
 use crate::rules::Violation;
 
@@ -75,6 +75,7 @@ pub async fn access(
         (status = 413, description = "`payload_too_large`: a body over 4 MiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`not_writer`: a follower of a ledger group; the detail names the writer's address (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn erase(
@@ -99,6 +100,9 @@ pub async fn erase(
             &Violation::new(ErrorCode::InvalidEvent, error.to_string()),
             Vec::new(),
         )),
+        Err(EraseError::Ledger(LedgerError::NotWriter)) => {
+            Err(super::group::not_writer(&state).await)
+        }
         Err(error) => Err(AppError::internal(error)),
     }
 }

@@ -171,14 +171,14 @@ impl Ledger {
         if rotated {
             self.shared.master_key_file.finish_rotation()?;
         }
-        // In a group the erasure is answered only once the stream stores
-        // it; the rotation above is finished whatever happens here, as the
-        // store already holds it.
         // The group's bucket forgets the keys before the erasure is
         // answered; a retry of a failed purge is an erase answered with
         // the first erasure, which purges again.
         self.purge_keys(people.iter().map(|(person, _)| *person).collect())
             .await?;
+        // In a group the erasure is answered only once the stream stores
+        // it; the rotation above is finished whatever happens here, as the
+        // store already holds it.
         if let Some(fenced) = fenced {
             self.replicated_to(head, fenced).await?;
         }

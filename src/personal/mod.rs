@@ -23,6 +23,9 @@
 //!   without its event.
 //! - The data keys in clear: only in this process's memory, wiped when
 //!   dropped.
+//! - In a ledger group, each data key also in the group's key bucket,
+//!   wrapped under the [`GroupKey`] every node holds, and purged from it
+//!   (every revision) by an erasure before it is answered.
 //!
 //! # Erasure and the rotation of the master key
 //!

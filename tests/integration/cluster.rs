@@ -186,7 +186,7 @@ impl Drop for NatsNode {
 /// Three nats-servers clustered on loopback, JetStream on each.
 pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsCluster {
@@ -214,7 +214,7 @@ impl NatsCluster {
                 .expect("the nats-server configuration is written");
             node.spawn();
         }
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self { nodes, dir };
         cluster.wait_for_meta_leader();
         cluster
     }
@@ -272,6 +272,20 @@ impl NatsCluster {
             .iter()
             .map(|node| format!("--- {}\n{}", node.name, tail(&node.log_text(), 40)))
             .collect()
+    }
+}
+
+impl Drop for NatsCluster {
+    /// A failed test leaves the servers' logs and stores behind, and says
+    /// where.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the NATS cluster's logs and stores are kept in {}",
+                self.dir.path().display()
+            );
+        }
     }
 }
 
@@ -509,10 +523,15 @@ impl LedgerGroup {
             config,
             dir,
         };
-        for n in 0..group.nodes.len() {
+        // The first node makes the group's streams and buckets; the others
+        // start once it serves, so that what this suite judges does not
+        // hang on three nodes racing to make them.
+        group.spawn(0);
+        group.nodes[0].wait_serving();
+        for n in 1..group.nodes.len() {
             group.spawn(n);
         }
-        for node in &mut group.nodes {
+        for node in &mut group.nodes[1..] {
             node.wait_serving();
         }
         group.writer();
@@ -599,6 +618,20 @@ impl LedgerGroup {
     }
 }
 
+impl Drop for LedgerGroup {
+    /// A failed test leaves the nodes' logs and stores behind, and says
+    /// where: a group's failure is seldom understood from one log's tail.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the ledger group's logs and stores are kept in {}",
+                self.dir.path().display()
+            );
+        }
+    }
+}
+
 /// The group key every node is given: 32 random bytes, mode 0600.
 fn write_group_key(path: &Path) {
     use std::io::Write;
@@ -613,6 +646,20 @@ fn write_group_key(path: &Path) {
         .expect("the group key is written");
 }
 
+/// A client of the cluster, through whichever of `urls` (comma-separated)
+/// answers.
+async fn connect(urls: &str) -> async_nats::Client {
+    let servers: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(|url| url.parse().expect("a NATS URL"))
+        .collect();
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(servers)
+        .await
+        .expect("the test connects to NATS")
+}
+
 /// A stream's first and last sequence and its message count, as the
 /// cluster reports them; `None` while it does not exist.
 pub fn stream_state(urls: &str, name: &str) -> Option<(u64, u64, u64)> {
@@ -621,11 +668,7 @@ pub fn stream_state(urls: &str, name: &str) -> Option<(u64, u64, u64)> {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(urls)
-            .await
-            .expect("the test connects to NATS");
+        let client = connect(urls).await;
         let js = async_nats::jetstream::new(client);
         let mut stream = js.get_stream(name).await.ok()?;
         let state = stream.info().await.ok()?.state.clone();
@@ -652,11 +695,7 @@ pub fn read_ledger_stream(urls: &str) -> (u64, u64, Vec<Stored>) {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(urls)
-            .await
-            .expect("the test connects to NATS");
+        let client = connect(urls).await;
         let js = jetstream::new(client);
         let mut stream = js
             .get_stream("ROTATION_LEDGER")
@@ -706,11 +745,7 @@ pub fn bucket_history(urls: &str, bucket: &str, key: &str) -> Vec<(Option<String
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(urls)
-            .await
-            .expect("the test connects to NATS");
+        let client = connect(urls).await;
         let js = jetstream::new(client);
         let stream = js
             .get_stream(format!("KV_{bucket}"))

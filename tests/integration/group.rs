@@ -354,12 +354,30 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
 
     let published = publisher.published();
     let receipts = publisher.receipts();
+    // The history is valid and published in order: a rejection means the
+    // group decided an event out of the order it was published in.
+    let rejected: Vec<&Value> = receipts
+        .iter()
+        .filter(|receipt| receipt["status"] == "rejected")
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "a valid history got {} rejections, the first: {:?}",
+        rejected.len(),
+        &rejected[..rejected.len().min(3)]
+    );
     // Every event published is committed before the group is judged.
     let expected = published.iter().collect::<HashSet<_>>().len() as u64 + 1;
     eventually(
         "every published event in ROTATION_LEDGER",
         Duration::from_secs(120),
-        || format!("logs:\n{}", group.logs()),
+        || {
+            format!(
+                "ROTATION_LEDGER (first, last, messages) {:?}, expected {expected}; logs:\n{}",
+                stream_state(&nats.urls(), "ROTATION_LEDGER"),
+                group.logs()
+            )
+        },
         || {
             stream_state(&nats.urls(), "ROTATION_LEDGER")
                 .is_some_and(|(_, last, _)| last >= expected)
@@ -388,14 +406,6 @@ fn a_group_loses_nothing_acknowledged_through_kills_and_a_partition() {
             "{receipt}: the event is in ROTATION_LEDGER at its receipt's position"
         );
     }
-    let rejected: Vec<&Value> = receipts
-        .iter()
-        .filter(|receipt| receipt["status"] == "rejected")
-        .collect();
-    assert!(
-        rejected.is_empty(),
-        "a valid history got rejections: {rejected:?}"
-    );
     for id in &published {
         assert!(positions.contains_key(id), "published event {id} was lost");
     }
@@ -509,6 +519,13 @@ fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
     let head = post_accepted(&group, follower, &jobseeker_registered(21));
     group.wait_caught_up(head, Duration::from_secs(60));
 
+    let held = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
+    assert!(
+        held.iter()
+            .any(|(operation, value)| operation.is_none() && !value.is_empty()),
+        "the key bucket holds the person's wrapped key: {held:?}"
+    );
+
     let access = format!("/v1/persons/{person}");
     for node in &group.nodes {
         let document = node.get_json(&access);
@@ -523,13 +540,6 @@ fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
         );
     }
     assert_same_dashboards(&group, "stoke");
-    let held = bucket_history(&nats.urls(), "ROTATION_KEYS", &person);
-    assert!(
-        held.iter()
-            .any(|(operation, value)| operation.is_none() && !value.is_empty()),
-        "the key bucket holds the person's wrapped key: {held:?}"
-    );
-
     // Only the writer erases; a follower names it.
     let erasure = format!("{access}/erasure");
     let reason = json!({"reason": "the person asked"});

@@ -134,6 +134,9 @@ struct Inner {
     /// What this node does now, for its status entry. A std mutex: held
     /// only to copy or set the value, never across an await.
     role: Mutex<NodeRole>,
+    /// Wakes the status task when the role changes, so the others see a
+    /// new writer at once rather than within the next second.
+    role_changed: tokio::sync::Notify,
 }
 
 impl Node {
@@ -157,22 +160,23 @@ impl Node {
         let client = super::connect(nats, &url, Link::Outbox)
             .await
             .map_err(|e| GroupError::nats("connect", e))?;
-        let js = jetstream::new(client.clone());
-        js.create_or_update_stream(names.ledger_config())
-            .await
-            .map_err(|e| {
-                GroupError::nats(format!("make the stream {}", names.ledger_stream()), e)
-            })?;
-        let keys = keys::KeyBucket::open(
-            &js,
-            &names,
-            options.replicas,
-            Arc::clone(&options.group_key),
-        )
-        .await?;
-        let leases = lease::Leases::open(&js, &names, options.replicas, options.lease)
-            .await
-            .map_err(|e| GroupError::nats("open the lease bucket", e))?;
+        // A cluster just started, or busy, answers its first requests
+        // slowly: more patience than the default, and every step retried.
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build(client.clone());
+        let mut backoff = super::Backoff::new();
+        let never = CancellationToken::new();
+        let (keys, leases) = loop {
+            match Self::open_group(&js, &names, &options).await {
+                Ok(opened) => break opened,
+                Err(error @ GroupError::Nats { .. }) => {
+                    tracing::warn!(%error, "group: cannot join yet; retrying");
+                    backoff.wait(&never).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         tracing::info!(node = %options.node, %url, replicas = options.replicas, "group: joined");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -186,8 +190,30 @@ impl Node {
                 keys,
                 leases,
                 role: Mutex::new(NodeRole::Follower),
+                role_changed: tokio::sync::Notify::new(),
             }),
         })
+    }
+
+    /// Makes (or updates) the replicated `ROTATION_LEDGER` and opens the
+    /// key and lease buckets.
+    async fn open_group(
+        js: &jetstream::Context,
+        names: &Names,
+        options: &GroupOptions,
+    ) -> Result<(keys::KeyBucket, lease::Leases), GroupError> {
+        js.create_or_update_stream(names.ledger_config())
+            .await
+            .map_err(|e| {
+                GroupError::nats(format!("make the stream {}", names.ledger_stream()), e)
+            })?;
+        let keys =
+            keys::KeyBucket::open(js, names, options.replicas, Arc::clone(&options.group_key))
+                .await?;
+        let leases = lease::Leases::open(js, names, options.replicas, options.lease)
+            .await
+            .map_err(|e| GroupError::nats("open the lease bucket", e))?;
+        Ok((keys, leases))
     }
 
     /// This node's name.
@@ -243,6 +269,7 @@ impl Node {
 
     fn set_role(&self, role: NodeRole) {
         *self.inner.role.lock().unwrap_or_else(|e| e.into_inner()) = role;
+        self.inner.role_changed.notify_one();
     }
 
     fn status(&self, ledger: &Ledger) -> NodeStatus {
@@ -475,8 +502,10 @@ impl Node {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => status::put(self.inner.leases.store(), &self.status(&ledger)).await,
+                () = self.inner.role_changed.notified() => {}
+                _ = tick.tick() => {}
             }
+            status::put(self.inner.leases.store(), &self.status(&ledger)).await;
         }
     }
 }
