@@ -298,6 +298,12 @@ impl Ledger {
         &self,
         mut submissions: Vec<Submission>,
     ) -> Result<Vec<Outcome>, LedgerError> {
+        // A follower seals nothing: a data key made here would shadow the
+        // one the writer makes for the same person, which the follower
+        // must install from the group's bucket when the event applies.
+        if self.gate() == Gate::Follower {
+            return Err(LedgerError::NotWriter);
+        }
         // Sealing happens here, on the submitter's thread, so that the
         // writer only commits.
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {

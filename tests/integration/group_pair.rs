@@ -181,8 +181,10 @@ fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies
         role(b_port, "b").as_deref() == Some("follower")
     });
 
-    let mut events = support::scheme_events();
-    let late = events.split_off(events.len() - 1);
+    let events = support::scheme_events();
+    // A registration with a profile, sealed by the writer under a key made
+    // there, though it is sent to the follower.
+    let late = [support::jobseeker_registered(21)];
     let (status, body) = post(a_port, &Value::Array(events));
     assert_eq!(
         status,
@@ -202,7 +204,6 @@ fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies
         get(b_port, "/v1/events").1,
         "both serve the same events"
     );
-
     // A write sent to the follower is answered with the writer's receipts.
     let (status, body) = post(b_port, &late[0]);
     assert_eq!(
@@ -218,6 +219,23 @@ fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies
         "both hold the forwarded event",
         || head(a_port) == written + 1 && head(b_port) == written + 1,
     );
+    // The follower opens the profile the writer sealed.
+    for (n, port) in [(20, a_port), (20, b_port), (21, a_port), (21, b_port)] {
+        let person = format!("/v1/persons/{}", support::uuid(n));
+        let (_, body) = get(port, &person);
+        let document: Value = serde_json::from_str(&body).expect("JSON");
+        let sex = document["stream"]
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["data"]["role"] == "jobseeker"))
+            .map(|e| e["data"]["profile"]["sex"].clone());
+        assert_eq!(
+            sex,
+            Some(json!("female")),
+            "{port} opens the profile: {document}\n{}",
+            logs(&a, Some(&b))
+        );
+    }
+
     let slug = late[0]["partnership"]
         .as_str()
         .expect("a partnership")

@@ -160,22 +160,23 @@ impl Node {
         let client = super::connect(nats, &url, Link::Outbox)
             .await
             .map_err(|e| GroupError::nats("connect", e))?;
-        let js = jetstream::new(client.clone());
-        js.create_or_update_stream(names.ledger_config())
-            .await
-            .map_err(|e| {
-                GroupError::nats(format!("make the stream {}", names.ledger_stream()), e)
-            })?;
-        let keys = keys::KeyBucket::open(
-            &js,
-            &names,
-            options.replicas,
-            Arc::clone(&options.group_key),
-        )
-        .await?;
-        let leases = lease::Leases::open(&js, &names, options.replicas, options.lease)
-            .await
-            .map_err(|e| GroupError::nats("open the lease bucket", e))?;
+        // A cluster just started, or busy, answers its first requests
+        // slowly: more patience than the default, and every step retried.
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build(client.clone());
+        let mut backoff = super::Backoff::new();
+        let never = CancellationToken::new();
+        let (keys, leases) = loop {
+            match Self::open_group(&js, &names, &options).await {
+                Ok(opened) => break opened,
+                Err(error @ GroupError::Nats { .. }) => {
+                    tracing::warn!(%error, "group: cannot join yet; retrying");
+                    backoff.wait(&never).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         tracing::info!(node = %options.node, %url, replicas = options.replicas, "group: joined");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -192,6 +193,27 @@ impl Node {
                 role_changed: tokio::sync::Notify::new(),
             }),
         })
+    }
+
+    /// Makes (or updates) the replicated `ROTATION_LEDGER` and opens the
+    /// key and lease buckets.
+    async fn open_group(
+        js: &jetstream::Context,
+        names: &Names,
+        options: &GroupOptions,
+    ) -> Result<(keys::KeyBucket, lease::Leases), GroupError> {
+        js.create_or_update_stream(names.ledger_config())
+            .await
+            .map_err(|e| {
+                GroupError::nats(format!("make the stream {}", names.ledger_stream()), e)
+            })?;
+        let keys =
+            keys::KeyBucket::open(js, names, options.replicas, Arc::clone(&options.group_key))
+                .await?;
+        let leases = lease::Leases::open(js, names, options.replicas, options.lease)
+            .await
+            .map_err(|e| GroupError::nats("open the lease bucket", e))?;
+        Ok((keys, leases))
     }
 
     /// This node's name.
