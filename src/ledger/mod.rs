@@ -219,11 +219,6 @@ struct Shared {
     /// Where a group's writer sends new data keys (see `group`). A std
     /// lock: only cloned out, never held across an await.
     key_sink: std::sync::RwLock<Option<Arc<dyn KeySink>>>,
-    /// Where a group writer's submissions queue, in the order made, while
-    /// their new data keys go to the key bucket, until each is handed to
-    /// the writer thread. A tokio lock: held across that await, and fair,
-    /// so that the queue keeps its order.
-    hand_off: tokio::sync::Mutex<()>,
 }
 
 impl Ledger {
@@ -293,7 +288,6 @@ impl Ledger {
                 writer: Mutex::new(Some(handle)),
                 gate: watch::Sender::new(group::GateState::SINGLE),
                 key_sink: std::sync::RwLock::new(None),
-                hand_off: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -310,22 +304,13 @@ impl Ledger {
         if self.gate() == Gate::Follower {
             return Err(LedgerError::NotWriter);
         }
-        // A group writer sends new data keys to the key bucket before their
-        // events reach the writer thread, a round trip during which a later
-        // submission without new keys would overtake this one (and be
-        // decided before the registration it follows). Submissions queue
-        // here in the order made until each is handed over.
-        let order = match self.key_sink() {
-            Some(_) => Some(self.shared.hand_off.lock().await),
-            None => None,
-        };
         // Sealing happens here, on the submitter's thread, so that the
         // writer only commits.
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
             submission.seal(&self.shared.keyring);
         }
         self.share_new_keys(&submissions).await?;
-        self.submit_sealed_in_order(submissions, None, order).await
+        self.submit_sealed(submissions, None).await
     }
 
     /// Hands sealed submissions (and a rotation, for an erasure) to the
@@ -336,23 +321,9 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        self.submit_sealed_in_order(submissions, rotation, None)
-            .await
-    }
-
-    /// [`Ledger::submit_sealed`], letting the next submission in `order`
-    /// go once these are handed to the writer.
-    async fn submit_sealed_in_order(
-        &self,
-        submissions: Vec<Submission>,
-        rotation: Option<crate::personal::Rotation>,
-        order: Option<tokio::sync::MutexGuard<'_, ()>>,
-    ) -> Result<Vec<Outcome>, LedgerError> {
         let fenced = self.admits()?;
         let started = std::time::Instant::now();
-        let (outcomes, head) = self
-            .commit_sealed_in_order(submissions, rotation, order)
-            .await?;
+        let (outcomes, head) = self.commit_sealed(submissions, rotation).await?;
         if let Some(fenced) = fenced {
             self.replicated_to(head, fenced).await?;
         }
@@ -368,18 +339,6 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<(Vec<Outcome>, u64), LedgerError> {
-        self.commit_sealed_in_order(submissions, rotation, None)
-            .await
-    }
-
-    /// [`Ledger::commit_sealed`], letting the next submission in `order`
-    /// go once these are handed to the writer.
-    async fn commit_sealed_in_order(
-        &self,
-        submissions: Vec<Submission>,
-        rotation: Option<crate::personal::Rotation>,
-        order: Option<tokio::sync::MutexGuard<'_, ()>>,
-    ) -> Result<(Vec<Outcome>, u64), LedgerError> {
         self.shared.health.check_writable()?;
         let _commits = self.shared.commits.read().await;
         let (reply, answer) = oneshot::channel();
@@ -392,7 +351,6 @@ impl Ledger {
             })
             .await
             .map_err(|_| LedgerError::Closed)?;
-        drop(order);
         let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
         // The flusher publishes the head before it answers, so this head
         // covers every event of the answer (and any duplicate's original).
