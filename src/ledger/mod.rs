@@ -219,6 +219,12 @@ struct Shared {
     /// Where a group's writer sends new data keys (see `group`). A std
     /// lock: only cloned out, never held across an await.
     key_sink: std::sync::RwLock<Option<Arc<dyn KeySink>>>,
+    /// The line submissions keep while a group's writer sends their new
+    /// keys out: a fair lock, taken at a submission's first poll and
+    /// released once it is queued at the writer, so that a submission
+    /// waiting for the key bucket is not overtaken by a later one (a
+    /// registration by the events that depend on it).
+    line: tokio::sync::Mutex<()>,
 }
 
 impl Ledger {
@@ -288,6 +294,7 @@ impl Ledger {
                 writer: Mutex::new(Some(handle)),
                 gate: watch::Sender::new(group::GateState::SINGLE),
                 key_sink: std::sync::RwLock::new(None),
+                line: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -309,8 +316,12 @@ impl Ledger {
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
             submission.seal(&self.shared.keyring);
         }
+        let line = match self.key_sink() {
+            Some(_) => Some(self.shared.line.lock().await),
+            None => None,
+        };
         self.share_new_keys(&submissions).await?;
-        self.submit_sealed(submissions, None).await
+        self.submit_sealed_in_line(submissions, None, line).await
     }
 
     /// Hands sealed submissions (and a rotation, for an erasure) to the
@@ -321,9 +332,21 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<Vec<Outcome>, LedgerError> {
+        self.submit_sealed_in_line(submissions, rotation, None)
+            .await
+    }
+
+    /// As [`Ledger::submit_sealed`], letting the submissions behind in
+    /// `line` go once these are queued at the writer.
+    async fn submit_sealed_in_line(
+        &self,
+        submissions: Vec<Submission>,
+        rotation: Option<crate::personal::Rotation>,
+        line: Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
         let fenced = self.admits()?;
         let started = std::time::Instant::now();
-        let (outcomes, head) = self.commit_sealed(submissions, rotation).await?;
+        let (outcomes, head) = self.commit_in_line(submissions, rotation, line).await?;
         if let Some(fenced) = fenced {
             self.replicated_to(head, fenced).await?;
         }
@@ -339,6 +362,17 @@ impl Ledger {
         submissions: Vec<Submission>,
         rotation: Option<crate::personal::Rotation>,
     ) -> Result<(Vec<Outcome>, u64), LedgerError> {
+        self.commit_in_line(submissions, rotation, None).await
+    }
+
+    /// As [`Ledger::commit_sealed`], letting the submissions behind in
+    /// `line` go once these are queued at the writer.
+    async fn commit_in_line(
+        &self,
+        submissions: Vec<Submission>,
+        rotation: Option<crate::personal::Rotation>,
+        line: Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) -> Result<(Vec<Outcome>, u64), LedgerError> {
         self.shared.health.check_writable()?;
         let _commits = self.shared.commits.read().await;
         let (reply, answer) = oneshot::channel();
@@ -351,6 +385,7 @@ impl Ledger {
             })
             .await
             .map_err(|_| LedgerError::Closed)?;
+        drop(line);
         let outcomes = answer.await.map_err(|_| LedgerError::Closed)??;
         // The flusher publishes the head before it answers, so this head
         // covers every event of the answer (and any duplicate's original).

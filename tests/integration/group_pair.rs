@@ -277,6 +277,21 @@ fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies
     );
     assert_eq!(group["writer"]["node"], "a", "{group}");
 
+    // An erasure is not forwarded: the follower names the writer.
+    let (status, body) = http(
+        &format!("127.0.0.1:{b_port}"),
+        "POST",
+        &format!("/v1/persons/{}/erasure", support::uuid(20)),
+        Some(TOKEN),
+        Some(&json!({"reason": "asked"})),
+    )
+    .expect("b answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("not_writer") && body.contains(&format!("127.0.0.1:{a_port}")),
+        "{body}"
+    );
+
     // The writer dies without a word: the follower takes over and accepts.
     a.kill();
     let killed = Instant::now();

@@ -239,3 +239,123 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::auth::Caller;
+    use crate::ledger::{LedgerOptions, Submission};
+    use crate::nats::group::test_server::NatsServer;
+
+    fn event(n: u64, subject: String, event_type: &str, data: serde_json::Value) -> Submission {
+        let event = json!({"specversion": "1.0",
+            "id": Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x9000_0000_0000_0000 | n),
+            "source": "urn:service:test", "type": event_type, "subject": subject,
+            "time": "2025-03-03T09:00:00Z", "partnership": "north", "data": data});
+        Submission::from_json(event.to_string().into_bytes(), "test", Caller::operator())
+    }
+
+    fn history() -> Vec<Submission> {
+        let mut events = vec![event(
+            0,
+            "partnership/north".into(),
+            "jobrotation.partnership.registered",
+            json!({"name": "North", "areas": ["E06000021"], "members": []}),
+        )];
+        events.extend((1..=3).map(|n| {
+            event(
+                n,
+                format!("person/{}", Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n)),
+                "jobrotation.participant.registered",
+                json!({"role": "jobseeker", "unemployed_since": "2024-06-01", "benefit": "universal_credit"}),
+            )
+        }));
+        events
+    }
+
+    async fn stream(server: &NatsServer, prefix: &str) -> (jetstream::Context, Arc<Names>) {
+        let client = async_nats::connect(server.url()).await.expect("connects");
+        let js = jetstream::new(client);
+        let names = Arc::new(Names::new(prefix).expect("a valid prefix"));
+        js.create_stream(names.ledger_config())
+            .await
+            .expect("the stream is made");
+        (js, names)
+    }
+
+    #[tokio::test]
+    async fn answers_wait_for_the_stream_which_holds_each_event_at_its_position() {
+        let server = NatsServer::start();
+        let (js, names) = stream(&server, "wtest").await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens");
+        ledger.set_gate(Gate::Writer { replicated: 0 });
+        let stop = CancellationToken::new();
+        let publisher = tokio::spawn(publish(
+            ledger.clone(),
+            js.clone(),
+            Arc::clone(&names),
+            stop.clone(),
+        ));
+        for outcome in ledger.submit(history()).await.expect("answered") {
+            assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
+        }
+        // Answered, so stored: the stream holds every position already.
+        let mut stored = js
+            .get_stream(names.ledger_stream())
+            .await
+            .expect("the stream");
+        let last = stored.info().await.expect("its state").state.last_sequence;
+        assert_eq!(last, ledger.head().position);
+        for position in 1..=last {
+            let message = stored.get_raw_message(position).await.expect("a message");
+            let ours = ledger
+                .event_json(position)
+                .expect("reads")
+                .expect("an event");
+            assert_eq!(
+                message.payload.as_ref(),
+                ours.as_ref(),
+                "position {position}"
+            );
+        }
+        stop.cancel();
+        assert_eq!(publisher.await.expect("joins"), Published::Stopped);
+        ledger.close();
+    }
+
+    #[tokio::test]
+    async fn a_stream_another_writer_extended_fences_the_node() {
+        let server = NatsServer::start();
+        let (js, names) = stream(&server, "wfence").await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens");
+        // Committed here as a single ledger: nothing waits for the stream.
+        for outcome in ledger.submit(history()).await.expect("answered") {
+            assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
+        }
+        // Another writer stored its own first event.
+        js.publish("wfence.ledger.north.partnership.registered", "{}".into())
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+        ledger.set_gate(Gate::Writer { replicated: 0 });
+        let published = tokio::time::timeout(
+            Duration::from_secs(10),
+            publish(ledger.clone(), js, names, CancellationToken::new()),
+        )
+        .await
+        .expect("the publisher stops");
+        assert_eq!(published, Published::Fenced);
+        assert_eq!(
+            ledger.gate(),
+            Gate::Follower,
+            "fenced: nothing is acknowledged"
+        );
+        ledger.close();
+    }
+}
