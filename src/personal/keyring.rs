@@ -396,9 +396,9 @@ impl Keyring {
 
     /// Installs a key from the group's key bucket; its wrap under the
     /// master key is committed with the first event sealed under it.
-    /// Whether it was new. A person who holds another key keeps it: that
-    /// one goes with an erasure still to be applied, and the new key is
-    /// asked for again when the event sealed under it is.
+    /// Whether it was new. A person who holds another committed key keeps
+    /// it: that one goes with an erasure still to be applied, and the new
+    /// key is asked for again when the event sealed under it is.
     pub fn install(
         &self,
         person: Uuid,
@@ -412,7 +412,14 @@ impl Keyring {
         let mut key: Key = zeroize::Zeroizing::new([0; 32]);
         key.copy_from_slice(bytes);
         let mut inner = self.write();
-        if inner.keys.contains_key(&person) {
+        // A key never committed here and not the group's was made by a
+        // write this node did not decide (sealed before it lost the
+        // lease): the group's key replaces it.
+        if inner
+            .keys
+            .get(&person)
+            .is_some_and(|held| held.uncommitted.is_none() || held.kid == kid)
+        {
             return Ok(false);
         }
         let wrapped = wrap(&inner.master, person, &kid, &key);

@@ -308,8 +308,17 @@ async fn a_follower_applies_the_stream_opens_profiles_and_loses_erased_keys() {
         );
         async move { follow(&follower, &js, &names, &keys, &stop).await }
     });
+    // A write refused here (the writer decides it) leaves no key of this
+    // node's own to shadow the writer's.
+    follower.set_gate(crate::ledger::Gate::Follower);
+    let refused = follower.submit(vec![registered(3)]).await;
+    assert!(
+        matches!(refused, Err(crate::ledger::LedgerError::NotWriter)),
+        "{refused:?}"
+    );
     submit(&writer.ledger, vec![registered(3), registered(4)]).await;
     reaches(&follower, &writer.ledger).await;
+    assert_eq!(profile(&follower, 3)["birth_year"], 1973);
     assert_eq!(profile(&follower, 4)["birth_year"], 1974);
     assert_eq!(dashboard(&follower), dashboard(&writer.ledger));
 
