@@ -55,8 +55,9 @@ impl Names {
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_messages: 1,
-            // In a group, as many replicas as `ROTATION_IN`: the ingest
-            // cannot start while the anchor's one server is down.
+            // In a group, on as many servers as ROTATION_IN: the writer
+            // checks the anchor before it ingests, so an anchor on one
+            // server would stop ingest whenever that server is down.
             num_replicas: self.replicas,
             ..Default::default()
         }

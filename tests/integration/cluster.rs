@@ -557,6 +557,37 @@ impl LedgerGroup {
         self.nodes[n].wait_serving();
     }
 
+    /// Node `n`'s evaluation dataset, `jobseekers.csv`: the node is
+    /// killed so that `export` may open its store, and started again.
+    pub fn export_jobseekers(&mut self, n: usize) -> String {
+        self.nodes[n].kill();
+        let out = self
+            .dir
+            .path()
+            .join(format!("export-{}", self.nodes[n].name));
+        let key = self.dir.path().join("study.key");
+        std::fs::write(&key, "a study key\n").expect("the study key is written");
+        let output = Command::new(binary())
+            .arg("export")
+            .arg("--data")
+            .arg(&self.nodes[n].data)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key-file")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output()
+            .expect("export runs");
+        assert!(
+            output.status.success(),
+            "{}: export failed: {}",
+            self.nodes[n].name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.restart(n);
+        std::fs::read_to_string(out.join("jobseekers.csv")).expect("jobseekers.csv")
+    }
+
     /// The writer: the one running node that calls itself so, waited for
     /// (a failover takes a lease's time).
     pub fn writer(&self) -> usize {

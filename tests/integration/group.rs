@@ -507,7 +507,7 @@ fn assert_same_dashboards(group: &LedgerGroup, partnership: &str) {
 fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
     let _one_at_a_time = crate::nats::ONE_AT_A_TIME.blocking_lock();
     let nats = NatsCluster::start();
-    let group = LedgerGroup::start(&nats);
+    let mut group = LedgerGroup::start(&nats);
     let writer = group.writer();
     let follower = group.follower();
     for event in scheme_events() {
@@ -540,6 +540,23 @@ fn followers_open_profiles_and_an_erasure_destroys_the_key_everywhere() {
         );
     }
     assert_same_dashboards(&group, "stoke");
+    // A follower's dataset opens the profiles too (both jobseekers are
+    // women).
+    let jobseekers = group.export_jobseekers(follower);
+    let mut lines = jobseekers.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let sex = header
+        .iter()
+        .position(|column| *column == "sex")
+        .expect("a sex column");
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "two jobseekers: {jobseekers}");
+    assert!(
+        rows.iter().all(|row| row[sex] == "female"),
+        "{}'s export opens every profile:\n{jobseekers}",
+        group.nodes[follower].name
+    );
+
     // Only the writer erases; a follower names it.
     let erasure = format!("{access}/erasure");
     let reason = json!({"reason": "the person asked"});
