@@ -243,6 +243,7 @@ impl Server {
             Arc::clone(&config),
             shutdown.clone(),
         );
+        let replicas = node.as_ref().map_or(0, Node::replicas);
         if let Some(node) = node {
             state = state.with_group(node);
         }
@@ -256,6 +257,7 @@ impl Server {
             if nats_args.url.is_some() {
                 checkpoint_tasks.push(tokio::spawn(nats::publish_checkpoints(
                     nats_args,
+                    replicas,
                     checkpoints.subscribe(),
                     shutdown.clone(),
                 )));

@@ -25,6 +25,7 @@ impl Names {
             storage: stream::StorageType::File,
             deny_delete: true,
             allow_direct: true,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -32,9 +33,13 @@ impl Names {
 
 /// Publishes every checkpoint `latest` shows, the current one first,
 /// until `shutdown`; a NATS outage delays publication, and the latest
-/// checkpoint then goes out once it is over.
+/// checkpoint then goes out once it is over. In a ledger group every node
+/// signs the same checkpoints; each goes out with its size as its
+/// `Nats-Msg-Id`, so the stream keeps one copy of each, on `replicas`
+/// servers (0: the server's default, for a single ledger).
 pub async fn publish_checkpoints(
     args: NatsOptions,
+    replicas: usize,
     mut latest: watch::Receiver<Option<Signed>>,
     shutdown: CancellationToken,
 ) {
@@ -42,7 +47,7 @@ pub async fn publish_checkpoints(
         return;
     };
     let names = match Names::new(&args.nats_prefix) {
-        Ok(names) => names,
+        Ok(names) => names.with_replicas(replicas),
         Err(error) => {
             tracing::error!(%error, "cannot publish checkpoints");
             return;
@@ -62,11 +67,20 @@ pub async fn publish_checkpoints(
             loop {
                 let signed = latest.borrow_and_update().clone();
                 if let Some(signed) = signed.filter(|s| Some(s.size) != published) {
-                    js.publish(names.checkpoints_subject(), signed.note.to_string().into())
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(
+                        "Nats-Msg-Id",
+                        format!("checkpoint-{}", signed.size).as_str(),
+                    );
+                    js.publish_with_headers(
+                        names.checkpoints_subject(),
+                        headers,
+                        signed.note.to_string().into(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())?;
                     published = Some(signed.size);
                     backoff.reset();
                 }

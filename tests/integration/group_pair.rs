@@ -140,6 +140,8 @@ fn head(port: u16) -> u64 {
 
 #[test]
 fn a_follower_serves_the_writers_log_forwards_writes_and_takes_over_when_it_dies() {
+    // Its failover is timed: it takes its turn with the other NATS tests.
+    let _one_at_a_time = crate::nats::ONE_AT_A_TIME.blocking_lock();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let nats_port = free_port();
     let _nats = nats_server(dir.path(), nats_port);

@@ -360,27 +360,55 @@ impl KeySink for KeyBucket {
 
     fn publish(&self, keys: Vec<(Uuid, Vec<u8>)>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            try_join_all(
-                keys.into_iter()
-                    .map(|(person, wrapped)| self.store.put(person.to_string(), wrapped.into())),
-            )
+            retried("put a data key in the key bucket", || {
+                try_join_all(keys.iter().map(|(person, wrapped)| {
+                    self.store.put(person.to_string(), wrapped.clone().into())
+                }))
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| format!("cannot put a data key in the key bucket: {e}"))
         })
     }
 
     fn purge(&self, people: Vec<Uuid>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            try_join_all(
-                people
-                    .into_iter()
-                    .map(|person| self.store.purge(person.to_string())),
-            )
+            retried("purge a data key from the key bucket", || {
+                try_join_all(
+                    people
+                        .iter()
+                        .map(|person| self.store.purge(person.to_string())),
+                )
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| format!("cannot purge a data key from the key bucket: {e}"))
         })
+    }
+}
+
+/// How long the writer retries a put or purge in the key bucket before it
+/// fails the submission: long enough for the bucket's stream to elect a
+/// new leader when the server leading it dies (a few seconds), so that a
+/// lost server does not fail a lot of submissions. The submissions behind
+/// it wait in line meanwhile, which keeps their order.
+const SINK_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Runs `attempt` until it succeeds or [`SINK_PATIENCE`] has passed.
+async fn retried<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<(), String>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + SINK_PATIENCE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(%error, "group: cannot {what} yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(error) => return Err(format!("cannot {what}: {error}")),
+        }
     }
 }
 

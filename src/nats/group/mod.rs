@@ -217,6 +217,11 @@ impl Node {
     }
 
     /// This node's name.
+    /// Replicas of the group's streams and buckets.
+    pub fn replicas(&self) -> usize {
+        self.inner.options.replicas
+    }
+
     pub fn name(&self) -> &str {
         &self.inner.options.node
     }
