@@ -324,6 +324,10 @@ const UPKEEP_VARIANTS: [(&str, Upkeep); 2] = [
 ];
 
 pub async fn run(options: BenchOptions) -> Result<()> {
+    ensure!(
+        options.group || !options.only.iter().any(|f| f == "group_append"),
+        "group_append is measured on a ledger group of the bench's own: add --group"
+    );
     let temp;
     let root = match &options.dir {
         Some(dir) => dir.clone(),

