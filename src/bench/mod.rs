@@ -15,6 +15,7 @@
 //! | `startup` | opening the ledger on the log (and the first write answered) | opening the raw log's store on the same events and reading its head |
 //! | `import` | a simulated history imported through all the rules | `append_batched`'s ledger side |
 //! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |
+//! | `group_append` | atomic batches of 1,000 through the writer of a three-node ledger group on a throwaway three-server JetStream cluster of its own (`--group`), each answered once the replicated stream stored it; `p99_ms`: an acknowledged single append | the same batches to a single ledger (no group) in the same run, in turns; `baseline_p99_ms`: its single append |
 //! | `erase` | erasures on a log of 100,000 people with profiles, each durable: `person.erased` and every remaining data key re-wrapped under a new master key, one batch | the same number of key records written raw, one sled batch and flush an erasure |
 //!
 //! Every figure with a raw baseline is measured in interleaved pairs (see
@@ -34,6 +35,7 @@
 //! - [`read`]: `replay`, `startup`, `projection_catchup` and `dashboard_read`.
 //! - [`export`]: `import` and `export`, on a simulated history.
 //! - [`nats`]: `nats_ingest`, against a nats-server.
+//! - [`group`]: `group_append`, on a ledger group of its own.
 //! - [`raw`]: the raw log, the ledger's storage work without its logic.
 //! - [`pairs`]: interleaved runs and the median of their ratios.
 //! - [`synthetic`]: the cheap valid events the append figures submit.
@@ -54,6 +56,7 @@ macro_rules! ensure {
 mod append;
 mod erase;
 mod export;
+mod group;
 pub mod nats;
 mod pairs;
 #[cfg(feature = "peers")]
@@ -105,6 +108,12 @@ pub struct BenchOptions {
     /// `tokio-postgres` connection string or URL); it works in a schema of
     /// its own and drops it afterwards.
     pub postgres: Option<String>,
+    /// Measure `group_append` on a three-node ledger group with a
+    /// three-server JetStream cluster of its own.
+    pub group: bool,
+    /// The nats-server binary `group_append` starts; by default the first
+    /// on `PATH`, or the one under `ROTATION_TOOLS`.
+    pub nats_server: Option<PathBuf>,
     /// Measure only these figures (names from [`FIGURES`]); all when empty.
     /// The log is built by `append_batched` whatever is chosen.
     pub only: Vec<String>,
@@ -123,6 +132,8 @@ impl Default for BenchOptions {
             nats_events: None,
             peers: false,
             postgres: None,
+            group: false,
+            nats_server: None,
             only: Vec::new(),
         }
     }
@@ -141,6 +152,9 @@ pub enum BenchError {
     Import(#[from] ImportError),
     #[error(transparent)]
     Nats(#[from] NatsError),
+    /// The bench's ledger group failed.
+    #[error(transparent)]
+    Group(#[from] crate::nats::group::GroupError),
     /// A JetStream request of `nats_ingest` or its baseline failed.
     #[error("NATS: cannot {what}: {source}")]
     NatsRequest {
@@ -175,7 +189,7 @@ pub enum BenchError {
 type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Every figure's name, in the order they are measured.
-pub const FIGURES: [&str; 17] = [
+pub const FIGURES: [&str; 18] = [
     "append_batched",
     "append_batched_no_tree",
     "append_batched_no_sealing",
@@ -188,6 +202,7 @@ pub const FIGURES: [&str; 17] = [
     "import",
     "export",
     "nats_ingest",
+    "group_append",
     "erase",
     "postgres_append_batched",
     "postgres_append_single",
@@ -309,6 +324,10 @@ const UPKEEP_VARIANTS: [(&str, Upkeep); 2] = [
 ];
 
 pub async fn run(options: BenchOptions) -> Result<()> {
+    ensure!(
+        options.group || !options.only.iter().any(|f| f == "group_append"),
+        "group_append is measured on a ledger group of the bench's own: add --group"
+    );
     let temp;
     let root = match &options.dir {
         Some(dir) => dir.clone(),
@@ -512,6 +531,25 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         figure.p99_ms = Some(measured.lag_p99.as_secs_f64() * 1e3);
         figure.p99_at_per_s = Some(measured.lag_load);
         figures.push(("nats_ingest", figure));
+    }
+    if options.group && options.wants("group_append") {
+        let events = options.events.min(200_000);
+        let server = group::nats_server(options.nats_server.as_deref())?;
+        progress(
+            &options,
+            &format!(
+                "group_append: {events} events in batches of {BATCH} through a three-node group on {}, in {} turns with a single ledger; then {} single appends on each",
+                server.display(),
+                append::TURNS,
+                group::SINGLES
+            ),
+        );
+        let meter = StealMeter::start();
+        let measured = group::group_append(&server, events, &root).await?;
+        let mut figure = Figure::paired(&measured.pairs).stolen(&meter);
+        figure.p99_ms = Some(measured.p99.as_secs_f64() * 1e3);
+        figure.baseline_p99_ms = Some(measured.baseline_p99.as_secs_f64() * 1e3);
+        figures.push(("group_append", figure));
     }
     if options.peers || options.postgres.is_some() {
         let meter = StealMeter::start();

