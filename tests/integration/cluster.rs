@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::browser::http;
-use crate::support::{binary, free_port};
+use crate::support::{append_log, binary, free_port};
 use crate::tools;
 
 /// The admin token every node's configuration knows.
@@ -30,17 +30,6 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A file opened for appending, as a child's output: a restarted process
-/// adds to the log of the one before it.
-fn append(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("a log file")
-        .into()
-}
-
 /// Sends `signal` (`STOP`, `CONT`, `KILL`) to `child` with kill(1), as the
 /// other process tests do, so no signal crate is needed.
 fn signal(child: &Child, signal: &str) {
@@ -49,6 +38,53 @@ fn signal(child: &Child, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "SIG{signal} could not be sent");
+}
+
+/// A server's or node's process, as a machine's: killed without warning
+/// (SIGKILL), frozen (SIGSTOP: its peers see it vanish) and let go
+/// (SIGCONT); killed when dropped.
+#[derive(Default)]
+struct Process {
+    child: Option<Child>,
+    /// Stopped with SIGSTOP: it would accept connections and never answer.
+    stopped: bool,
+}
+
+impl Process {
+    /// Started and not stopped: it answers.
+    fn is_running(&self) -> bool {
+        self.child.is_some() && !self.stopped
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stopped = false;
+    }
+
+    fn stop(&mut self) {
+        signal(self.child.as_ref().expect("a running process"), "STOP");
+        self.stopped = true;
+    }
+
+    fn cont(&mut self) {
+        signal(self.child.as_ref().expect("a running process"), "CONT");
+        self.stopped = false;
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A stopped process cannot die of SIGKILL until it is let go.
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
 }
 
 /// Waits until `check` holds, polling every 100 ms; after `limit` fails
@@ -77,9 +113,7 @@ pub struct NatsNode {
     cluster_port: u16,
     monitor_port: u16,
     dir: PathBuf,
-    child: Option<Child>,
-    /// Stopped with SIGSTOP: it would accept connections and never answer.
-    stopped: bool,
+    process: Process,
 }
 
 impl NatsNode {
@@ -119,15 +153,19 @@ impl NatsNode {
     }
 
     fn spawn(&mut self) {
-        assert!(self.child.is_none(), "{} is running already", self.name);
+        assert!(
+            self.process.child.is_none(),
+            "{} is running already",
+            self.name
+        );
         let child = Command::new(tools::nats_server())
             .arg("-c")
             .arg(self.dir.join("nats.conf"))
             .stdout(Stdio::null())
-            .stderr(append(&self.log()))
+            .stderr(append_log(&self.log()))
             .spawn()
             .expect("nats-server starts");
-        self.child = Some(child);
+        self.process.child = Some(child);
     }
 
     /// The JetStream meta leader this server knows of, if any.
@@ -146,40 +184,22 @@ impl NatsNode {
 
     /// Started and not stopped: it answers.
     pub fn is_running(&self) -> bool {
-        self.child.is_some() && !self.stopped
+        self.process.is_running()
     }
 
-    /// Kills the server without warning (SIGKILL), stopped or not.
+    /// Kills it without warning (SIGKILL), stopped or not.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.stopped = false;
+        self.process.kill();
     }
 
-    /// Freezes the server (SIGSTOP): its peers see it vanish.
+    /// Freezes it (SIGSTOP): a partition, as its peers see it.
     pub fn stop(&mut self) {
-        signal(self.child.as_ref().expect("a running server"), "STOP");
-        self.stopped = true;
+        self.process.stop();
     }
 
-    /// Lets a stopped server go on (SIGCONT).
+    /// Lets it go on (SIGCONT).
     pub fn cont(&mut self) {
-        signal(self.child.as_ref().expect("a running server"), "CONT");
-        self.stopped = false;
-    }
-}
-
-impl Drop for NatsNode {
-    fn drop(&mut self) {
-        // A stopped process cannot die of SIGKILL until it is let go.
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-        }
-        self.kill();
+        self.process.cont();
     }
 }
 
@@ -203,8 +223,7 @@ impl NatsCluster {
                     cluster_port: free_port(),
                     monitor_port: free_port(),
                     dir: node_dir,
-                    child: None,
-                    stopped: false,
+                    process: Process::default(),
                 }
             })
             .collect();
@@ -302,9 +321,7 @@ pub struct LedgerNode {
     pub data: PathBuf,
     pub port: u16,
     log: PathBuf,
-    child: Option<Child>,
-    /// Stopped with SIGSTOP: it would accept connections and never answer.
-    stopped: bool,
+    process: Process,
 }
 
 impl LedgerNode {
@@ -314,7 +331,7 @@ impl LedgerNode {
 
     /// Started and not stopped: it answers.
     pub fn is_running(&self) -> bool {
-        self.child.is_some() && !self.stopped
+        self.process.is_running()
     }
 
     pub fn log_text(&self) -> String {
@@ -322,7 +339,11 @@ impl LedgerNode {
     }
 
     fn spawn(&mut self, urls: &str, group_key: &Path, config: &Path) {
-        assert!(self.child.is_none(), "{} is running already", self.name);
+        assert!(
+            self.process.child.is_none(),
+            "{} is running already",
+            self.name
+        );
         let child = Command::new(binary())
             .args([
                 "serve",
@@ -341,11 +362,11 @@ impl LedgerNode {
             .args(["--http", &self.address()])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(append(&self.log))
-            .stderr(append(&self.log))
+            .stdout(append_log(&self.log))
+            .stderr(append_log(&self.log))
             .spawn()
             .expect("rotation-ledger serve starts");
-        self.child = Some(child);
+        self.process.child = Some(child);
     }
 
     /// Waits until the node answers `/healthz`: it has prepared its store
@@ -356,7 +377,7 @@ impl LedgerNode {
             if self.get("/healthz").0 == 200 {
                 return;
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(Ok(Some(status))) = self.process.child.as_mut().map(Child::try_wait) {
                 panic!(
                     "{} exited with {status}; its log:\n{}",
                     self.name,
@@ -446,37 +467,20 @@ impl LedgerNode {
         (output.status.code(), verdict)
     }
 
-    /// Kills the node without warning (SIGKILL), as a dead host would,
-    /// stopped or not.
+    /// Kills it without warning (SIGKILL), as a dead host would, stopped
+    /// or not.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.stopped = false;
+        self.process.kill();
     }
 
-    /// Freezes the node (SIGSTOP): a partition, as the others see it.
+    /// Freezes it (SIGSTOP): a partition, as the others see it.
     pub fn stop(&mut self) {
-        signal(self.child.as_ref().expect("a running node"), "STOP");
-        self.stopped = true;
+        self.process.stop();
     }
 
-    /// Lets a stopped node go on (SIGCONT).
+    /// Lets it go on (SIGCONT).
     pub fn cont(&mut self) {
-        signal(self.child.as_ref().expect("a running node"), "CONT");
-        self.stopped = false;
-    }
-}
-
-impl Drop for LedgerNode {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-        }
-        self.kill();
+        self.process.cont();
     }
 }
 
@@ -512,8 +516,7 @@ impl LedgerGroup {
                 data: dir.path().join(format!("n{n}")),
                 port: free_port(),
                 log: dir.path().join(format!("n{n}.log")),
-                child: None,
-                stopped: false,
+                process: Process::default(),
             })
             .collect();
         let mut group = Self {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::browser::http;
-use crate::support::{self, binary, free_port};
+use crate::support::{self, append_log, binary, free_port};
 use crate::tools;
 
 const TOKEN: &str = "pair-admin";
@@ -38,15 +38,6 @@ impl Drop for Process {
     }
 }
 
-fn log_file(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("a log file")
-        .into()
-}
-
 fn nats_server(dir: &Path, port: u16) -> Process {
     let config = dir.join("nats.conf");
     std::fs::write(
@@ -62,7 +53,7 @@ fn nats_server(dir: &Path, port: u16) -> Process {
         .arg("-c")
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(log_file(&log))
+        .stderr(append_log(&log))
         .spawn()
         .expect("nats-server starts");
     let process = Process { child, log };
@@ -85,8 +76,8 @@ fn node(dir: &Path, name: &str, port: u16, nats: &str) -> Process {
         .arg(dir.join(name))
         .args(["--http", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "info")
-        .stdout(log_file(&log))
-        .stderr(log_file(&log))
+        .stdout(append_log(&log))
+        .stderr(append_log(&log))
         .spawn()
         .expect("serve --group starts");
     Process { child, log }

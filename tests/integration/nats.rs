@@ -18,7 +18,9 @@ use rotation_ledger::nats::NatsOptions;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, free_port, jobseeker_registered, partnership_registered, person_event};
+use crate::support::{
+    self, append_log, free_port, jobseeker_registered, partnership_registered, person_event,
+};
 use crate::tools;
 
 /// Each of these tests runs a nats-server and a ledger of its own and
@@ -75,7 +77,7 @@ impl NatsServer {
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(append(&log))
+            .stderr(append_log(&log))
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
@@ -105,16 +107,6 @@ impl Drop for NatsServer {
     }
 }
 
-/// A file opened for appending, as a child's output.
-fn append(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("a log file")
-        .into()
-}
-
 /// The ledger binary running `serve --nats` on a data directory.
 struct Serve {
     child: Option<Child>,
@@ -133,8 +125,8 @@ impl Serve {
             .arg(data)
             .args(["--http", &format!("127.0.0.1:{port}"), "--nats", nats_url])
             .env("RUST_LOG", "info")
-            .stdout(append(&log))
-            .stderr(append(&log))
+            .stdout(append_log(&log))
+            .stderr(append_log(&log))
             .spawn()
             .expect("rotation-ledger serve starts");
         wait_for_port(port, "rotation-ledger serve", &log);

@@ -13,6 +13,16 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rotation-ledger"))
 }
 
+/// A file opened for appending, as a child process's output.
+pub fn append_log(path: &Path) -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("a log file")
+        .into()
+}
+
 /// A port nobody listens on at the moment.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

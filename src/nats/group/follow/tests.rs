@@ -4,8 +4,7 @@
 //! catches up from the stream, and opens the profiles with the keys from
 //! the bucket.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,75 +20,9 @@ use super::super::{GroupError, follow::last_sequence};
 use super::{catch_up, follow};
 use crate::auth::Caller;
 use crate::ledger::{Ledger, LedgerOptions, Submission};
+use crate::nats::group::test_server::NatsServer;
 use crate::nats::{Names, NatsOptions};
 use crate::personal::GroupKey;
-
-/// A nats-server with JetStream in a temporary directory, fsync on every
-/// write, from `$ROTATION_TOOLS` (as the integration tests find it).
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let tools = std::env::var_os("ROTATION_TOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools"));
-        let binary = tools.join("venv/bin/nats-server");
-        assert!(
-            binary.exists(),
-            "nats-server not found at {}: run ./scripts/test, which installs it (or set ROTATION_TOOLS)",
-            binary.display()
-        );
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let config = dir.path().join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-                dir.path().join("jetstream")
-            ),
-        )
-        .expect("the configuration is written");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server listens"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The writer of these tests: a single ledger publishing with the outbox,
 /// its new data keys going to the bucket.
