@@ -8,7 +8,7 @@
 //!
 //! A follower commits whenever the stream has nothing more pending for it
 //! (so it stays within milliseconds of the writer) and when a batch is
-//! full (so a long stream is caught up at replay speed).
+//! full (so a long stream is caught up in large batches).
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;

@@ -4,7 +4,7 @@
 //! head's hash. Otherwise (it does not open, it holds events the stream
 //! never stored, or it went another way) it is moved aside, whole, into
 //! `<data>/dropped/<unix time>/` for the operator, and the node rebuilds
-//! from the stream through [`Ledger::apply`] at replay speed.
+//! from the stream through [`Ledger::apply`].
 //!
 //! sled cannot truncate a log, so moving the store aside and rebuilding is
 //! the one mechanism by which a node drops events: they were committed
