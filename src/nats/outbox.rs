@@ -471,7 +471,97 @@ async fn reconcile(
     }
 }
 
-type AckFuture = BoxFuture<'static, (u64, Result<PublishAck, PublishError>)>;
+/// The ack of a read's last message: its position and the stream's answer.
+pub(super) type AckFuture = BoxFuture<'static, (u64, Result<PublishAck, PublishError>)>;
+
+/// Why a burst of publishes stopped.
+#[derive(Debug)]
+pub(super) enum BurstError {
+    Store(StoreError),
+    Publish {
+        position: u64,
+        source: PublishError,
+    },
+    Send {
+        position: u64,
+        source: async_nats::client::PublishError,
+    },
+}
+
+impl From<StoreError> for BurstError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl From<BurstError> for SessionError {
+    fn from(error: BurstError) -> Self {
+        match error {
+            BurstError::Store(error) => Self::Store(error),
+            BurstError::Publish { position, source } => Self::Publish { position, source },
+            BurstError::Send { position, source } => Self::Send { position, source },
+        }
+    }
+}
+
+/// Publishes `feed`'s items after `*next` up to `high`, read in chunks of
+/// [`READ_CHUNK`] while there is a backlog (one store read per event would
+/// cost more than the publish) and fewer than [`WINDOW`] are unconfirmed
+/// past `confirmed`. Each message expects `expected(position)` as the
+/// stream's last sequence; only a chunk's last asks for an ack, pushed on
+/// `inflight`, the others are plain publishes on the same connection.
+/// Moves `*next` to the last position sent. The ledger's outboxes and a
+/// group's writer publish through it.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn publish_burst(
+    feed: Feed,
+    ledger: &Ledger,
+    js: &jetstream::Context,
+    names: &Names,
+    high: u64,
+    confirmed: u64,
+    next: &mut u64,
+    mut expected: impl FnMut(u64) -> u64,
+    inflight: &mut FuturesOrdered<AckFuture>,
+) -> Result<(), BurstError> {
+    loop {
+        let unconfirmed = usize::try_from(*next - confirmed).unwrap_or(usize::MAX);
+        let room = WINDOW.saturating_sub(unconfirmed);
+        let backlog = usize::try_from(high.saturating_sub(*next)).unwrap_or(usize::MAX);
+        let take = room.min(READ_CHUNK).min(backlog);
+        if take == 0 || take < READ_CHUNK.min(backlog) {
+            return Ok(());
+        }
+        let items = feed.read(ledger, names, *next, take)?;
+        let Some(last) = items.last().map(|item| item.position) else {
+            return Ok(());
+        };
+        for item in items {
+            let position = item.position;
+            let mut headers = item.headers;
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                async_nats::HeaderValue::from(expected(position)),
+            );
+            if position == last {
+                let publish = PublishMessage::build()
+                    .payload(item.payload)
+                    .headers(headers);
+                let ack = js
+                    .send_publish(item.subject, publish)
+                    .await
+                    .map_err(|source| BurstError::Publish { position, source })?;
+                inflight.push_back(Box::pin(async move { (position, ack.await) }));
+            } else {
+                js.client()
+                    .publish_with_headers(item.subject, headers, item.payload)
+                    .await
+                    .map_err(|source| BurstError::Send { position, source })?;
+            }
+            *next = position;
+        }
+    }
+}
 
 /// One publishing session: reconcile, then publish until an error or the
 /// end of the grace period.
@@ -498,46 +588,22 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let high = feed.high(ledger);
-        loop {
-            // Read in chunks while there is a backlog: one store read per
-            // event would cost more than the publish.
-            let unconfirmed = usize::try_from(next - cursor.position).unwrap_or(usize::MAX);
-            let room = WINDOW.saturating_sub(unconfirmed);
-            let backlog = usize::try_from(high.saturating_sub(next)).unwrap_or(usize::MAX);
-            let take = room.min(READ_CHUNK).min(backlog);
-            if take == 0 || take < READ_CHUNK.min(backlog) {
-                break;
-            }
-            let items = feed.read(ledger, names, next, take)?;
-            let Some(last) = items.last().map(|item| item.position) else {
-                break;
-            };
-            for item in items {
-                let position = item.position;
-                let mut headers = item.headers;
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
-                    async_nats::HeaderValue::from(last_seq),
-                );
-                if position == last {
-                    let publish = PublishMessage::build()
-                        .payload(item.payload)
-                        .headers(headers);
-                    let ack = js
-                        .send_publish(item.subject, publish)
-                        .await
-                        .map_err(|source| SessionError::Publish { position, source })?;
-                    inflight.push_back(Box::pin(async move { (position, ack.await) }));
-                } else {
-                    js.client()
-                        .publish_with_headers(item.subject, headers, item.payload)
-                        .await
-                        .map_err(|source| SessionError::Send { position, source })?;
-                }
-                next = position;
+        publish_burst(
+            feed,
+            ledger,
+            js,
+            names,
+            high,
+            cursor.position,
+            &mut next,
+            |_| {
+                let expected = last_seq;
                 last_seq += 1;
-            }
-        }
+                expected
+            },
+            &mut inflight,
+        )
+        .await?;
         let until = deadline.at();
         if until.is_some() && next == cursor.position && next >= feed.high(ledger) {
             return Ok(());

@@ -27,20 +27,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::super::outbox::{Feed, WINDOW};
+use super::super::outbox::{AckFuture, BurstError, Feed, publish_burst};
 use super::super::{Backoff, Names, SHUTDOWN_GRACE};
 use crate::ledger::{Gate, Ledger};
-
-/// How many events one read takes.
-const READ_CHUNK: usize = 512;
 
 /// How a publisher stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +63,22 @@ enum SessionError {
     WrongLast(u64),
     #[error(transparent)]
     Store(#[from] crate::ledger::StoreError),
+}
+
+impl From<BurstError> for SessionError {
+    fn from(error: BurstError) -> Self {
+        match error {
+            BurstError::Store(error) => Self::Store(error),
+            BurstError::Publish { position, source } => Self::Publish {
+                position,
+                message: source.to_string(),
+            },
+            BurstError::Send { position, source } => Self::Publish {
+                position,
+                message: source.to_string(),
+            },
+        }
+    }
 }
 
 /// Publishes until `stop` (then for at most [`SHUTDOWN_GRACE`] while
@@ -136,8 +147,6 @@ async fn start(ledger: &Ledger, stream: &stream::Stream) -> Result<u64, SessionE
     Ok(last)
 }
 
-type AckFuture = BoxFuture<'static, (u64, Result<bool, (PublishErrorKind, String)>)>;
-
 async fn session(
     ledger: &Ledger,
     js: &jetstream::Context,
@@ -158,54 +167,18 @@ async fn session(
     let mut watching = true;
     loop {
         let high = ledger.head().position;
-        loop {
-            let unconfirmed = usize::try_from(next - confirmed).unwrap_or(usize::MAX);
-            let room = WINDOW.saturating_sub(unconfirmed);
-            let backlog = usize::try_from(high.saturating_sub(next)).unwrap_or(usize::MAX);
-            let take = room.min(READ_CHUNK).min(backlog);
-            if take == 0 || take < READ_CHUNK.min(backlog) {
-                break;
-            }
-            let items = Feed::Events.read(ledger, names, next, take)?;
-            let Some(last) = items.last().map(|item| item.position) else {
-                break;
-            };
-            for item in items {
-                let position = item.position;
-                let mut headers = item.headers;
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
-                    async_nats::HeaderValue::from(position - 1),
-                );
-                if position == last {
-                    let message = PublishMessage::build()
-                        .payload(item.payload)
-                        .headers(headers);
-                    let ack = js.send_publish(item.subject, message).await.map_err(|e| {
-                        SessionError::Publish {
-                            position,
-                            message: e.to_string(),
-                        }
-                    })?;
-                    inflight.push_back(Box::pin(async move {
-                        let ack = ack
-                            .await
-                            .map(|ack| ack.duplicate)
-                            .map_err(|e| (e.kind(), e.to_string()));
-                        (position, ack)
-                    }));
-                } else {
-                    js.client()
-                        .publish_with_headers(item.subject, headers, item.payload)
-                        .await
-                        .map_err(|e| SessionError::Publish {
-                            position,
-                            message: e.to_string(),
-                        })?;
-                }
-                next = position;
-            }
-        }
+        publish_burst(
+            Feed::Events,
+            ledger,
+            js,
+            names,
+            high,
+            confirmed,
+            &mut next,
+            |position| position - 1,
+            &mut inflight,
+        )
+        .await?;
         let until = stop
             .is_cancelled()
             .then(|| *grace.get_or_init(|| Instant::now() + SHUTDOWN_GRACE));
@@ -216,16 +189,21 @@ async fn session(
             biased;
             Some((position, ack)) = inflight.next(), if !inflight.is_empty() => {
                 match ack {
-                    Ok(false) => {
+                    Ok(ack) if !ack.duplicate => {
                         confirmed = position;
                         ledger.set_replicated(position);
                         backoff.reset();
                     }
-                    Ok(true) => return Err(SessionError::Duplicate(position)),
-                    Err((PublishErrorKind::WrongLastSequence, _)) => {
+                    Ok(_) => return Err(SessionError::Duplicate(position)),
+                    Err(error) if matches!(error.kind(), PublishErrorKind::WrongLastSequence) => {
                         return Err(SessionError::WrongLast(position));
                     }
-                    Err((_, message)) => return Err(SessionError::Publish { position, message }),
+                    Err(error) => {
+                        return Err(SessionError::Publish {
+                            position,
+                            message: error.to_string(),
+                        });
+                    }
                 }
             }
             changed = durable.changed(), if watching => {
