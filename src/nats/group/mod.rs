@@ -409,6 +409,15 @@ impl Node {
         shutdown: &CancellationToken,
     ) -> Result<Option<Ended>, GroupError> {
         let inner = &self.inner;
+        // This node's rejections are named apart from every other node's.
+        let origin = match outbox::rejection_origin(ledger, &inner.options.node) {
+            Ok(origin) => origin,
+            Err(error) => {
+                inner.leases.release(held).await;
+                return Err(error.into());
+            }
+        };
+        let rejection_names = Arc::new(inner.names.as_ref().clone().with_rejection_origin(origin));
         let head = ledger.head().position;
         ledger.set_gate(Gate::Writer { replicated: head });
         let sink: Arc<dyn KeySink> = Arc::new(inner.keys.clone());
@@ -458,7 +467,7 @@ impl Node {
             outbox::Feed::Rejections,
             ledger.clone(),
             publish_js,
-            Arc::clone(&inner.names),
+            rejection_names,
             drain.clone(),
         ));
 
