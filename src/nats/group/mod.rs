@@ -334,6 +334,14 @@ impl Node {
             match follow::catch_up(ledger, &inner.js, &inner.names, &inner.keys).await {
                 Ok(head) => {
                     tracing::info!(node = %inner.options.node, head = head.position, "group: took the lease; writing");
+                    // Holding the whole stream now, the writer puts every
+                    // key of its history the bucket lacks (a ledger made
+                    // into a group that did not start as the stream's
+                    // whole). A failure costs only those profiles on the
+                    // other nodes, until the next writer tries again.
+                    if let Err(error) = inner.keys.share_held(ledger).await {
+                        tracing::warn!(%error, "group: cannot put this ledger's data keys in the key bucket");
+                    }
                 }
                 Err(GroupError::AheadOfStream { head, stored }) => {
                     tracing::warn!(
