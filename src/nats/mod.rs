@@ -151,6 +151,11 @@ pub(crate) struct Names {
     /// Replicas of the streams this ledger makes; 0 leaves it to the
     /// server (one). A group's (`--replicas`).
     replicas: usize,
+    /// What names this ledger's rejections in `ROTATION_REJECTED` among
+    /// other ledgers': a group node's name and store (see
+    /// [`outbox::rejection_origin`]). `None` for a single ledger, the only
+    /// publisher of its rejections.
+    rejection_origin: Option<String>,
 }
 
 impl Names {
@@ -166,6 +171,7 @@ impl Names {
             prefix: prefix.to_owned(),
             streams: prefix.to_ascii_uppercase().replace('-', "_"),
             replicas: 0,
+            rejection_origin: None,
         })
     }
 
@@ -173,6 +179,39 @@ impl Names {
     pub(crate) fn with_replicas(mut self, replicas: usize) -> Self {
         self.replicas = replicas;
         self
+    }
+
+    /// The same names, for the rejections of the ledger `origin` names.
+    pub(crate) fn with_rejection_origin(mut self, origin: String) -> Self {
+        self.rejection_origin = Some(origin);
+        self
+    }
+
+    /// The `Nats-Msg-Id` of this ledger's rejection `seq`:
+    /// `rejection-<seq>` for a single ledger (contract), and
+    /// `rejection-<origin>-<seq>` for a group node, whose sequence numbers
+    /// are its own and would otherwise meet another node's in the
+    /// stream's duplicate window.
+    fn rejection_id(&self, seq: u64) -> String {
+        match &self.rejection_origin {
+            Some(origin) => format!("rejection-{origin}-{seq}"),
+            None => format!("rejection-{seq}"),
+        }
+    }
+
+    /// The sequence number of a rejection this ledger published, from its
+    /// `Nats-Msg-Id`; `None` for another ledger's.
+    fn rejection_seq(&self, msg_id: &str) -> Option<u64> {
+        let rest = msg_id.strip_prefix("rejection-")?;
+        let seq = match &self.rejection_origin {
+            Some(origin) => rest.strip_prefix(origin.as_str())?.strip_prefix('-')?,
+            None => rest,
+        };
+        // Digits only: `u64::from_str` would take a leading `+` too.
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        seq.parse().ok()
     }
 
     /// The first token of every subject.

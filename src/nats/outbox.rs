@@ -22,7 +22,8 @@
 //! Three mechanisms together keep each stream an exact, in-order copy:
 //!
 //! - **Deduplication.** Every message carries `Nats-Msg-Id` (the event id,
-//!   or `rejection-<seq>`) and the streams keep ids for
+//!   or the rejection's: `rejection-<seq>`, and `rejection-<node>-<store>-<seq>`
+//!   on a group node, see [`rejection_origin`]) and the streams keep ids for
 //!   [`DUPLICATE_WINDOW`](super::DUPLICATE_WINDOW). What a crash or an
 //!   outage can make the outbox publish twice is what it had published but
 //!   not yet recorded in its cursor: at most a window of in-flight publishes
@@ -204,7 +205,7 @@ impl Feed {
     /// The position a message of the stream stands for, when it is one this
     /// ledger published: for events, the id in the message must be the id
     /// of the ledger's event at that position.
-    fn position_of(self, ledger: &Ledger, message: &StreamMessage) -> Option<u64> {
+    fn position_of(self, ledger: &Ledger, names: &Names, message: &StreamMessage) -> Option<u64> {
         let msg_id = message
             .headers
             .get(async_nats::header::NATS_MESSAGE_ID)?
@@ -221,11 +222,40 @@ impl Feed {
                 (ours.id == msg_id).then_some(routing.position)
             }
             Self::Rejections => {
-                let seq: u64 = msg_id.strip_prefix("rejection-")?.parse().ok()?;
+                let seq = names.rejection_seq(&msg_id)?;
                 (seq <= self.high(ledger)).then_some(seq)
             }
         }
     }
+}
+
+/// The checkpoint holding this store's own name among a group's: random,
+/// made once, kept as long as the store.
+const STORE_NAME: &str = "nats-rejection-store";
+
+/// What names a group node's rejections in `ROTATION_REJECTED`: its node
+/// name and its store's name (made and flushed on first use). Each node
+/// numbers its rejections itself, so the number alone would meet another
+/// node's, or the same node's from before a rebuild (which starts the
+/// numbers again), within the stream's duplicate window and be dropped as
+/// a duplicate. A restart of the same store names them as before, so a
+/// rejection published again after a crash is still recognised.
+pub(super) fn rejection_origin(ledger: &Ledger, node: &str) -> Result<String, StoreError> {
+    let store = match ledger.checkpoint(STORE_NAME)? {
+        Some(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => {
+            let made = format!("{:016x}", rand::random::<u64>());
+            ledger.save_checkpoint(STORE_NAME, made.as_bytes(), true)?;
+            made
+        }
+    };
+    // A header value is one line; the name's other characters stay, as
+    // the store's part already keeps two nodes apart.
+    let node: String = node
+        .chars()
+        .map(|c| if c.is_control() || c == ' ' { '_' } else { c })
+        .collect();
+    Ok(format!("{node}-{store}"))
 }
 
 /// A committed event's message, deduplicated by its id.
@@ -255,7 +285,7 @@ fn rejection_item(names: &Names, record: &crate::ledger::RejectionRecord) -> Ite
     let mut headers = HeaderMap::new();
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
-        format!("rejection-{}", record.seq),
+        names.rejection_id(record.seq),
     );
     headers.insert(ERROR_CODE_HEADER, record.code.as_str());
     headers.insert(ERROR_HEADER, header_text(&record.message));
@@ -432,6 +462,7 @@ impl Cursor {
 async fn reconcile(
     feed: Feed,
     ledger: &Ledger,
+    names: &Names,
     stream: &stream::Stream,
     cursor: u64,
 ) -> Result<(u64, u64), SessionError> {
@@ -457,7 +488,7 @@ async fn reconcile(
             return Ok((cursor, last_seq));
         }
     };
-    match feed.position_of(ledger, &last) {
+    match feed.position_of(ledger, names, &last) {
         Some(position) => {
             if position != cursor {
                 tracing::info!(feed = ?feed, cursor, stream_holds = position, "outbox cursor reconciled with the stream");
@@ -578,7 +609,7 @@ async fn session(
         .get_or_create_stream(feed.config(names))
         .await
         .map_err(|e| SessionError::Stream(e.to_string()))?;
-    let (start, mut last_seq) = reconcile(feed, ledger, &stream, cursor.position).await?;
+    let (start, mut last_seq) = reconcile(feed, ledger, names, &stream, cursor.position).await?;
     cursor.position = start;
     let mut next = start;
     let mut inflight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
@@ -636,6 +667,118 @@ async fn session(
             () = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
                 return Err(SessionError::GraceOver);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Caller;
+    use crate::ledger::{LedgerOptions, Submission};
+    use crate::nats::group::test_server::NatsServer;
+
+    /// A ledger that has rejected one submission: its rejection 1.
+    async fn rejecting(dir: &std::path::Path) -> Ledger {
+        let ledger = Ledger::open(dir, LedgerOptions::default()).expect("opens");
+        let refused = Submission::from_json(b"not an event".to_vec(), "test", Caller::operator());
+        let outcomes = ledger.submit(vec![refused]).await.expect("answered");
+        assert!(outcomes[0].rejection.is_some(), "the submission is refused");
+        assert_eq!(ledger.rejections(0).count(), 1);
+        ledger
+    }
+
+    /// Runs the rejection outbox until it has published what is durable.
+    async fn publish_rejections(ledger: &Ledger, js: &jetstream::Context, names: &Arc<Names>) {
+        let drain = CancellationToken::new();
+        drain.cancel();
+        let published = run(
+            Feed::Rejections,
+            ledger.clone(),
+            js.clone(),
+            Arc::clone(names),
+            drain,
+        );
+        tokio::time::timeout(Duration::from_secs(20), published)
+            .await
+            .expect("the outbox stops within its grace");
+    }
+
+    async fn message_ids(js: &jetstream::Context, names: &Names) -> Vec<String> {
+        let stream = js
+            .get_stream(names.rejected_stream())
+            .await
+            .expect("the stream");
+        let last = stream
+            .get_info()
+            .await
+            .expect("its state")
+            .state
+            .last_sequence;
+        let mut ids = Vec::new();
+        for seq in 1..=last {
+            let message = stream.get_raw_message(seq).await.expect("a message");
+            let id = message
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .expect("a message id");
+            ids.push(id.as_str().to_owned());
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn rejections_of_two_nodes_with_the_same_number_both_reach_the_stream() {
+        let server = NatsServer::start();
+        let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+        let names = Names::new("rtwo").expect("a valid prefix");
+        let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (n1, n2) = (rejecting(dir1.path()).await, rejecting(dir2.path()).await);
+        let named = |ledger: &Ledger, node: &str| {
+            let origin = rejection_origin(ledger, node).expect("the store's name");
+            Arc::new(names.clone().with_rejection_origin(origin))
+        };
+        let (names1, names2) = (named(&n1, "n1"), named(&n2, "n2"));
+        publish_rejections(&n1, &js, &names1).await;
+        publish_rejections(&n2, &js, &names2).await;
+        let ids = message_ids(&js, &names).await;
+        assert_eq!(ids, [names1.rejection_id(1), names2.rejection_id(1)]);
+        assert!(ids[0].starts_with("rejection-n1-") && ids[0].ends_with("-1"));
+        assert!(ids[1].starts_with("rejection-n2-") && ids[1].ends_with("-1"));
+
+        // n1 restarts having lost its cursor; the stream's last message is
+        // n2's, so n1 sends its rejection 1 again, under the same id, and
+        // the stream drops the repeat.
+        n1.close();
+        let n1 = Ledger::open(dir1.path(), LedgerOptions::default()).expect("opens again");
+        let again = named(&n1, "n1");
+        assert_eq!(again.rejection_id(1), names1.rejection_id(1));
+        n1.save_checkpoint("nats-rejections", &0u64.to_be_bytes(), true)
+            .expect("the cursor is reset");
+        publish_rejections(&n1, &js, &again).await;
+        assert_eq!(message_ids(&js, &names).await, ids);
+        n1.close();
+        n2.close();
+    }
+
+    #[test]
+    fn a_rejection_id_is_read_back_only_by_the_ledger_that_named_it() {
+        let single = Names::new("rotation").expect("a valid prefix");
+        let n1 = single.clone().with_rejection_origin("n1-00ff".into());
+        let n1b = single.clone().with_rejection_origin("n1-b-00ff".into());
+        assert_eq!(single.rejection_id(7), "rejection-7");
+        assert_eq!(n1.rejection_id(7), "rejection-n1-00ff-7");
+        for (names, id, seq) in [
+            (&single, "rejection-7", Some(7)),
+            (&single, "rejection-n1-00ff-7", None),
+            (&single, "rejection-+7", None),
+            (&n1, "rejection-n1-00ff-7", Some(7)),
+            (&n1, "rejection-7", None),
+            (&n1, "rejection-n1-b-00ff-7", None),
+            (&n1b, "rejection-n1-b-00ff-7", Some(7)),
+            (&n1b, "rejection-n1-00ff-7", None),
+        ] {
+            assert_eq!(names.rejection_seq(id), seq, "{id}");
         }
     }
 }

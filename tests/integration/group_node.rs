@@ -53,10 +53,37 @@ async fn durable_at(ledger: &TempLedger, position: u64) {
     .expect("the ledger is open");
 }
 
+/// The setup the tests here share: a node that has committed the
+/// scheme's history as a single ledger, that history as stored, and the
+/// group key beside its store.
+struct Scheme {
+    node: TempLedger,
+    events: Vec<Vec<u8>>,
+    key: GroupKey,
+}
+
+impl Scheme {
+    async fn new() -> Self {
+        let node = TempLedger::new();
+        scheme(&node).await;
+        let events = stored(&node, 0);
+        let key = group_key(node.path());
+        Self { node, events, key }
+    }
+
+    /// The same, made the group's writer with the stream holding its whole
+    /// log; and its head.
+    async fn writer() -> (TempLedger, u64) {
+        let Self { node, .. } = Self::new().await;
+        let head = node.ledger.head().position;
+        node.ledger.set_gate(Gate::Writer { replicated: head });
+        (node, head)
+    }
+}
+
 #[tokio::test]
 async fn a_follower_refuses_every_write_and_commits_nothing() {
-    let node = TempLedger::new();
-    scheme(&node).await;
+    let Scheme { node, .. } = Scheme::new().await;
     let head = node.ledger.head();
     node.ledger.set_gate(Gate::Follower);
     assert_eq!(node.ledger.gate(), Gate::Follower);
@@ -88,10 +115,7 @@ async fn a_follower_refuses_every_write_and_commits_nothing() {
 
 #[tokio::test]
 async fn a_writers_answer_waits_until_the_stream_stores_its_position() {
-    let node = TempLedger::new();
-    scheme(&node).await;
-    let before = node.ledger.head().position;
-    node.ledger.set_gate(Gate::Writer { replicated: before });
+    let (node, before) = Scheme::writer().await;
 
     let ledger = node.ledger.clone();
     let body = referred(20);
@@ -133,10 +157,7 @@ async fn a_writers_answer_waits_until_the_stream_stores_its_position() {
 
 #[tokio::test]
 async fn a_duplicate_of_an_unstored_event_waits_too() {
-    let node = TempLedger::new();
-    scheme(&node).await;
-    let before = node.ledger.head().position;
-    node.ledger.set_gate(Gate::Writer { replicated: before });
+    let (node, before) = Scheme::writer().await;
     let body = referred(20);
 
     let ledger = node.ledger.clone();
@@ -158,10 +179,7 @@ async fn a_duplicate_of_an_unstored_event_waits_too() {
 
 #[tokio::test]
 async fn losing_the_lease_fails_every_answer_still_waiting() {
-    let node = TempLedger::new();
-    scheme(&node).await;
-    let before = node.ledger.head().position;
-    node.ledger.set_gate(Gate::Writer { replicated: before });
+    let (node, before) = Scheme::writer().await;
 
     let ledger = node.ledger.clone();
     let body = referred(20);
@@ -197,8 +215,7 @@ async fn a_single_ledger_answers_without_waiting_for_any_stream() {
 
 #[tokio::test]
 async fn an_apply_of_a_writers_events_gives_the_same_log() {
-    let writer = TempLedger::new();
-    scheme(&writer).await;
+    let Scheme { node: writer, .. } = Scheme::new().await;
     for body in [
         referred(20),
         release_started(100, 200, 10),
@@ -235,9 +252,7 @@ async fn an_apply_of_a_writers_events_gives_the_same_log() {
 
 #[tokio::test]
 async fn an_apply_refuses_a_broken_chain_naming_the_position() {
-    let writer = TempLedger::new();
-    scheme(&writer).await;
-    let events = stored(&writer, 0);
+    let Scheme { events, .. } = Scheme::new().await;
 
     // A gap: position 3 missing.
     let follower = TempLedger::new();
@@ -266,8 +281,7 @@ async fn an_apply_refuses_a_broken_chain_naming_the_position() {
     assert!(follower.ledger.head().position <= 3);
 
     // An event of another log entirely, after this head.
-    let other = TempLedger::new();
-    scheme(&other).await;
+    let Scheme { node: other, .. } = Scheme::new().await;
     let follower = TempLedger::new();
     apply(&follower, &events[..2]).await.unwrap();
     match apply(&follower, &stored(&other, 2)).await {
@@ -319,11 +333,11 @@ fn person(n: u128) -> Uuid {
 
 #[tokio::test]
 async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
-    let writer = TempLedger::new();
-    scheme(&writer).await;
+    let Scheme {
+        node: writer, key, ..
+    } = Scheme::new().await;
     assert_eq!(writer.code(&jobseeker_registered(21)).await, "accepted");
     let events = stored(&writer, 0);
-    let key = group_key(writer.path());
 
     let follower = TempLedger::new();
     let missing: Vec<Uuid> = events
@@ -381,10 +395,11 @@ async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
 
 #[tokio::test]
 async fn a_follower_opens_profiles_with_keys_installed_from_the_writer() {
-    let writer = TempLedger::new();
-    scheme(&writer).await;
-    let events = stored(&writer, 0);
-    let key = group_key(writer.path());
+    let Scheme {
+        node: writer,
+        events,
+        key,
+    } = Scheme::new().await;
 
     let follower = TempLedger::new();
     install_missing(&writer, &follower, &events, &key);
@@ -408,11 +423,12 @@ async fn a_follower_opens_profiles_with_keys_installed_from_the_writer() {
 
 #[tokio::test]
 async fn an_applied_erasure_destroys_the_key_and_rotates_the_master_key() {
-    let writer = TempLedger::new();
-    scheme(&writer).await;
-    let key = group_key(writer.path());
+    let Scheme {
+        node: writer,
+        events: before,
+        key,
+    } = Scheme::new().await;
     let follower = TempLedger::new();
-    let before = stored(&writer, 0);
     install_missing(&writer, &follower, &before, &key);
     apply(&follower, &before).await.unwrap();
     assert!(follower.ledger.keyring().holds(person(20)));
@@ -536,6 +552,7 @@ async fn a_writer_shares_new_keys_before_committing_and_purges_erased_ones() {
 
 #[tokio::test]
 async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_erasure() {
+    // Its own history: the retractions below name its events' ids.
     let writer = TempLedger::new();
     let events = scheme_events();
     for body in &events {

@@ -214,6 +214,90 @@ impl KeyBucket {
         Ok(installed)
     }
 
+    /// Puts in the bucket every data key `ledger` holds that the bucket
+    /// has never held: the keys of a ledger's own history from before it
+    /// joined the group, which no writer's [`KeySink`] ever saw. Only a
+    /// ledger holding the whole stream calls it (the writer after its
+    /// catch-up; a node whose store is the stream at start), so every
+    /// erasure in the log is applied there and every key it holds is a
+    /// living person's. Each put expects the key to have no entry at all
+    /// (revision 0): a key put by a writer meanwhile is kept, and an
+    /// erased person's purge marker is never overwritten. Returns how
+    /// many keys were put.
+    pub(super) async fn share_held(&self, ledger: &Ledger) -> Result<u64, GroupError> {
+        let people = ledger.keyring().people();
+        if people.is_empty() {
+            return Ok(0);
+        }
+        let held = self.names_held().await?;
+        let missing: Vec<(Uuid, Vec<u8>)> = people
+            .into_iter()
+            .filter(|person| !held.contains(person))
+            .filter_map(|person| Some((person, ledger.export_key(person, &self.group_key)?)))
+            .collect();
+        let mut shared = 0;
+        for chunk in missing.chunks(SHARE_CHUNK) {
+            let puts = chunk.iter().map(|(person, wrapped)| async move {
+                match self
+                    .store
+                    .update(person.to_string(), wrapped.clone().into(), 0)
+                    .await
+                {
+                    Ok(_) => Ok(1),
+                    Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(0),
+                    Err(error) => Err(GroupError::nats(
+                        format!("put the data key of {person} in the key bucket"),
+                        error,
+                    )),
+                }
+            });
+            shared += try_join_all(puts).await?.into_iter().sum::<u64>();
+        }
+        if shared > 0 {
+            tracing::info!(
+                shared,
+                "group: put this ledger's data keys the key bucket lacked"
+            );
+        }
+        Ok(shared)
+    }
+
+    /// Everyone the bucket holds an entry for, a key or a purge marker, in
+    /// one pass over its last entries (headers only).
+    async fn names_held(&self) -> Result<std::collections::HashSet<Uuid>, GroupError> {
+        let failed = |e: &dyn std::fmt::Display| GroupError::nats("list the key bucket", e);
+        let mut held = std::collections::HashSet::new();
+        let mut stream = self.store.stream.clone();
+        if stream.info().await.map_err(|e| failed(&e))?.state.messages == 0 {
+            return Ok(held);
+        }
+        let reader = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                filter_subject: format!("{}>", self.store.prefix),
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut messages = reader.messages().await.map_err(|e| failed(&e))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| failed(&e))?;
+            let pending = message.info().map_err(|e| failed(&e))?.pending;
+            if let Some(person) = message
+                .subject
+                .strip_prefix(self.store.prefix.as_str())
+                .and_then(|key| key.parse::<Uuid>().ok())
+            {
+                held.insert(person);
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(held)
+    }
+
     /// Installs one key; one that does not unwrap is logged and skipped,
     /// as the profiles it seals stay closed either way.
     fn install(&self, ledger: &Ledger, person: Uuid, wrapped: &[u8]) {
@@ -383,6 +467,9 @@ impl KeySink for KeyBucket {
     }
 }
 
+/// How many keys [`KeyBucket::share_held`] puts at once.
+const SHARE_CHUNK: usize = 256;
+
 /// How long the writer retries a put or purge in the key bucket before it
 /// fails the submission: long enough for the bucket's stream to elect a
 /// new leader when the server leading it dies (a few seconds), so that a
@@ -457,5 +544,167 @@ pub(super) async fn watch(ledger: Ledger, keys: KeyBucket, stop: CancellationTok
         if stop.is_cancelled() || !backoff.wait(&stop).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::prepare::{Preparation, prepare};
+    use super::*;
+    use crate::auth::Caller;
+    use crate::ledger::{LedgerOptions, Submission};
+    use crate::nats::group::test_server::NatsServer;
+    use crate::nats::outbox;
+
+    fn person(n: u64) -> Uuid {
+        Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n)
+    }
+
+    fn event(n: u64, subject: String, event_type: &str, data: serde_json::Value) -> Submission {
+        let event = json!({"specversion": "1.0",
+            "id": Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x9000_0000_0000_0000 | n),
+            "source": "urn:service:test", "type": event_type, "subject": subject,
+            "time": "2025-03-03T09:00:00Z", "partnership": "north", "data": data});
+        Submission::from_json(event.to_string().into_bytes(), "test", Caller::operator())
+    }
+
+    /// A partnership and three jobseekers, each with a sealed profile.
+    fn history() -> Vec<Submission> {
+        let mut events = vec![event(
+            0,
+            "partnership/north".into(),
+            "jobrotation.partnership.registered",
+            json!({"name": "North", "areas": ["E06000021"], "members": []}),
+        )];
+        events.extend((1..=3).map(|n| {
+            event(
+                n,
+                format!("person/{}", person(n)),
+                "jobrotation.participant.registered",
+                json!({"role": "jobseeker", "unemployed_since": "2024-06-01",
+                    "benefit": "universal_credit",
+                    "profile": {"birth_year": 1970, "sex": "female"}}),
+            )
+        }));
+        events
+    }
+
+    fn secrets(dir: &Path) -> SecretFiles {
+        SecretFiles {
+            record_key: dir.join("keys/disclosure.key"),
+            checkpoint_key: dir.join("keys/checkpoint.key"),
+            checkpoint_name: "kjoin.test".into(),
+        }
+    }
+
+    /// The people whose registrations `ledger` opens.
+    fn opened(ledger: &Ledger) -> Vec<Uuid> {
+        let mut people = Vec::new();
+        for event in ledger.events(0, 100).expect("the log reads") {
+            let data = event.envelope.data().expect("the data reads");
+            if crate::personal::profile_of(ledger.keyring(), &event, &data).is_some()
+                && let rotation_events::Subject::Person(person) = event.envelope.subject
+            {
+                people.push(person);
+            }
+        }
+        people
+    }
+
+    #[tokio::test]
+    async fn a_ledger_made_into_a_group_puts_its_keys_for_the_nodes_that_rebuild() {
+        let server = NatsServer::start();
+        let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+        let names = Names::new("kjoin")
+            .expect("a valid prefix")
+            .with_replicas(1);
+        let options = LedgerOptions::default();
+
+        // A single ledger seals three profiles and publishes its log, as
+        // `serve --nats` does before the ledger is made a group.
+        let first = tempfile::tempdir().expect("a temporary directory");
+        let single = Ledger::open(first.path(), options.clone()).expect("opens");
+        for outcome in single.submit(history()).await.expect("answered") {
+            assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
+        }
+        let drain = CancellationToken::new();
+        drain.cancel();
+        let published = outbox::run(
+            outbox::Feed::Events,
+            single.clone(),
+            js.clone(),
+            Arc::new(names.clone()),
+            drain,
+        );
+        tokio::time::timeout(Duration::from_secs(20), published)
+            .await
+            .expect("the log is published");
+        single.close();
+
+        let shared = tempfile::tempdir().expect("a temporary directory");
+        let group_key =
+            GroupKey::load(&shared.path().join("group.key"), true).expect("the group key");
+        let keys = KeyBucket::open(&js, &names, 1, Arc::new(group_key))
+            .await
+            .expect("the bucket opens");
+        // Person 3 was erased elsewhere: the purge marker must stay.
+        keys.purge(vec![person(3)]).await.expect("purged");
+
+        let node = prepare(
+            first.path(),
+            &options,
+            &js,
+            &names,
+            &keys,
+            &secrets(first.path()),
+        )
+        .await
+        .expect("the node with the history prepares");
+        assert_eq!(node.preparation, Preparation::Kept { head: 4 });
+        for n in [1, 2] {
+            assert!(
+                matches!(keys.held(person(n)).await.expect("reads"), Held::Key(_)),
+                "person {n}'s key is in the bucket"
+            );
+        }
+        assert_eq!(keys.held(person(3)).await.expect("reads"), Held::Purged);
+        assert_eq!(
+            keys.share_held(&node.ledger).await.expect("shares"),
+            0,
+            "nothing is put twice"
+        );
+
+        // A node joining with an empty directory rebuilds from the stream
+        // and opens every profile the bucket holds a key for, at once.
+        let second = tempfile::tempdir().expect("a temporary directory");
+        let started = std::time::Instant::now();
+        let rebuilt = prepare(
+            second.path(),
+            &options,
+            &js,
+            &names,
+            &keys,
+            &secrets(second.path()),
+        )
+        .await
+        .expect("the new node prepares");
+        assert_eq!(
+            rebuilt.preparation,
+            Preparation::Rebuilt {
+                events: 4,
+                dropped: None
+            }
+        );
+        assert!(
+            started.elapsed() < KEY_PATIENCE,
+            "no key was waited for: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(opened(&rebuilt.ledger), [person(1), person(2)]);
+        assert_eq!(opened(&node.ledger), [person(1), person(2), person(3)]);
+        rebuilt.ledger.close();
+        node.ledger.close();
     }
 }

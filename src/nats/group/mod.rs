@@ -334,6 +334,14 @@ impl Node {
             match follow::catch_up(ledger, &inner.js, &inner.names, &inner.keys).await {
                 Ok(head) => {
                     tracing::info!(node = %inner.options.node, head = head.position, "group: took the lease; writing");
+                    // Holding the whole stream now, the writer puts every
+                    // key of its history the bucket lacks (a ledger made
+                    // into a group that did not start as the stream's
+                    // whole). A failure costs only those profiles on the
+                    // other nodes, until the next writer tries again.
+                    if let Err(error) = inner.keys.share_held(ledger).await {
+                        tracing::warn!(%error, "group: cannot put this ledger's data keys in the key bucket");
+                    }
                 }
                 Err(GroupError::AheadOfStream { head, stored }) => {
                     tracing::warn!(
@@ -409,6 +417,15 @@ impl Node {
         shutdown: &CancellationToken,
     ) -> Result<Option<Ended>, GroupError> {
         let inner = &self.inner;
+        // This node's rejections are named apart from every other node's.
+        let origin = match outbox::rejection_origin(ledger, &inner.options.node) {
+            Ok(origin) => origin,
+            Err(error) => {
+                inner.leases.release(held).await;
+                return Err(error.into());
+            }
+        };
+        let rejection_names = Arc::new(inner.names.as_ref().clone().with_rejection_origin(origin));
         let head = ledger.head().position;
         ledger.set_gate(Gate::Writer { replicated: head });
         let sink: Arc<dyn KeySink> = Arc::new(inner.keys.clone());
@@ -458,7 +475,7 @@ impl Node {
             outbox::Feed::Rejections,
             ledger.clone(),
             publish_js,
-            Arc::clone(&inner.names),
+            rejection_names,
             drain.clone(),
         ));
 

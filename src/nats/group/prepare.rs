@@ -18,7 +18,11 @@
 //! group never stored.
 //!
 //! The node's shared secrets (record key, checkpoint signing key) are
-//! made the group's here too, before the node serves.
+//! made the group's here too, before the node serves; and a kept store
+//! that holds the whole stream puts the data keys the key bucket has never
+//! held, so that a ledger made into a group (its log published by
+//! `serve --nats` first) hands the keys of its history to the nodes that
+//! rebuild from the stream.
 
 use std::path::{Path, PathBuf};
 
@@ -115,6 +119,13 @@ pub(crate) async fn prepare(
             None => {
                 let head = ledger.head().position;
                 patiently(|| keys.adopt_secrets(secrets, head == 0)).await?;
+                // A store that is the whole stream (a ledger made into a
+                // group, or a node restarted while nothing was written)
+                // puts the keys of its history the bucket lacks before
+                // any node rebuilt from the stream needs them.
+                if head > 0 && head == stored {
+                    patiently(|| keys.share_held(&ledger)).await?;
+                }
                 let preparation = if head == 0 && stored > 0 {
                     Preparation::Rebuilt {
                         events: patiently(|| rebuild(&ledger, js, names, keys, stored)).await?,
