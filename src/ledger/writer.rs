@@ -1004,8 +1004,11 @@ impl StateView for View<'_> {
                 out.push(event.envelope);
             }
         }
+        // Parsed once, so that the group's staged events are compared
+        // without formatting each one's subject.
+        let wanted = Subject::parse(subject).ok();
         for staged in self.group.staged.iter().chain(&self.pending.staged) {
-            if staged.subject.to_string() == subject {
+            if Some(&staged.subject) == wanted.as_ref() {
                 let event =
                     CommittedEvent::from_json(&staged.json).map_err(|e| StoreError::Corrupt {
                         key: format!("staged event of {subject}"),
