@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use proptest::prelude::*;
 use rotation_events::CommittedEvent;
 use rotation_projections::dashboard::{
-    Dashboard, Dashboards, GroupCounts, MonthCounts, SchemeLimits, SectorCounts, Totals,
+    BOARD_MONTHS, Dashboard, Dashboards, GroupCounts, MonthCounts, SchemeLimits, SectorCounts,
+    Totals,
 };
 use rotation_projections::disclosure::{DisclosureConfig, Method, protect};
 use rotation_projections::flags::FlagRule;
@@ -1849,4 +1850,65 @@ fn relations_between_tables_do_not_narrow_a_hidden_total() {
             );
         }
     }
+}
+
+/// Twelve jobseekers registered and referred in each of `months` calendar
+/// months from January 2023.
+fn referrals_over_months(months: u32) -> History {
+    let mut history = History::new();
+    history.register_partnership(STOKE);
+    for m in 0..months {
+        let day = format!("{:04}-{:02}-10", 2023 + m / 12, m % 12 + 1);
+        for i in 0..12 {
+            let person = Uuid::from_u128(0x7000 + u128::from(m * 100 + i));
+            let profile = json!({"birth_year": 1990, "sex": "female", "ethnicity": "white"});
+            history.jobseeker(person, "2022-01-01", profile, &day);
+            history.refer(person, &day);
+        }
+    }
+    history
+}
+
+fn board_months(view: &Value) -> Vec<String> {
+    view["monthly"]
+        .as_array()
+        .expect("a monthly series")
+        .iter()
+        .map(|row| row["month"].as_str().expect("a month").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_board_shows_the_last_window_of_months_and_the_raw_view_every_month() {
+    let months = BOARD_MONTHS + 6;
+    let dashboards = fold(&referrals_over_months(months).events);
+    let raw: Vec<String> = dashboards
+        .dashboard(STOKE, &SchemeLimits::default())
+        .expect("known")
+        .monthly
+        .iter()
+        .map(|row| row.month.clone())
+        .collect();
+    assert_eq!(raw.len(), months as usize, "the raw view keeps every month");
+    let view = dashboards.board(STOKE).expect("known");
+    let shown = board_months(&view);
+    assert_eq!(
+        shown,
+        raw[6..],
+        "the board shows the newest {BOARD_MONTHS} months"
+    );
+    assert_eq!(shown.first().map(String::as_str), Some("2023-07"));
+    // Every pointer to a hidden cell names a row the board shows.
+    for path in view["suppressed"].as_array().expect("a list") {
+        let path = path.as_str().expect("a pointer");
+        assert!(view.pointer(path).is_some(), "{path} points at nothing");
+    }
+}
+
+#[test]
+fn a_scheme_younger_than_the_window_shows_every_month() {
+    let months = BOARD_MONTHS - 4;
+    let dashboards = fold(&referrals_over_months(months).events);
+    let view = dashboards.board(STOKE).expect("known");
+    assert_eq!(board_months(&view).len(), months as usize);
 }

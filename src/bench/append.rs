@@ -45,7 +45,8 @@ pub(super) async fn append_batched(
     count: u64,
     states: &mut HashMap<String, Arc<serde_json::Value>>,
 ) -> Result<Batched> {
-    let mut synthetic = Synthetic::new(1);
+    // Spread over the board's window: `dashboard_read` reads this log.
+    let mut synthetic = Synthetic::spanning(1, count);
     let mut pairs = Vec::new();
     let mut variant_pairs: Vec<Vec<Pair>> = vec![Vec::new(); variants.len()];
     let mut made = 0;

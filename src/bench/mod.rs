@@ -11,7 +11,7 @@
 //! | `replay` | read and decode the whole log | the raw log's copy read and decoded by the same reader and decoder |
 //! | `projection_catchup` | the whole log folded into the dashboards from position 0, as a first start or `rebuild` does | the same log read and decoded by the same typed decoder on the same threads, not folded |
 //! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`; `p99_at_per_s` the publishing rate measured in those runs) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last, each ledger run paired with the baseline run after it |
-//! | `dashboard_read` | an uncached read of a board's view, assembled from the tables' last releases (`p99_ms` too) | `serde_json::to_vec` of the same JSON value |
+//! | `dashboard_read` | an uncached read of a board's view, assembled from the tables' last releases (`p99_ms` too): the bench log's partnership, whose referrals fill every month of the board's window at any `--events` | `serde_json::to_vec` of the same JSON value |
 //! | `startup` | opening the ledger on the log (and the first write answered) | opening the raw log's store on the same events and reading its head |
 //! | `import` | a simulated history imported through all the rules | `append_batched`'s ledger side |
 //! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |

@@ -111,9 +111,14 @@ pub(super) async fn startup(
 /// perturbation, threshold, rounding and interval audit were applied when
 /// the fold made the release, inside `projection_catchup`, never on a
 /// read) and serialises it: the slowest a read can be (reads between two
-/// applied chunks are cache hits). The partnership read is the log's largest. Its baseline is
-/// serialising the same protected JSON value, already computed, with
-/// `serde_json::to_vec`; the two take turns.
+/// applied chunks are cache hits). The partnership read is the log's
+/// largest: its totals, every group breakdown, and a monthly row for each
+/// of the board's [`BOARD_MONTHS`](rotation_projections::dashboard::BOARD_MONTHS)
+/// months, which the bench log fills at any size ([`super::Synthetic::spanning`]), so the
+/// read at 1 M events assembles the same rows as at 10 M. (It has no
+/// sectors and no flags: the synthetic history has no rotations.) Its
+/// baseline is serialising the same protected JSON value, already
+/// computed, with `serde_json::to_vec`; the two take turns.
 pub(super) async fn dashboards(ledger: &Ledger) -> Result<(Figure, Figure)> {
     use crate::projector::{DashboardRead, DashboardView, Projector, ProjectorOptions};
 

@@ -1,8 +1,15 @@
 //! The synthetic events of the append and NATS figures: valid, cheap to
 //! make, and deterministic for a seed.
+//!
+//! The log `append_batched` builds is also the one `dashboard_read`
+//! reads, so its events are spread over time to fill the board's window
+//! of months ([`BOARD_MONTHS`]) whatever their number: the read then
+//! assembles the same rows at 1 M events as at 10 M, the most a board
+//! can be shown, and compares the cost of a read, not of a longer history.
 
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use rotation_events::Envelope;
+use rotation_projections::dashboard::BOARD_MONTHS;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -17,12 +24,19 @@ pub struct Synthetic {
     person: Uuid,
     step: u32,
     base: chrono::DateTime<Utc>,
+    /// Seconds of effective time between two events.
+    spacing: i64,
 }
 
 /// Events per synthetic jobseeker: registration, referral, assessment, then mentoring.
 const STEPS: u32 = 12;
 
+/// Seconds in the board's window of months, at the mean month's length
+/// (30.44 days), so that a spread history reaches into its last month.
+const WINDOW_SECONDS: u64 = BOARD_MONTHS as u64 * 2_630_016;
+
 impl Synthetic {
+    /// Events one second apart, from 6 January 2024.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -31,9 +45,21 @@ impl Synthetic {
             person: Uuid::nil(),
             step: STEPS,
             base: Utc
-                .with_ymd_and_hms(2025, 1, 6, 9, 0, 0)
+                .with_ymd_and_hms(2024, 1, 6, 9, 0, 0)
                 .single()
                 .unwrap_or_default(),
+            spacing: 1,
+        }
+    }
+
+    /// `events` events spread evenly over the board's window of months
+    /// from 6 January 2024 (ending before today, as the rules want), at
+    /// least a second apart.
+    pub fn spanning(seed: u64, events: u64) -> Self {
+        let spacing = (WINDOW_SECONDS / events.max(1)).max(1);
+        Self {
+            spacing: i64::try_from(spacing).unwrap_or(1),
+            ..Self::new(seed)
         }
     }
 
@@ -51,7 +77,7 @@ impl Synthetic {
     fn next_event(&mut self) -> Envelope {
         self.emitted += 1;
         let id = self.id(self.emitted);
-        let time = self.base + chrono::TimeDelta::seconds(self.emitted as i64);
+        let time = self.base + chrono::TimeDelta::seconds(self.emitted as i64 * self.spacing);
         let (event_type, subject, data) = if self.emitted == 1 {
             (
                 "jobrotation.partnership.registered",
@@ -65,7 +91,7 @@ impl Synthetic {
             }
             self.step += 1;
             let subject = format!("person/{}", self.person);
-            let unemployed_since = NaiveDate::from_ymd_opt(2024, 3, 1)
+            let unemployed_since = NaiveDate::from_ymd_opt(2023, 12, 1)
                 .and_then(|d| d.checked_sub_days(Days::new(self.emitted % 300)))
                 .unwrap_or_default();
             match self.step {
@@ -103,5 +129,52 @@ impl Synthetic {
             "data": data,
         });
         Envelope::from_value(value).expect("synthetic events are well-formed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rotation_events::{CommittedEvent, LedgerAttributes};
+    use rotation_projections::dashboard::Dashboards;
+
+    /// The board's months of `events` spread events, each checked as the
+    /// append path checks its data and time.
+    fn board_months(events: u64) -> Vec<String> {
+        let mut dashboards = Dashboards::new();
+        let now = Utc::now();
+        for (n, envelope) in Synthetic::spanning(1, events)
+            .take(events as usize)
+            .into_iter()
+            .enumerate()
+        {
+            envelope.data().expect("valid data");
+            envelope.check_time(now).expect("not in the future");
+            let recordedtime = envelope.time_text.clone();
+            dashboards.apply(&CommittedEvent {
+                envelope,
+                ledger: LedgerAttributes {
+                    position: n as u64 + 1,
+                    streamversion: 1,
+                    recordedtime,
+                    prevhash: String::new(),
+                    hash: String::new(),
+                },
+            });
+        }
+        let board = dashboards.board("bench-1").expect("the bench partnership");
+        board["monthly"]
+            .as_array()
+            .expect("a monthly series")
+            .iter()
+            .map(|row| row["month"].as_str().expect("a month").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_spread_log_fills_the_boards_window_at_any_size() {
+        let small = board_months(6_000);
+        assert_eq!(small.len(), BOARD_MONTHS as usize, "{small:?}");
+        assert_eq!(board_months(30_000), small);
     }
 }
