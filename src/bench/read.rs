@@ -113,8 +113,8 @@ pub(super) async fn startup(
 /// read) and serialises it: the slowest a read can be (reads between two
 /// applied chunks are cache hits). The partnership read is the log's
 /// largest: its totals, every group breakdown, and a monthly row for each
-/// of the board's [`BOARD_MONTHS`](rotation_projections::dashboard::BOARD_MONTHS)
-/// months, which the bench log fills at any size ([`super::Synthetic::spanning`]), so the
+/// of the [`SPAN_MONTHS`](super::synthetic::SPAN_MONTHS) months the bench
+/// log covers at any size ([`super::Synthetic::spanning`]), so the
 /// read at 1 M events assembles the same rows as at 10 M. (It has no
 /// sectors and no flags: the synthetic history has no rotations.) Its
 /// baseline is serialising the same protected JSON value, already

@@ -2,14 +2,13 @@
 //! make, and deterministic for a seed.
 //!
 //! The log `append_batched` builds is also the one `dashboard_read`
-//! reads, so its events are spread over time to fill the board's window
-//! of months ([`BOARD_MONTHS`]) whatever their number: the read then
-//! assembles the same rows at 1 M events as at 10 M, the most a board
-//! can be shown, and compares the cost of a read, not of a longer history.
+//! reads, so its events are spread over the same [`SPAN_MONTHS`] months
+//! whatever their number: the read then assembles the same rows at 1 M
+//! events as at 10 M, and compares the cost of a read, not of a longer
+//! history.
 
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use rotation_events::Envelope;
-use rotation_projections::dashboard::BOARD_MONTHS;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -31,9 +30,13 @@ pub struct Synthetic {
 /// Events per synthetic jobseeker: registration, referral, assessment, then mentoring.
 const STEPS: u32 = 12;
 
-/// Seconds in the board's window of months, at the mean month's length
-/// (30.44 days), so that a spread history reaches into its last month.
-const WINDOW_SECONDS: u64 = BOARD_MONTHS as u64 * 2_630_016;
+/// Months a spread history covers: two years of a scheme, so that the
+/// board read has a monthly row for each.
+pub const SPAN_MONTHS: u32 = 24;
+
+/// Seconds in [`SPAN_MONTHS`], at the mean month's length (30.44 days), so
+/// that a spread history reaches into its last month.
+const WINDOW_SECONDS: u64 = SPAN_MONTHS as u64 * 2_630_016;
 
 impl Synthetic {
     /// Events one second apart, from 6 January 2024.
@@ -52,7 +55,7 @@ impl Synthetic {
         }
     }
 
-    /// `events` events spread evenly over the board's window of months
+    /// `events` events spread evenly over the same months
     /// from 6 January 2024 (ending before today, as the rules want), at
     /// least a second apart.
     pub fn spanning(seed: u64, events: u64) -> Self {
@@ -172,9 +175,10 @@ mod tests {
     }
 
     #[test]
-    fn a_spread_log_fills_the_boards_window_at_any_size() {
+    fn a_spread_log_fills_the_same_months_at_any_size() {
         let small = board_months(6_000);
-        assert_eq!(small.len(), BOARD_MONTHS as usize, "{small:?}");
+        // From 6 January, the span reaches into a 25th calendar month.
+        assert_eq!(small.len(), SPAN_MONTHS as usize + 1, "{small:?}");
         assert_eq!(board_months(30_000), small);
     }
 }

@@ -5,13 +5,6 @@
 //! Nothing here reads the live counters: a read assembles
 //! the releases the fold made, so the same log gives the same view byte
 //! for byte, however often and whenever it is read.
-//!
-//! The month-by-month rows (`monthly`, `flags`) cover the last
-//! [`BOARD_MONTHS`] calendar months up to the newest month released, so a
-//! read costs the same in a scheme's tenth year as in its second: what a
-//! board sees is bounded by the window, never by the length of the log.
-//! Older months stay in the releases (and in the raw view); leaving
-//! published cells out of a view tells a reader nothing new.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,22 +15,6 @@ use super::cells::{Category, NOT_RECORDED};
 use super::counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};
 use super::release::{Published, Table};
 use crate::flags::FlagRule;
-
-/// The calendar months the board's month-by-month rows cover, ending with
-/// the newest month any released table counts.
-pub const BOARD_MONTHS: u32 = 24;
-
-/// The first month (`YYYY-MM`) of the window that ends with `newest`.
-fn window_start(newest: &str) -> Option<String> {
-    let (year, month) = newest.split_once('-')?;
-    let months = year.parse::<i64>().ok()? * 12 + month.parse::<i64>().ok()? - 1;
-    let first = months - i64::from(BOARD_MONTHS) + 1;
-    Some(format!(
-        "{:04}-{:02}",
-        first.div_euclid(12),
-        first.rem_euclid(12) + 1
-    ))
-}
 
 /// The segment of a cell's name after `prefix` (a sector, a month).
 fn key_under<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
@@ -161,16 +138,9 @@ impl Dashboards {
         }
         debug_assert!(Category::all().iter().any(|c| c.name() == NOT_RECORDED));
 
-        let first_month = cells
-            .keys()
-            .filter_map(|k| key_under(k, "monthly/").or_else(|| key_under(k, "flags/")))
-            .max()
-            .and_then(window_start);
-        let in_window = |month: &str| first_month.as_deref().is_none_or(|first| month >= first);
         let mut months: Vec<String> = cells
             .keys()
             .filter_map(|k| key_under(k, "monthly/"))
-            .filter(|&m| in_window(m))
             .map(str::to_owned)
             .collect();
         months.dedup();
@@ -198,7 +168,6 @@ impl Dashboards {
         let months: BTreeSet<String> = cells
             .keys()
             .filter_map(|k| key_under(k, "flags/"))
-            .filter(|&m| in_window(m))
             .map(str::to_owned)
             .collect();
         let mut flags = Vec::new();

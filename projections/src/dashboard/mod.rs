@@ -94,7 +94,6 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::disclosure::{DisclosureConfig, PtableError, RecordKeySecret, ReleaseMark, SecretError};
 use crate::flags::Flag;
 
-pub use board::BOARD_MONTHS;
 use cells::{Category, Cell, Month, sector_key};
 pub use counts::{GroupCounts, MonthCounts, SectorCounts, Totals};
 pub(crate) use counts::{GroupMeasure, MonthMeasure, SectorMeasure, Total};

@@ -543,7 +543,7 @@
         SERIES.map((s) => numberCell(row[s.key], index === null ? null : `/monthly/${index}/${s.key}`, d)))));
     replaceChildren($('monthly-foot'),
       el('tr', {},
-        el('th', { scope: 'row' }, 'All time'),
+        el('th', { scope: 'row' }, 'All months'),
         SERIES.map((s) => numberCell(d.totals[s.total], `/totals/${s.total}`, d))));
     if (rows.length === 0) {
       replaceChildren($('monthly-body'), el('tr', {}, el('td', { colspan: 6 }, 'Nothing recorded yet.')));
