@@ -129,6 +129,11 @@ pub struct LedgerOptions {
     /// How many events may follow the last snapshot of the stream states
     /// before the next is stored: what opening replays at most.
     pub snapshot_events: u64,
+    /// Whether the id index (idempotency's, in memory) starts loading as
+    /// soon as the ledger opens, on a thread of its own, rather than when
+    /// the first submission comes: for a ledger that serves writes. Tools
+    /// that only read leave it off and never load the index.
+    pub preload_ids: bool,
 }
 
 impl Default for LedgerOptions {
@@ -138,6 +143,7 @@ impl Default for LedgerOptions {
             cache_bytes: 512 * 1024 * 1024,
             master_key_file: None,
             snapshot_events: SNAPSHOT_EVENTS,
+            preload_ids: true,
         }
     }
 }
@@ -147,6 +153,7 @@ impl LedgerOptions {
     pub fn one_pass() -> Self {
         Self {
             cache_bytes: 32 * 1024 * 1024,
+            preload_ids: false,
             ..Self::default()
         }
     }
