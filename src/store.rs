@@ -842,6 +842,36 @@ impl Store {
         })
     }
 
+    /// The wrapped data key stored for `person`, if any: one `get`.
+    pub fn wrapped_key<T: DeserializeOwned>(&self, person: Uuid) -> Result<Option<T>, StoreError> {
+        let Some(value) = self.db()?.get(wrapped_key_key(person))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&value)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: "wrapped key".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Everyone a wrapped data key is stored for, in person order, read
+    /// from the keys alone.
+    pub fn wrapped_key_people(&self) -> impl Iterator<Item = Result<Uuid, StoreError>> + '_ {
+        self.scan(|db| {
+            db.scan_prefix([WRAPPED_KEY])
+                .keys()
+                .map(|item| item.map_err(StoreError::from))
+        })
+        .map(|key: Result<sled::IVec, StoreError>| {
+            let key = key?;
+            Uuid::from_slice(&key[1..]).map_err(|e| StoreError::Corrupt {
+                key: "wrapped key".into(),
+                message: e.to_string(),
+            })
+        })
+    }
+
     /// Whether any data key was ever committed: then profiles are sealed
     /// and the master key file must be there.
     pub fn holds_sealed(&self) -> Result<bool, StoreError> {

@@ -307,7 +307,12 @@ pub(crate) fn open_with(data: &DataDir, mut options: LedgerOptions) -> Result<Le
 /// it, because opening creates: `verify` on a mistyped path would
 /// otherwise make an empty ledger there and call its chain sound.
 pub(crate) fn open_existing(data: &DataDir) -> Result<Ledger> {
-    open_existing_with(data, LedgerOptions::default())
+    // These verbs read, or write once: the id index loads only if they do.
+    let options = LedgerOptions {
+        preload_ids: false,
+        ..LedgerOptions::default()
+    };
+    open_existing_with(data, options)
 }
 
 pub(crate) fn open_existing_with(data: &DataDir, options: LedgerOptions) -> Result<Ledger> {

@@ -75,7 +75,7 @@ impl Ledger {
         let Some(state) = self.stream_state(&subject.to_string())? else {
             return Err(EraseError::UnknownPerson(person));
         };
-        if !self.shared.keyring.holds(person)
+        if !self.shared.keyring.holds(person)?
             && let Some(earlier) = self.last_erasure(person, &subject)?
         {
             self.purge_keys(vec![person]).await?;
@@ -103,7 +103,7 @@ impl Ledger {
         for person in people {
             let subject = Subject::Person(*person).to_string();
             if let Some(state) = self.stream_state(&subject)?
-                && self.shared.keyring.holds(*person)
+                && self.shared.keyring.holds(*person)?
             {
                 known.push((*person, state.partnership));
             }
@@ -154,16 +154,17 @@ impl Ledger {
         // The rotation goes into the same commit as the events: the new
         // master key is durable in its own file first, and replaces the old
         // one only once the commit is.
-        let holders: Vec<Uuid> = people
-            .iter()
-            .map(|(person, _)| *person)
-            .filter(|person| self.shared.keyring.holds(*person))
-            .collect();
+        let mut holders = Vec::with_capacity(people.len());
+        for (person, _) in &people {
+            if self.shared.keyring.holds(*person)? {
+                holders.push(*person);
+            }
+        }
         let rotation = if holders.is_empty() {
             None
         } else {
             let next = self.shared.master_key_file.begin_rotation()?;
-            Some(self.shared.keyring.rotate(next, &holders))
+            Some(self.shared.keyring.rotate(next, &holders)?)
         };
         let rotated = rotation.is_some();
         let (outcomes, head) = self.commit_sealed(submissions, rotation).await?;

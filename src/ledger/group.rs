@@ -174,10 +174,13 @@ impl Ledger {
             .collect();
         people.sort_unstable();
         people.dedup();
-        let keys: Vec<(Uuid, Vec<u8>)> = people
-            .into_iter()
-            .filter_map(|person| Some((person, keyring.export(person, sink.group_key())?)))
-            .collect();
+        let mut keys: Vec<(Uuid, Vec<u8>)> = Vec::with_capacity(people.len());
+        for person in people {
+            let exported = keyring
+                .export(person, sink.group_key())
+                .map_err(|e| LedgerError::Storage(e.into()))?;
+            keys.extend(exported.map(|wrapped| (person, wrapped)));
+        }
         if keys.is_empty() {
             return Ok(());
         }
@@ -202,7 +205,11 @@ impl Ledger {
 
     /// `person`'s data key wrapped under `group_key`, for the key bucket;
     /// `None` when this ledger holds none for them.
-    pub fn export_key(&self, person: Uuid, group_key: &GroupKey) -> Option<Vec<u8>> {
+    pub fn export_key(
+        &self,
+        person: Uuid,
+        group_key: &GroupKey,
+    ) -> Result<Option<Vec<u8>>, KeyError> {
         self.shared.keyring.export(person, group_key)
     }
 
@@ -235,7 +242,15 @@ impl Ledger {
         match event.envelope.data() {
             Ok(EventData::ParticipantRegistered(data)) => data
                 .sealed_profile
-                .filter(|sealed| !self.shared.keyring.holds_kid(person, &sealed.kid))
+                .filter(|sealed| {
+                    // A key that cannot be read is waited for as missing:
+                    // the event is not applied without it.
+                    !self
+                        .shared
+                        .keyring
+                        .holds_kid(person, &sealed.kid)
+                        .unwrap_or(false)
+                })
                 .map(|_| person)
                 .into_iter()
                 .collect(),
@@ -347,9 +362,10 @@ impl Apply {
             }
         }
         let keyring = &self.ledger.shared.keyring;
-        Ok(kid
-            .filter(|kid| keyring.holds_kid(person, kid))
-            .map(|_| person))
+        match kid {
+            Some(kid) if keyring.holds_kid(person, &kid)? => Ok(Some(person)),
+            _ => Ok(None),
+        }
     }
 
     /// Commits an applied `person.erased` alone, with a rotation of the
@@ -364,7 +380,7 @@ impl Apply {
         let shared = &self.ledger.shared;
         let _turn = shared.erasures.lock().await;
         let next = shared.master_key_file.begin_rotation()?;
-        let rotation = shared.keyring.rotate(next, &[person]);
+        let rotation = shared.keyring.rotate(next, &[person])?;
         let submission = Submission::committed(event, self.origin);
         let (outcomes, _) = self
             .ledger

@@ -12,13 +12,17 @@
 //! their positions. The hash is keyed per process, so publishers cannot
 //! choose ids that collide.
 //!
-//! The map is loaded from the runs when the writer takes its first
-//! submission, so reads and read-only tools never pay for it. Runs missing
-//! at the end of the log (a store written before runs existed) are rebuilt
-//! from the events first.
+//! A ledger that writes loads the map from the runs on a thread of its
+//! own as soon as it opens ([`Loading`]), so that a first write arriving
+//! later finds it ready; one arriving earlier waits for it. Read-only
+//! tools never load it, unless they write after all: then the first
+//! submission loads it. Runs missing at the end of the log (a store
+//! written before runs existed) are rebuilt from the events first.
 
 use foldhash::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
@@ -52,6 +56,13 @@ impl IdIndex {
     /// Loads the map from the store's id runs, rebuilding the runs of any
     /// events at the end of the log that have none.
     pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let never = AtomicBool::new(false);
+        Ok(Self::load_unless(store, &never)?.expect("never stopped"))
+    }
+
+    /// [`IdIndex::load`], given up (`None`) once `stop` is set: the ledger
+    /// closed before it needed the index.
+    fn load_unless(store: &Store, stop: &AtomicBool) -> Result<Option<Self>, StoreError> {
         let started = std::time::Instant::now();
         let mut index = Self {
             hasher: std::hash::RandomState::new(),
@@ -60,6 +71,9 @@ impl IdIndex {
         };
         let mut covered = 0;
         for run in store.id_runs() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
             let (first, ids) = run?;
             if ids.is_empty() {
                 continue;
@@ -71,20 +85,27 @@ impl IdIndex {
             covered = first + ids.len() as u64 - 1;
         }
         let head = store.head()?.position;
-        if covered < head {
-            index.rebuild(store, covered, head)?;
+        if covered < head && !index.rebuild(store, covered, head, stop)? {
+            return Ok(None);
         }
         tracing::info!(
             ids = index.len(),
             took = ?started.elapsed(),
             "id index loaded"
         );
-        Ok(index)
+        Ok(Some(index))
     }
 
     /// Writes the runs of events `after + 1 ..= head` from the events
-    /// themselves, and drops the per-event index of earlier versions.
-    fn rebuild(&mut self, store: &Store, after: u64, head: u64) -> Result<(), StoreError> {
+    /// themselves, and drops the per-event index of earlier versions;
+    /// false when `stop` gave it up (the runs written so far stay valid).
+    fn rebuild(
+        &mut self,
+        store: &Store,
+        after: u64,
+        head: u64,
+        stop: &AtomicBool,
+    ) -> Result<bool, StoreError> {
         tracing::info!(
             from = after + 1,
             to = head,
@@ -92,6 +113,9 @@ impl IdIndex {
         );
         let mut from = after;
         while from < head {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
             let until = (from + REBUILD_CHUNK).min(head);
             let mut records = Vec::with_capacity((until - from) as usize);
             for event in store.events(from, until) {
@@ -113,7 +137,8 @@ impl IdIndex {
                 "removed the per-event id index of an earlier version"
             );
         }
-        store.flush()
+        store.flush()?;
+        Ok(true)
     }
 
     /// Records that the event at `position` has `id`.
@@ -170,6 +195,48 @@ impl IdIndex {
     }
 }
 
+/// The id index loading on a thread of its own, started when a ledger
+/// that writes opens. Nothing is committed before the writer takes the
+/// index, so the log it loads does not move meanwhile.
+pub(super) struct Loading {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<Option<IdIndex>, StoreError>>,
+}
+
+impl Loading {
+    /// Starts loading the index of `store`.
+    pub(super) fn start(store: Store) -> Result<Self, StoreError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("ledger-ids".into())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || IdIndex::load_unless(&store, &stop)
+            })
+            .map_err(|e| StoreError::Corrupt {
+                key: "id index".into(),
+                message: format!("cannot start the loading thread: {e}"),
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    /// The index, once loaded: the first submission waits here.
+    pub(super) fn wait(self) -> Result<IdIndex, StoreError> {
+        let loaded = self.thread.join().map_err(|_| StoreError::Corrupt {
+            key: "id index".into(),
+            message: "the loading thread panicked".into(),
+        })?;
+        Ok(loaded?.expect("only a cancelled load stops"))
+    }
+
+    /// Gives the load up and waits for its thread, which holds the store
+    /// open: the ledger is closing.
+    pub(super) fn cancel(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +275,28 @@ mod tests {
         let third = index.get(&store, ids[2]).expect("reads").expect("found");
         assert_eq!((third.position, third.streamversion), (3, 3));
         assert_eq!(third.digest, [2; 32]);
+    }
+
+    /// The index loaded on its own thread is the whole index; a load
+    /// given up (the ledger closing first) ends and lets the store go.
+    #[test]
+    fn a_load_in_the_background_is_whole_and_one_given_up_ends() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path(), 1 << 20).expect("the store opens");
+        let ids: Vec<Uuid> = (1..=3000u128).map(Uuid::from_u128).collect();
+        let records: Vec<_> = ids.iter().map(|id| (*id, 1, [0; 32])).collect();
+        let mut commit = Commit::default();
+        commit.ids(1, &records);
+        store.apply(commit).expect("the runs are written");
+
+        let index = Loading::start(store.clone())
+            .expect("starts")
+            .wait()
+            .expect("loads");
+        assert_eq!(index.len(), ids.len());
+        let last = index.get(&store, ids[2999]).expect("reads");
+        assert_eq!(last.map(|r| r.position), Some(3000));
+
+        Loading::start(store.clone()).expect("starts").cancel();
     }
 }

@@ -26,7 +26,8 @@
 //! - `recent`: the last events made durable, in memory;
 //! - `reader`: every read, and the one [`Follower`] of the durable head;
 //! - `tree`: the Merkle tree's stored nodes (written with the events) and
-//!   the ledger's id, checked or built on opening; roots and proofs.
+//!   the ledger's id, checked or built on opening; roots and proofs;
+//! - `wraps`: the stored data keys as the keyring reads them, on first use.
 //!
 //! The store stays behind this front door: nothing outside the ledger
 //! writes to it, and other modules keep their checkpoints through
@@ -51,6 +52,7 @@ mod states;
 mod stats;
 mod submission;
 mod tree;
+mod wraps;
 mod writer;
 
 use std::path::Path;
@@ -60,7 +62,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::AppendMetrics;
-use crate::personal::{Keyring, MasterKeyFile, Recovery, WrappedKey};
+use crate::personal::{Keyring, MasterKeyFile, Recovery};
 use crate::store::Store;
 
 pub use crate::store::{Head, StoreError};
@@ -127,6 +129,11 @@ pub struct LedgerOptions {
     /// How many events may follow the last snapshot of the stream states
     /// before the next is stored: what opening replays at most.
     pub snapshot_events: u64,
+    /// Whether the id index (idempotency's, in memory) starts loading as
+    /// soon as the ledger opens, on a thread of its own, rather than when
+    /// the first submission comes: for a ledger that serves writes. Tools
+    /// that only read leave it off and never load the index.
+    pub preload_ids: bool,
 }
 
 impl Default for LedgerOptions {
@@ -136,6 +143,7 @@ impl Default for LedgerOptions {
             cache_bytes: 512 * 1024 * 1024,
             master_key_file: None,
             snapshot_events: SNAPSHOT_EVENTS,
+            preload_ids: true,
         }
     }
 }
@@ -145,6 +153,7 @@ impl LedgerOptions {
     pub fn one_pass() -> Self {
         Self {
             cache_bytes: 32 * 1024 * 1024,
+            preload_ids: false,
             ..Self::default()
         }
     }
@@ -253,22 +262,39 @@ impl Ledger {
         options: LedgerOptions,
         upkeep: Upkeep,
     ) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
         let store = Store::open(dir, options.cache_bytes)?;
+        let t_store = started.elapsed();
         let master_key_file = options
             .master_key_file
             .clone()
             .map_or_else(|| MasterKeyFile::in_data_dir(dir), MasterKeyFile::new);
         let keyring = Arc::new(open_keyring(&store, &master_key_file)?);
+        let t_keys = started.elapsed();
         let durable = Durable {
             head: store.head()?,
             next_rejection: store.next_rejection()?,
         };
         let head_file = head_record::HeadFile::in_data_dir(dir);
         head_file.check(&store, &durable)?;
+        let t_head = started.elapsed();
         let rebuilt = states::rebuild(&store)?;
         let states = Arc::new(states::States::default());
         states.replace(rebuilt.states);
+        let t_states = started.elapsed();
         let frontier = tree::open(&store, durable.head.position)?;
+        // What each step of opening took, cumulative: each must stay flat
+        // with the log (the states' replay is bounded by a snapshot).
+        tracing::debug!(
+            head = durable.head.position,
+            tail = rebuilt.tail,
+            store = ?t_store,
+            keys = ?t_keys,
+            head_check = ?t_head,
+            states = ?t_states,
+            tree = ?started.elapsed(),
+            "ledger opened"
+        );
         let (durable_tx, durable_rx) = watch::channel(durable.clone());
         let (requests, rx) = mpsc::channel(1024);
         let writer = Writer::new(
@@ -333,7 +359,9 @@ impl Ledger {
         // Sealing happens here, on the submitter's thread, so that the
         // writer only commits.
         for submission in submissions.iter_mut().filter(|_| self.shared.sealing) {
-            submission.seal(&self.shared.keyring);
+            submission
+                .seal(&self.shared.keyring)
+                .map_err(|e| LedgerError::Storage(e.into()))?;
         }
         let line = match self.key_sink() {
             Some(_) => Some(self.shared.line.lock().await),
@@ -510,14 +538,11 @@ impl Ledger {
 }
 
 /// Opens the master key (made on first start, refused when missing over
-/// sealed data) and every stored data key, and finishes or abandons a
-/// rotation that a crash interrupted.
+/// sealed data) over the stored data keys, which are read on first use,
+/// and finishes or abandons a rotation that a crash interrupted.
 fn open_keyring(store: &Store, file: &MasterKeyFile) -> Result<Keyring, StoreError> {
     let keys = file.open(store.holds_sealed()?)?;
-    let stored = store
-        .wrapped_keys::<WrappedKey>()
-        .collect::<Result<Vec<_>, _>>()?;
-    let (keyring, recovery) = Keyring::load(keys, stored)?;
+    let (keyring, recovery) = Keyring::load(keys, wraps::StoredWraps(store.clone()))?;
     match recovery {
         Recovery::Ready => {}
         Recovery::AbandonRotation => file.abandon_rotation()?,

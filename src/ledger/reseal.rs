@@ -84,7 +84,7 @@ impl Ledger {
                     Caller::operator(),
                 );
                 submission.by_ledger = true;
-                submission.seal(self.keyring());
+                submission.seal(self.keyring()).map_err(StoreError::from)?;
                 batch.push(submission);
                 positions.push(event.ledger.position);
             }

@@ -12,14 +12,15 @@ use uuid::Uuid;
 
 use super::Submission;
 use crate::chain;
-use crate::personal::Keyring;
+use crate::personal::{KeyError, Keyring};
 use crate::rules::Violation;
 
 impl Submission {
     /// Seals every clear profile of the submission under its person's key:
     /// the events to commit and the body kept should it be rejected. A
     /// partner's own `sealed_profile` is refused: only the ledger seals.
-    pub(super) fn seal(&mut self, keyring: &Keyring) {
+    /// Fails when the store cannot say whether a person holds a key.
+    pub(super) fn seal(&mut self, keyring: &Keyring) -> Result<(), KeyError> {
         // A sealed profile the ledger did not seal: refused by the writer
         // unless the event is a resend of one already committed.
         self.partner_sealed = self
@@ -37,7 +38,8 @@ impl Submission {
             let Some(profile) = data.as_object_mut().and_then(|d| d.remove("profile")) else {
                 continue;
             };
-            let sealed = keyring.seal(person, envelope.id, &envelope.subject.to_string(), &profile);
+            let sealed =
+                keyring.seal(person, envelope.id, &envelope.subject.to_string(), &profile)?;
             data["sealed_profile"] =
                 serde_json::to_value(&sealed).expect("a sealed profile serialises");
             envelope.data = data;
@@ -56,13 +58,14 @@ impl Submission {
             match &mut value {
                 Value::Array(items) => {
                     for item in items {
-                        seal_body_event(item, keyring, &mut self.sealed_for);
+                        seal_body_event(item, keyring, &mut self.sealed_for)?;
                     }
                 }
-                item => seal_body_event(item, keyring, &mut self.sealed_for),
+                item => seal_body_event(item, keyring, &mut self.sealed_for)?,
             }
             *body = serde_json::to_vec(&value).expect("a JSON value serialises");
         }
+        Ok(())
     }
 }
 
@@ -82,9 +85,13 @@ pub(crate) fn person_of(subject: &str) -> Option<Uuid> {
 /// Seals the profile of one event of a body kept as a rejection, under the
 /// key of the person its subject names. A profile with no person to seal
 /// it for (a subject that names none) is dropped rather than kept in clear.
-fn seal_body_event(event: &mut Value, keyring: &Keyring, sealed_for: &mut Vec<Uuid>) {
+fn seal_body_event(
+    event: &mut Value,
+    keyring: &Keyring,
+    sealed_for: &mut Vec<Uuid>,
+) -> Result<(), KeyError> {
     let Some(object) = event.as_object_mut() else {
-        return;
+        return Ok(());
     };
     let id = object
         .get("id")
@@ -95,18 +102,19 @@ fn seal_body_event(event: &mut Value, keyring: &Keyring, sealed_for: &mut Vec<Uu
         .and_then(Value::as_str)
         .map(str::to_owned);
     let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) else {
-        return;
+        return Ok(());
     };
     let Some(profile) = data.remove("profile") else {
-        return;
+        return Ok(());
     };
     let person = subject.as_deref().and_then(person_of);
     if let (Some(person), Some(id), Some(subject)) = (person, id, subject) {
-        let sealed = keyring.seal(person, id, &subject, &profile);
+        let sealed = keyring.seal(person, id, &subject, &profile)?;
         data.insert(
             "sealed_profile".into(),
             serde_json::to_value(&sealed).expect("a sealed profile serialises"),
         );
         sealed_for.push(person);
     }
+    Ok(())
 }

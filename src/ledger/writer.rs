@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::flusher::{Flush, FlushJob, Sinks, flush_loop};
 use super::head_record::HeadFile;
-use super::ids::IdIndex;
+use super::ids::{IdIndex, Loading as IdLoading};
 use super::recent::{Recent, RecentEvent};
 use super::states::{SNAPSHOT_PERIOD, SNAPSHOT_STREAMS, States};
 use super::{
@@ -45,8 +45,9 @@ pub(super) struct Writer {
     since_snapshot: u64,
     /// When the last snapshot was applied (or the writer started).
     snapshot_taken: std::time::Instant,
-    /// Every applied event's id; loaded when the first submission comes,
-    /// so that reads and read-only tools never pay for it.
+    /// Every applied event's id: loading since the ledger opened (see
+    /// [`LedgerOptions::preload_ids`]), or else when the first submission
+    /// comes; taken by the first submission, which waits for it.
     ids: Option<IdIndex>,
     /// The right edge of the Merkle tree over what is applied: each
     /// commit's new nodes go into its batch. `None` only in the bench,
@@ -179,6 +180,13 @@ impl Writer {
                 return;
             }
         };
+        // Started at once, so that a first write arriving after start-up
+        // does not pay for it; a failure to start leaves it to that write.
+        let mut loading = self
+            .options
+            .preload_ids
+            .then(|| IdLoading::start(self.store.clone()).ok())
+            .flatten();
         while let Some(first) = rx.blocking_recv() {
             let mut requests = vec![first];
             let mut events: usize = requests[0].submissions.len();
@@ -192,7 +200,11 @@ impl Writer {
                 }
             }
             if self.ids.is_none() && !failed.load(std::sync::atomic::Ordering::Acquire) {
-                match IdIndex::load(&self.store) {
+                let loaded = match loading.take() {
+                    Some(loading) => loading.wait(),
+                    None => IdIndex::load(&self.store),
+                };
+                match loaded {
                     Ok(ids) => self.ids = Some(ids),
                     Err(error) => {
                         tracing::error!(%error, "cannot load the id index: the ledger stops accepting writes");
@@ -241,6 +253,9 @@ impl Writer {
             }
         }
         drop(jobs);
+        if let Some(loading) = loading {
+            loading.cancel();
+        }
         let _ = flusher.join();
         if !failed.load(std::sync::atomic::Ordering::Acquire) {
             self.closing_snapshot();

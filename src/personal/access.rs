@@ -31,6 +31,9 @@ pub fn subject_access(ledger: &Ledger, person: Uuid) -> Result<Value, AccessErro
     if stream.is_empty() {
         return Err(AccessError::UnknownPerson(person));
     }
+    // Reading the person's key first makes a store that cannot be read an
+    // error of the request, never a profile shown as unopenable.
+    keyring.holds(person).map_err(StoreError::from)?;
     let mut erased = false;
     let events: Vec<Value> = stream
         .iter()
@@ -96,7 +99,7 @@ fn opened(keyring: &Keyring, event: &CommittedEvent) -> (Value, bool) {
     match opened {
         Ok(profile) => data["profile"] = profile,
         Err(SealError::NoKey) => data["erased"] = json!(true),
-        Err(SealError::Unopenable) => data["unopenable"] = json!(true),
+        Err(SealError::Unopenable | SealError::Unreadable) => data["unopenable"] = json!(true),
     }
     (value, erased)
 }
@@ -134,7 +137,7 @@ fn open_body(keyring: &Keyring, mut body: Value) -> Value {
                 data.remove("sealed_profile");
                 data.insert("erased".into(), json!(true));
             }
-            Err(SealError::Unopenable) => {}
+            Err(SealError::Unopenable | SealError::Unreadable) => {}
         }
     };
     match &mut body {

@@ -21,8 +21,8 @@
 //!   the first event sealed under each ([`Keyring::wrap_to_commit`]), so a
 //!   crash leaves neither a sealed profile without its key nor a key
 //!   without its event.
-//! - The data keys in clear: only in this process's memory, wiped when
-//!   dropped.
+//! - The data keys in clear: only in this process's memory, each unwrapped
+//!   when first used, wiped when dropped.
 //! - In a ledger group, each data key also in the group's key bucket,
 //!   wrapped under the [`GroupKey`] every node holds, and purged from it
 //!   (every revision) by an erasure before it is answered.
@@ -65,8 +65,8 @@
 //! # Where an external KMS or HSM would plug in
 //!
 //! [`MasterKey`] is the only holder of the key-encryption key, and it is
-//! used only to wrap and unwrap data keys (in [`Keyring::load`],
-//! [`Keyring::seal`] for a new person, and [`Keyring::rotate`]). A KMS
+//! used only to wrap and unwrap data keys (on a key's first use, in
+//! [`Keyring::seal`] for a new person, and in [`Keyring::rotate`]). A KMS
 //! would replace the master key's file and those two operations; the data
 //! keys, the sealing and the store's records stay as they are.
 
@@ -84,7 +84,7 @@ use uuid::Uuid;
 
 pub use access::{AccessError, subject_access};
 pub use group_key::GroupKey;
-pub use keyring::{KeyId, Keyring, Recovery, Rotation, WrappedKey};
+pub use keyring::{KeyId, Keyring, Recovery, Rotation, WrapSource, WrappedKey};
 pub use master_key::{MasterKey, MasterKeyFile, MasterKeyId, MasterKeys};
 pub use open::{open_typed, profile_of};
 pub use seal::ALG;
@@ -121,6 +121,9 @@ pub enum KeyError {
     /// open: another group's key, or changed bytes.
     #[error("{0} from the group's key bucket does not open under this node's group key")]
     GroupUnwrap(String),
+    /// The store could not be read for a wrapped data key.
+    #[error("the stored data keys cannot be read: {0}")]
+    Stored(String),
 }
 
 /// Why a sealed profile does not open. Either way it counts as not
@@ -134,6 +137,10 @@ pub enum SealError {
     /// event's associated data, another algorithm, or changed bytes.
     #[error("the profile does not open under its key")]
     Unopenable,
+    /// The store could not be read for the profile's key: neither erased
+    /// nor opened, until the store works again.
+    #[error("the profile's key cannot be read from the store at the moment")]
+    Unreadable,
 }
 
 #[cfg(test)]

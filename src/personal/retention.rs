@@ -35,7 +35,7 @@ pub const RETENTION_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 /// `cutoff`. Blocking.
 pub fn stale_people(ledger: &Ledger, cutoff: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
     let mut stale = Vec::new();
-    for person in ledger.keyring().people() {
+    for person in ledger.keyring().people()? {
         let subject = Subject::Person(person).to_string();
         let Some(state) = ledger.stream_state(&subject)? else {
             continue;

@@ -25,7 +25,9 @@ fn keyring_of(n: u128) -> (Keyring, Vec<WrappedKey>) {
     let mut stored = Vec::new();
     for i in 1..=n {
         let p = person(i);
-        keyring.seal(p, Uuid::now_v7(), &subject(p), &profile());
+        keyring
+            .seal(p, Uuid::now_v7(), &subject(p), &profile())
+            .unwrap();
         let wrap = keyring.wrap_to_commit(p).expect("a new key's wrap");
         keyring.mark_committed(&wrap);
         stored.push(wrap);
@@ -37,7 +39,7 @@ fn keyring_of(n: u128) -> (Keyring, Vec<WrappedKey>) {
 fn a_sealed_profile_opens_with_its_event_and_key() {
     let keyring = Keyring::new(MasterKey::generate());
     let (p, id) = (person(1), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
     assert_eq!(sealed.alg, "XChaCha20-Poly1305");
     assert!(!sealed.ciphertext.contains('='));
     assert!(
@@ -58,7 +60,7 @@ fn a_sealed_profile_opens_with_its_event_and_key() {
 fn another_events_id_or_subject_does_not_open_it() {
     let keyring = Keyring::new(MasterKey::generate());
     let (p, id) = (person(1), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
     assert_eq!(
         keyring.open(p, Uuid::now_v7(), &subject(p), &sealed),
         Err(SealError::Unopenable)
@@ -73,22 +75,29 @@ fn another_events_id_or_subject_does_not_open_it() {
 fn another_key_does_not_open_it() {
     let keyring = Keyring::new(MasterKey::generate());
     let (p, q, id) = (person(1), person(2), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
-    keyring.seal(q, Uuid::now_v7(), &subject(q), &profile());
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
+    keyring
+        .seal(q, Uuid::now_v7(), &subject(q), &profile())
+        .unwrap();
     // Under q's key, whether the kid is q's or p's.
     assert_eq!(
         keyring.open(q, id, &subject(p), &sealed),
         Err(SealError::NoKey)
     );
     let mut relabelled = sealed.clone();
-    relabelled.kid = keyring.seal(q, Uuid::now_v7(), &subject(q), &profile()).kid;
+    relabelled.kid = keyring
+        .seal(q, Uuid::now_v7(), &subject(q), &profile())
+        .unwrap()
+        .kid;
     assert_eq!(
         keyring.open(q, id, &subject(p), &relabelled),
         Err(SealError::Unopenable)
     );
     // Another keyring holds another key for the same person.
     let other = Keyring::new(MasterKey::generate());
-    other.seal(p, Uuid::now_v7(), &subject(p), &profile());
+    other
+        .seal(p, Uuid::now_v7(), &subject(p), &profile())
+        .unwrap();
     assert_eq!(
         other.open(p, id, &subject(p), &sealed),
         Err(SealError::NoKey)
@@ -99,7 +108,7 @@ fn another_key_does_not_open_it() {
 fn changed_bytes_do_not_open() {
     let keyring = Keyring::new(MasterKey::generate());
     let (p, id) = (person(1), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
     let flip = |text: &str| {
         let mut bytes = text.as_bytes().to_vec();
         bytes[3] = if bytes[3] == b'A' { b'B' } else { b'A' };
@@ -129,12 +138,16 @@ fn changed_bytes_do_not_open() {
 fn a_persons_key_is_made_once_and_committed_with_its_first_event() {
     let keyring = Keyring::new(MasterKey::generate());
     let p = person(1);
-    let first = keyring.seal(p, Uuid::now_v7(), &subject(p), &profile());
+    let first = keyring
+        .seal(p, Uuid::now_v7(), &subject(p), &profile())
+        .unwrap();
     let wrap = keyring.wrap_to_commit(p).unwrap();
     assert_eq!(wrap.kid.as_str(), first.kid);
     assert_eq!(wrap.kek, keyring.master_key_id());
     // Until the writer says it is durable, every sealing may carry it.
-    let second = keyring.seal(p, Uuid::now_v7(), &subject(p), &profile());
+    let second = keyring
+        .seal(p, Uuid::now_v7(), &subject(p), &profile())
+        .unwrap();
     assert_eq!(second.kid, first.kid);
     assert_eq!(keyring.wrap_to_commit(p), Some(wrap.clone()));
     keyring.mark_committed(&wrap);
@@ -147,12 +160,19 @@ fn submitters_racing_for_a_new_person_share_one_key() {
     let p = person(1);
     let kids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| keyring.seal(p, Uuid::now_v7(), &subject(p), &profile()).kid))
+            .map(|_| {
+                s.spawn(|| {
+                    keyring
+                        .seal(p, Uuid::now_v7(), &subject(p), &profile())
+                        .unwrap()
+                        .kid
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(kids.iter().all(|k| *k == kids[0]));
-    assert_eq!(keyring.len(), 1);
+    assert_eq!(keyring.len().unwrap(), 1);
 }
 
 #[test]
@@ -162,7 +182,7 @@ fn opening_loads_every_wrap_from_the_key_file() {
     let keys = file.open(false).unwrap();
     let keyring = Keyring::new(keys.current);
     let (p, id) = (person(1), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
     let stored = vec![keyring.wrap_to_commit(p).unwrap()];
     drop(keyring);
 
@@ -175,12 +195,12 @@ fn opening_loads_every_wrap_from_the_key_file() {
 
     let mut moved = stored[0].clone();
     moved.person = person(2);
-    let err = Keyring::load(file.open(true).unwrap(), [moved]).unwrap_err();
+    let err = Keyring::load(file.open(true).unwrap(), vec![moved]).unwrap_err();
     assert!(matches!(err, KeyError::Unwrap { .. }), "{err}");
 
     let mut unknown = stored[0].clone();
     unknown.kek = MasterKey::generate().id().clone();
-    let err = Keyring::load(file.open(true).unwrap(), [unknown]).unwrap_err();
+    let err = Keyring::load(file.open(true).unwrap(), vec![unknown]).unwrap_err();
     assert!(matches!(err, KeyError::UnknownMasterKey { .. }), "{err}");
 }
 
@@ -192,8 +212,12 @@ fn a_rotation_cut_short_is_finished_or_abandoned_on_opening() {
     let keyring = Keyring::new(file.open(false).unwrap().current);
     let (kept, erased) = (person(1), person(2));
     let ids = [Uuid::now_v7(), Uuid::now_v7()];
-    let sealed_kept = keyring.seal(kept, ids[0], &subject(kept), &profile());
-    let sealed_erased = keyring.seal(erased, ids[1], &subject(erased), &profile());
+    let sealed_kept = keyring
+        .seal(kept, ids[0], &subject(kept), &profile())
+        .unwrap();
+    let sealed_erased = keyring
+        .seal(erased, ids[1], &subject(erased), &profile())
+        .unwrap();
     let before: Vec<WrappedKey> = [kept, erased]
         .iter()
         .map(|p| keyring.wrap_to_commit(*p).unwrap())
@@ -201,7 +225,7 @@ fn a_rotation_cut_short_is_finished_or_abandoned_on_opening() {
 
     // Step 1 done, step 2 never committed: the erasure did not happen.
     let next = file.begin_rotation().unwrap();
-    let rotation = keyring.rotate(next, &[erased]);
+    let rotation = keyring.rotate(next, &[erased]).unwrap();
     assert_eq!(rotation.destroyed, vec![erased]);
     assert_eq!(rotation.rewrapped.len(), 1);
     let (reloaded, recovery) = Keyring::load(file.open(true).unwrap(), before.clone()).unwrap();
@@ -213,7 +237,7 @@ fn a_rotation_cut_short_is_finished_or_abandoned_on_opening() {
     // Steps 1 and 2 done, step 3 not: the rotation is finished.
     let next = file.begin_rotation().unwrap();
     let next_id = next.id().clone();
-    let rotation = reloaded.rotate(next, &[erased]);
+    let rotation = reloaded.rotate(next, &[erased]).unwrap();
     let after = rotation.rewrapped;
     let (reloaded, recovery) = Keyring::load(file.open(true).unwrap(), after.clone()).unwrap();
     assert_eq!(recovery, Recovery::FinishRotation(Vec::new()));
@@ -246,10 +270,12 @@ fn a_half_rewrapped_store_is_rewrapped_on_opening() {
     let file = MasterKeyFile::in_data_dir(dir.path());
     let keyring = Keyring::new(file.open(false).unwrap().current);
     for i in 1..=2 {
-        keyring.seal(person(i), Uuid::now_v7(), &subject(person(i)), &profile());
+        keyring
+            .seal(person(i), Uuid::now_v7(), &subject(person(i)), &profile())
+            .unwrap();
     }
     let old = keyring.wrap_to_commit(person(1)).unwrap();
-    let rotation = keyring.rotate(file.begin_rotation().unwrap(), &[]);
+    let rotation = keyring.rotate(file.begin_rotation().unwrap(), &[]).unwrap();
     let mixed = vec![
         old,
         rotation
@@ -271,14 +297,16 @@ fn a_half_rewrapped_store_is_rewrapped_on_opening() {
 fn destroying_a_key_makes_its_profiles_unopenable_and_a_new_key_differs() {
     let keyring = Keyring::new(MasterKey::generate());
     let (p, id) = (person(1), Uuid::now_v7());
-    let sealed = keyring.seal(p, id, &subject(p), &profile());
-    assert!(keyring.destroy(p));
-    assert!(!keyring.destroy(p));
+    let sealed = keyring.seal(p, id, &subject(p), &profile()).unwrap();
+    assert!(keyring.destroy(p).unwrap());
+    assert!(!keyring.destroy(p).unwrap());
     assert_eq!(
         keyring.open(p, id, &subject(p), &sealed),
         Err(SealError::NoKey)
     );
-    let again = keyring.seal(p, Uuid::now_v7(), &subject(p), &profile());
+    let again = keyring
+        .seal(p, Uuid::now_v7(), &subject(p), &profile())
+        .unwrap();
     assert_ne!(again.kid, sealed.kid);
     assert_eq!(
         keyring.open(p, id, &subject(p), &sealed),
@@ -293,10 +321,73 @@ fn destroying_a_key_makes_its_profiles_unopenable_and_a_new_key_differs() {
 fn a_rotation_rewraps_every_remaining_key() {
     let (keyring, _) = keyring_of(10_000);
     let started = Instant::now();
-    let rotation = keyring.rotate(MasterKey::generate(), &[person(1)]);
+    let rotation = keyring.rotate(MasterKey::generate(), &[person(1)]).unwrap();
     let elapsed = started.elapsed();
     assert_eq!(rotation.rewrapped.len(), 9_999);
     if let Some(path) = std::env::var_os("ROTATION_MEASURE_REWRAP") {
         std::fs::write(path, format!("{:?} for 9999 keys\n", elapsed)).unwrap();
     }
+}
+
+/// Loading reads no wrap but the first: each key is read and unwrapped
+/// when first used. A key destroyed before it was ever used stays
+/// destroyed although the source still holds its wrap (the writer's
+/// commit deletes it later), and a rotation wraps again the keys never
+/// used.
+#[test]
+fn keys_are_unwrapped_on_first_use_and_a_destroyed_one_is_not_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MasterKeyFile::in_data_dir(dir.path());
+    let keyring = Keyring::new(file.open(false).unwrap().current);
+    let (p, q, r) = (person(1), person(2), person(3));
+    let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let sealed: Vec<_> = [p, q, r]
+        .iter()
+        .zip(ids)
+        .map(|(person, id)| {
+            keyring
+                .seal(*person, id, &subject(*person), &profile())
+                .unwrap()
+        })
+        .collect();
+    let stored: Vec<WrappedKey> = [p, q, r]
+        .iter()
+        .map(|person| keyring.wrap_to_commit(*person).unwrap())
+        .collect();
+    drop(keyring);
+
+    let (reloaded, recovery) = Keyring::load(file.open(true).unwrap(), stored.clone()).unwrap();
+    assert_eq!(recovery, Recovery::Ready);
+    assert!(format!("{reloaded:?}").contains("known: 0"), "{reloaded:?}");
+    assert_eq!(
+        reloaded.open(p, ids[0], &subject(p), &sealed[0]).unwrap(),
+        profile()
+    );
+    assert!(format!("{reloaded:?}").contains("known: 1"), "{reloaded:?}");
+    assert_eq!(reloaded.people().unwrap(), vec![p, q, r]);
+
+    assert!(reloaded.destroy(q).unwrap());
+    assert_eq!(
+        reloaded.open(q, ids[1], &subject(q), &sealed[1]),
+        Err(SealError::NoKey)
+    );
+    assert!(!reloaded.holds(q).unwrap());
+    assert_eq!(reloaded.people().unwrap(), vec![p, r]);
+    assert_eq!(
+        reloaded.wrap_to_commit(r),
+        None,
+        "a stored key is committed"
+    );
+
+    let next = file.begin_rotation().unwrap();
+    let rotation = reloaded.rotate(next, &[]).unwrap();
+    let mut rewrapped: Vec<Uuid> = rotation.rewrapped.iter().map(|w| w.person).collect();
+    rewrapped.sort_unstable();
+    assert_eq!(rewrapped, vec![p, r], "the key never used is wrapped again");
+    file.finish_rotation().unwrap();
+    let (rotated, _) = Keyring::load(file.open(true).unwrap(), rotation.rewrapped).unwrap();
+    assert_eq!(
+        rotated.open(r, ids[2], &subject(r), &sealed[2]).unwrap(),
+        profile()
+    );
 }

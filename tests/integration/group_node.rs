@@ -108,7 +108,10 @@ async fn a_follower_refuses_every_write_and_commits_nothing() {
     );
     assert_eq!(node.ledger.head(), head, "nothing was committed");
     assert!(
-        node.ledger.keyring().holds(uuid(20).parse().unwrap()),
+        node.ledger
+            .keyring()
+            .holds(uuid(20).parse().unwrap())
+            .unwrap(),
         "the refused erasure destroyed no key"
     );
 }
@@ -321,6 +324,7 @@ fn install_missing(writer: &TempLedger, follower: &TempLedger, events: &[Vec<u8>
             let wrapped = writer
                 .ledger
                 .export_key(person, key)
+                .unwrap()
                 .expect("the writer holds it");
             assert!(follower.ledger.install_key(person, &wrapped, key).unwrap());
         }
@@ -350,7 +354,7 @@ async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
         "the employee has no profile"
     );
 
-    let wrapped = writer.ledger.export_key(person(20), &key).unwrap();
+    let wrapped = writer.ledger.export_key(person(20), &key).unwrap().unwrap();
     assert!(
         follower
             .ledger
@@ -370,14 +374,14 @@ async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
         .collect();
     assert_eq!(missing, vec![person(21)]);
     assert_eq!(
-        writer.ledger.export_key(person(10), &key),
+        writer.ledger.export_key(person(10), &key).unwrap(),
         None,
         "no key, none exported"
     );
 
     // A wrap for another person, or under another group key, is refused.
     let other = GroupKey::load(&follower.path().join("other.key"), true).unwrap();
-    let for_21 = writer.ledger.export_key(person(21), &key).unwrap();
+    let for_21 = writer.ledger.export_key(person(21), &key).unwrap().unwrap();
     assert!(
         follower
             .ledger
@@ -390,7 +394,7 @@ async fn missing_keys_names_exactly_the_people_whose_keys_are_not_here() {
             .install_key(person(21), &for_21, &other)
             .is_err()
     );
-    assert!(!follower.ledger.keyring().holds(person(21)));
+    assert!(!follower.ledger.keyring().holds(person(21)).unwrap());
 }
 
 #[tokio::test]
@@ -431,7 +435,7 @@ async fn an_applied_erasure_destroys_the_key_and_rotates_the_master_key() {
     let follower = TempLedger::new();
     install_missing(&writer, &follower, &before, &key);
     apply(&follower, &before).await.unwrap();
-    assert!(follower.ledger.keyring().holds(person(20)));
+    assert!(follower.ledger.keyring().holds(person(20)).unwrap());
     let master = follower.ledger.keyring().master_key_id();
 
     writer.ledger.erase(person(20), "asked to").await.unwrap();
@@ -442,7 +446,7 @@ async fn an_applied_erasure_destroys_the_key_and_rotates_the_master_key() {
 
     assert_eq!(follower.ledger.head(), writer.ledger.head());
     assert!(
-        !follower.ledger.keyring().holds(person(20)),
+        !follower.ledger.keyring().holds(person(20)).unwrap(),
         "the key is gone"
     );
     assert_eq!(opened_profile(&follower, 20), None);
@@ -454,7 +458,7 @@ async fn an_applied_erasure_destroys_the_key_and_rotates_the_master_key() {
 
     let follower = follower.reopen();
     assert!(
-        !follower.ledger.keyring().holds(person(20)),
+        !follower.ledger.keyring().holds(person(20)).unwrap(),
         "gone from the store"
     );
     assert!(opened_profile(&follower, 21).is_some());
@@ -567,7 +571,7 @@ async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_eras
     // A node rebuilt from the stream: the bucket holds only the new key,
     // and its watch installs it before the log is applied.
     let follower = TempLedger::new();
-    let wrapped = writer.ledger.export_key(person(20), &key).unwrap();
+    let wrapped = writer.ledger.export_key(person(20), &key).unwrap().unwrap();
     assert!(
         follower
             .ledger
@@ -584,7 +588,7 @@ async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_eras
         "nothing to destroy"
     );
     let follower = follower.reopen();
-    assert!(follower.ledger.keyring().holds(person(20)));
+    assert!(follower.ledger.keyring().holds(person(20)).unwrap());
     let latest = |node: &TempLedger| {
         let json = stored(node, 0).pop().unwrap();
         let event = rotation_events::CommittedEvent::from_json(&json).unwrap();

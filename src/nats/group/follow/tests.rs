@@ -262,7 +262,7 @@ async fn a_follower_applies_the_stream_opens_profiles_and_loses_erased_keys() {
         .expect("erased");
     reaches(&follower, &writer.ledger).await;
     assert!(
-        !follower.keyring().holds(person(1)),
+        !follower.keyring().holds(person(1)).unwrap(),
         "the follower destroyed the key"
     );
     let document = crate::personal::subject_access(&follower, person(1)).expect("known");
