@@ -62,8 +62,12 @@ pub const CHUNK_EVENTS: usize = 4;
 /// Threads decoding a [`Store::replay`].
 const DECODERS: usize = 2;
 
-/// Events per unit of work handed to a replay decoder.
-const REPLAY_BATCH: usize = 512;
+/// Chunks per unit of work handed to a replay decoder: 128 events, whose
+/// decoded forms stay under mimalloc's 128 KiB of a medium allocation.
+const REPLAY_BATCH: usize = 32;
+
+/// Batches queued for and from each replay decoder.
+const REPLAY_QUEUE: usize = 16;
 const STATE: u8 = b'T';
 const REJECTION: u8 = b'R';
 const HEAD: &[u8] = b"H";
@@ -670,6 +674,28 @@ impl Store {
         after: u64,
         until: u64,
     ) -> impl Iterator<Item = Result<(u64, StoredJson), StoreError>> + use<> {
+        let wanted = after.saturating_add(1)..=until;
+        self.chunks(after, until).flat_map(move |item| {
+            let rows: Vec<Result<(u64, StoredJson), StoreError>> = match item {
+                Err(e) => vec![Err(e)],
+                Ok(chunk) => chunk
+                    .events(&wanted)
+                    .map(|(position, offset, len)| {
+                        Ok((position, StoredJson(chunk.value.subslice(offset, len))))
+                    })
+                    .collect(),
+            };
+            rows
+        })
+    }
+
+    /// The chunks holding the events from `after + 1` up to and including
+    /// `until`, in position order, as sled holds them.
+    fn chunks(
+        &self,
+        after: u64,
+        until: u64,
+    ) -> impl Iterator<Item = Result<Chunk, StoreError>> + use<> {
         let start = after.saturating_add(1);
         let empty = after >= until;
         self.scan(|db| {
@@ -678,25 +704,13 @@ impl Store {
                 Ok(Some((key, _))) if key.first() == Some(&EVENT) => key.to_vec(),
                 _ => event_key(start).to_vec(),
             };
-            db.range(first_key..=event_key(until).to_vec())
-                .map(|item| item.map_err(StoreError::from))
+            db.range(first_key..=event_key(until).to_vec()).map(|item| {
+                let (key, value) = item?;
+                let first = decode_u64(&key[1..], "event key")?;
+                Ok(Chunk { first, value })
+            })
         })
         .take_while(move |_| !empty)
-        .flat_map(move |item| {
-            let rows: Vec<Result<(u64, StoredJson), StoreError>> = match item {
-                Err(e) => vec![Err(e)],
-                Ok((key, chunk)) => match decode_u64(&key[1..], "event key") {
-                    Err(e) => vec![Err(e)],
-                    Ok(first) => lines(&chunk)
-                        .enumerate()
-                        .map(|(i, (offset, len))| (first + i as u64, offset, len))
-                        .filter(|(p, _, _)| (start..=until).contains(p))
-                        .map(|(p, offset, len)| Ok((p, StoredJson(chunk.subslice(offset, len)))))
-                        .collect(),
-                },
-            };
-            rows
-        })
     }
 
     /// Decoded events from `after + 1` up to and including `until`, in
@@ -745,6 +759,12 @@ impl Store {
 
     /// [`Store::replay`] with a decoder of one's own, given each event's
     /// position and stored JSON, run on the decoding threads.
+    ///
+    /// The reader hands the decoders whole chunks as sled holds them, so
+    /// that it does nothing per event (no slice of its own, no count of a
+    /// shared page), and each batch stays small: a batch of decoded events
+    /// beyond about 128 KiB is an allocation of its own, which the
+    /// allocator returns and fetches again, zeroed, batch after batch.
     fn replay_with<T, F>(
         &self,
         after: u64,
@@ -755,20 +775,29 @@ impl Store {
         T: Send + 'static,
         F: Fn(u64, &[u8]) -> Result<T, StoreError> + Send + Clone + 'static,
     {
-        type Raw = Vec<Result<(u64, StoredJson), StoreError>>;
+        type Raw = Vec<Result<Chunk, StoreError>>;
+        let wanted = after.saturating_add(1)..=until;
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
         for _ in 0..DECODERS {
-            let (to_decoder, from_reader) = std::sync::mpsc::sync_channel::<Raw>(4);
+            let (to_decoder, from_reader) = std::sync::mpsc::sync_channel::<Raw>(REPLAY_QUEUE);
             let (to_caller, from_decoder) =
-                std::sync::mpsc::sync_channel::<Vec<Result<T, StoreError>>>(4);
+                std::sync::mpsc::sync_channel::<Vec<Result<T, StoreError>>>(REPLAY_QUEUE);
             let decode = decode.clone();
+            let wanted = wanted.clone();
             spawn("replay-decoder", move || {
                 for raw in from_reader {
-                    let decoded: Vec<_> = raw
-                        .into_iter()
-                        .map(|item| item.and_then(|(position, bytes)| decode(position, &bytes)))
-                        .collect();
+                    let mut decoded = Vec::with_capacity(REPLAY_BATCH * CHUNK_EVENTS);
+                    for chunk in raw {
+                        match chunk {
+                            Err(e) => decoded.push(Err(e)),
+                            Ok(chunk) => decoded.extend(chunk.events(&wanted).map(
+                                |(position, offset, len)| {
+                                    decode(position, &chunk.value[offset..offset + len])
+                                },
+                            )),
+                        }
+                    }
                     if to_caller.send(decoded).is_err() {
                         return;
                     }
@@ -777,12 +806,12 @@ impl Store {
             inputs.push(to_decoder);
             outputs.push(from_decoder);
         }
-        let raw = self.events_json(after, until);
+        let chunks = self.chunks(after, until);
         spawn("replay-reader", move || {
-            let mut raw = raw.peekable();
+            let mut chunks = chunks.peekable();
             let mut turn = 0;
-            while raw.peek().is_some() {
-                let batch: Vec<_> = raw.by_ref().take(REPLAY_BATCH).collect();
+            while chunks.peek().is_some() {
+                let batch: Vec<_> = chunks.by_ref().take(REPLAY_BATCH).collect();
                 // Batches go round-robin, so the caller reads them back in
                 // order by visiting the decoders in the same rotation.
                 if inputs[turn % DECODERS].send(batch).is_err() {
@@ -1146,6 +1175,26 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
         .expect("the system can start a thread");
 }
 
+/// One stored chunk: the position of its first event and its JSON Lines.
+struct Chunk {
+    first: u64,
+    value: sled::IVec,
+}
+
+impl Chunk {
+    /// The position, offset and length of each of the chunk's events
+    /// within `wanted`.
+    fn events<'a>(
+        &'a self,
+        wanted: &'a std::ops::RangeInclusive<u64>,
+    ) -> impl Iterator<Item = (u64, usize, usize)> + 'a {
+        lines(&self.value)
+            .enumerate()
+            .map(|(i, (offset, len))| (self.first + i as u64, offset, len))
+            .filter(|(position, _, _)| wanted.contains(position))
+    }
+}
+
 /// The (offset, length) of each line of a chunk, without its newline.
 /// Compact JSON never holds a raw newline, so lines are events.
 fn lines(chunk: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -1240,6 +1289,60 @@ mod tests {
         // The copy's handle is still being released by sled's threads;
         // `open` waits for it.
         assert_eq!(contents(&copy.unwrap()), contents(&store));
+    }
+
+    /// A replay hands its decoders whole chunks, and chunks start where
+    /// commits did, not every [`super::CHUNK_EVENTS`] positions: whatever
+    /// the range, each event from `after + 1` through `until` is decoded
+    /// once, in order, as the ordered read gives it, across many batches
+    /// and starting or ending inside a chunk.
+    #[test]
+    fn a_replay_decodes_each_event_of_its_range_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let events: Vec<Vec<u8>> = (1..=1_000u64)
+            .map(|p| format!("{{\"position\":{p}}}").into_bytes())
+            .collect();
+        let mut first = 0;
+        for size in [1, 3, 7, 2, 250, 5, 600, 1, 131].into_iter().cycle() {
+            let last = (first + size).min(events.len());
+            let jsons: Vec<&[u8]> = events[first..last].iter().map(Vec::as_slice).collect();
+            let mut commit = Commit::default();
+            commit.events(first as u64 + 1, &jsons);
+            store.apply(commit).unwrap();
+            first = last;
+            if first == events.len() {
+                break;
+            }
+        }
+        let ranges = [
+            (0, 1_000),
+            (0, 1),
+            (1, 3),
+            (2, 7),
+            (3, 4),
+            (5, 999),
+            (130, 700),
+            (999, 1_000),
+            (1_000, 1_000),
+            (7, 5),
+        ];
+        for (after, until) in ranges {
+            let expected: Vec<(u64, Vec<u8>)> = (after + 1..=until)
+                .map(|p| (p, events[p as usize - 1].clone()))
+                .collect();
+            let replayed: Vec<(u64, Vec<u8>)> = store
+                .replay_with(after, until, |p, bytes| Ok((p, bytes.to_vec())))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(replayed, expected, "replay after {after} until {until}");
+            let read: Vec<(u64, Vec<u8>)> = store
+                .events_json(after, until)
+                .map(|row| row.map(|(p, json)| (p, json.to_vec())))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(read, expected, "read after {after} until {until}");
+        }
     }
 
     /// sled's own words for a failed checksum ("Read corrupted data at

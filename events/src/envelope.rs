@@ -485,7 +485,10 @@ impl CommittedEvent {
     /// Decodes a committed event as stored or published by the ledger.
     /// Older data shapes are upcast when [`Envelope::data`] is called.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
-        let wire: Wire<'_, Value> = serde_json::from_slice(bytes)
+        // One UTF-8 check of the whole line, rather than one per string.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
+        let wire: Wire<'_, Value> = serde_json::from_str(text)
             .map_err(|e| InvalidEvent::new(format!("not a committed event: {e}")))?;
         let (mut event, data) = Self::from_wire(wire)?;
         event.envelope.data = data;

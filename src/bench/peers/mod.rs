@@ -18,11 +18,14 @@
 //! - `postgres_append_single`: single-event transactions from the same
 //!   number of concurrent writers as `append_single`, on as many
 //!   connections;
-//! - `postgres_replay`: the whole log read in order and decoded: the
-//!   ledger's side is [`Ledger::replay`], what a whole-log reader of the
-//!   ledger uses (the store read on one thread, decoded on two); the
-//!   peer's is one connection streaming the table, the server reading
-//!   and sending while the client decodes. Each side has both cores.
+//! - `postgres_replay`: the whole log read in order and decoded into what
+//!   a whole-log reader folds, each event's attributes and its data as
+//!   the type's data (`EventData`): the ledger's side is
+//!   [`Ledger::replay_typed`], what the ledger's whole-log readers use
+//!   (the store read on one thread, decoded on two); the peer's is one
+//!   connection streaming the table, the server reading and sending while
+//!   the client decodes each row, its `jsonb` with the same typed
+//!   decoder. Each side has both cores.
 //! - `postgres_stream_read`: one stream's events read, with the p99.
 
 mod server;
@@ -33,7 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rotation_events::{CommittedEvent, Envelope, LedgerAttributes, Subject};
+use rotation_events::{
+    CommittedEvent, Envelope, EventData, EventType, InvalidEvent, LedgerAttributes, Subject,
+};
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -209,7 +216,7 @@ async fn measure(
         for _ in 0..3 {
             let started = Instant::now();
             let mut count = 0u64;
-            for event in ledger.replay(0) {
+            for event in ledger.replay_typed(0) {
                 std::hint::black_box(&event?);
                 count += 1;
             }
@@ -388,27 +395,54 @@ async fn append_transaction(
 /// A row of the peer's log, decoded.
 #[derive(Debug)]
 #[allow(dead_code, reason = "read to be decoded, as a reader of the log would")]
-struct PeerEvent {
+struct PeerEvent<D> {
     position: i64,
     id: Uuid,
     stream: String,
     version: i32,
-    event_type: String,
-    data: serde_json::Value,
+    event_type: EventType,
+    data: D,
     recorded: DateTime<Utc>,
     prevhash: Vec<u8>,
     hash: Vec<u8>,
 }
 
-impl PeerEvent {
+impl PeerEvent<serde_json::Value> {
+    /// A row with its `data` as a JSON value, as the ledger's stream read
+    /// returns it.
     fn from_row(row: &tokio_postgres::Row) -> Result<Self> {
+        let data = row.try_get(5)?;
+        Self::with_data(row, |_| Ok(data))
+    }
+}
+
+impl PeerEvent<std::result::Result<EventData, InvalidEvent>> {
+    /// A row with its `data` read as the type's data, straight from the
+    /// `jsonb`'s text with the ledger's own typed decoder (upcasting
+    /// included), as the ledger's replay gives it.
+    fn typed_from_row(row: &tokio_postgres::Row) -> Result<Self> {
+        let data: Json<&RawValue> = row.try_get(5)?;
+        Self::with_data(row, |event_type| {
+            Ok(EventData::from_json_str(event_type, data.0.get()))
+        })
+    }
+}
+
+impl<D> PeerEvent<D> {
+    fn with_data(
+        row: &tokio_postgres::Row,
+        data: impl FnOnce(EventType) -> Result<D>,
+    ) -> Result<Self> {
+        let type_text: &str = row.try_get(4)?;
+        let event_type = EventType::parse(type_text)
+            .ok_or_else(|| BenchError::Check(format!("unknown event type {type_text}")))?;
         Ok(Self {
             position: row.try_get(0)?,
             id: row.try_get(1)?,
             stream: row.try_get(2)?,
             version: row.try_get(3)?,
-            event_type: row.try_get(4)?,
-            data: row.try_get(5)?,
+            event_type,
+            data: data(event_type)?,
             recorded: row.try_get(6)?,
             prevhash: row.try_get(7)?,
             hash: row.try_get(8)?,
@@ -419,7 +453,8 @@ impl PeerEvent {
 const COLUMNS: &str = "position, id, stream, version, type, data, recorded, prevhash, hash";
 
 /// Reads the peer's whole log in position order, decoding every row as it
-/// streams in; returns how many events it read.
+/// streams in, its data into the type's data as the ledger's replay does;
+/// returns how many events it read.
 async fn replay(client: &Client, table: &str) -> Result<u64> {
     use futures::TryStreamExt;
     let rows = client
@@ -431,7 +466,7 @@ async fn replay(client: &Client, table: &str) -> Result<u64> {
     futures::pin_mut!(rows);
     let mut count = 0;
     while let Some(row) = rows.try_next().await? {
-        std::hint::black_box(PeerEvent::from_row(&row)?);
+        std::hint::black_box(PeerEvent::typed_from_row(&row)?);
         count += 1;
     }
     Ok(count)
