@@ -20,6 +20,9 @@ pub enum GroupError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    #[error(transparent)]
+    Key(#[from] crate::personal::KeyError),
     /// The node committed events the stream never stored: it may not
     /// write, and rejoins through `prepare`.
     #[error("this node holds {head} events but the group's stream only {stored}: it rejoins")]

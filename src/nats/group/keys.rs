@@ -225,16 +225,17 @@ impl KeyBucket {
     /// erased person's purge marker is never overwritten. Returns how
     /// many keys were put.
     pub(super) async fn share_held(&self, ledger: &Ledger) -> Result<u64, GroupError> {
-        let people = ledger.keyring().people();
+        let people = ledger.keyring().people()?;
         if people.is_empty() {
             return Ok(0);
         }
         let held = self.names_held().await?;
-        let missing: Vec<(Uuid, Vec<u8>)> = people
-            .into_iter()
-            .filter(|person| !held.contains(person))
-            .filter_map(|person| Some((person, ledger.export_key(person, &self.group_key)?)))
-            .collect();
+        let mut missing: Vec<(Uuid, Vec<u8>)> = Vec::new();
+        for person in people.into_iter().filter(|person| !held.contains(person)) {
+            if let Some(wrapped) = ledger.export_key(person, &self.group_key)? {
+                missing.push((person, wrapped));
+            }
+        }
         let mut shared = 0;
         for chunk in missing.chunks(SHARE_CHUNK) {
             let puts = chunk.iter().map(|(person, wrapped)| async move {
