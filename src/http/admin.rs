@@ -31,9 +31,9 @@ use crate::ledger::BackupError;
     summary = "Counts of events, streams and rejections, and the size on disk (admin)",
     responses(
         (status = 200, description = "The counts `rotation-ledger stats` prints", body = crate::http::openapi::Stats),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
+        crate::http::openapi::AdminOnly,
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn stats(
@@ -64,7 +64,7 @@ struct BackupRequest {
     responses(
         (status = 200, description = "The copy is made and durable", body = crate::http::openapi::BackupReport),
         (status = 400, description = "`invalid_request`: not `{\"out\"}` with an absolute path, or the directory is not empty", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: only the server's local credential may ask", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal`: the copy failed, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),

@@ -39,7 +39,7 @@ pub struct DashboardQuery {
     responses(
         (status = 200, description = "The figures (contract section 6)", body = serde_json::Value),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: a board of that partnership or an admin; `raw` is for admins", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: a partnership without events", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`unavailable`: the dashboards are catching up (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -104,7 +104,7 @@ pub struct PageQuery {
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: a board of that partnership or an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such board", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),

@@ -72,13 +72,13 @@ impl Page {
     responses(
         (status = 200, description = "Every event accepted or a duplicate", body = crate::http::openapi::Results),
         (status = 400, description = "`invalid_event`: not JSON, not a CloudEvent, unknown type, a missing or mistyped field, ... (`results` names the event)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: the caller may not publish for the event's partnership", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`version_conflict` (with `current_version`) or `duplicate_id_conflict`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: a body over 4 MiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`unknown_stream` or `rule_violation`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Internal,
         (status = 503, description = "`unavailable`: shutting down, the ledger cannot write, or (a follower of a ledger group) no writer answers at the moment (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -152,9 +152,9 @@ async fn forward(
     responses(
         (status = 200, description = "A page of committed events", body = crate::http::openapi::EventsPage),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: an evaluator or admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn list(
@@ -227,10 +227,10 @@ fn in_scope(scope: &Scope, json: &[u8]) -> bool {
     responses(
         (status = 200, description = "The stream", body = crate::http::openapi::StreamEvents),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: the token may not read that partnership's streams", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such stream", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn stream(
@@ -280,7 +280,7 @@ pub struct LiveQuery {
     responses(
         (status = 200, description = "`text/event-stream`: `event: committed`, `id: <position>`, `data: <committed event>`", content_type = "text/event-stream", body = String),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 403, description = "`forbidden`: an admin or board token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -413,9 +413,9 @@ impl Tail {
     responses(
         (status = 200, description = "A page of rejections", body = crate::http::openapi::RejectionsPage),
         (status = 400, description = "`invalid_request`: a malformed query or path parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
+        crate::http::openapi::AdminOnly,
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn rejections(
@@ -445,9 +445,9 @@ pub async fn rejections(
     summary = "The hash chain checked (admin)",
     responses(
         (status = 200, description = "The verdict", body = crate::http::openapi::Verdict),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
+        crate::http::openapi::AdminOnly,
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn verify(

@@ -19,7 +19,7 @@ use crate::nats::group::GroupView;
     summary = "The ledger group's nodes, roles, applied positions and lag (any token)",
     responses(
         (status = 200, description = "Every node that reported within the lease, and the writer", body = crate::http::openapi::Group),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
     ),
 )]
 pub async fn group(

@@ -166,6 +166,35 @@ impl utoipa::PartialSchema for Submission {
 
 impl ToSchema for Submission {}
 
+/// The refusal of a request without a known token, which every
+/// authenticated route may answer.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "`unauthorized`: no token, or one the configuration does not know",
+    content_type = "application/problem+json"
+)]
+pub(super) struct Unauthorized(Problem);
+
+/// The refusal of a route for admins to any other token.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "`forbidden`: an admin token is needed",
+    content_type = "application/problem+json"
+)]
+pub(super) struct AdminOnly(Problem);
+
+/// A storage failure, which any route that reads or writes the ledger
+/// may answer.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 500,
+    description = "`internal`: a storage failure, logged",
+    content_type = "application/problem+json"
+)]
+pub(super) struct Internal(Problem);
+
 /// An RFC 9457 problem, the body of every error (`application/problem+json`).
 #[derive(ToSchema)]
 pub(super) struct Problem {

@@ -33,10 +33,10 @@ struct ErasureRequest {
     responses(
         (status = 200, description = "One JSON document: the person's stream with profiles opened (or erased), the rotation events and the rejections that name them", body = serde_json::Value),
         (status = 400, description = "`invalid_request`: the id is not a UUID", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
+        crate::http::openapi::AdminOnly,
         (status = 404, description = "`not_found`: no person of that id is known to the ledger", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Internal,
     ),
 )]
 pub async fn access(
@@ -69,12 +69,12 @@ pub async fn access(
     responses(
         (status = 200, description = "The erasure, durable; a second erasure answers the first", body = serde_json::Value),
         (status = 400, description = "`invalid_event`: the body is not `{\"reason\"}` or the reason is over 500 characters; or `invalid_request`: the id is not a UUID", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an admin token is needed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
+        crate::http::openapi::AdminOnly,
         (status = 404, description = "`not_found`: no person of that id is known to the ledger", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: a body over 4 MiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body not declared as JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: a storage failure, logged", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Internal,
         (status = 503, description = "`not_writer`: a follower of a ledger group; the detail names the writer's address (`Retry-After`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -51,7 +51,7 @@ fn latest_size(state: &AppState) -> Result<u64, AppError> {
     summary = "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -73,7 +73,7 @@ pub async fn checkpoint(
     summary = "The checkpoints' verifier key, in the note format",
     responses(
         (status = 200, description = "`<name>+<hex key id>+<base64 key>`", body = String, content_type = "text/plain"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -91,7 +91,7 @@ pub async fn key(State(state): State<AppState>, Auth(_): Auth) -> Result<Respons
     responses(
         (status = 200, description = "`{position, size, leaf_hash, hashes}`, hashes as lower-case hex", body = serde_json::Value),
         (status = 400, description = "`invalid_request`: a position of 0 or beyond the size, a size beyond the head, `from` of 0 or greater than `to`, a missing or non-numeric parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -127,7 +127,7 @@ pub async fn inclusion(
     responses(
         (status = 200, description = "`{from, to, hashes}`, hashes as lower-case hex", body = serde_json::Value),
         (status = 400, description = "`invalid_request`: a position of 0 or beyond the size, a size beyond the head, `from` of 0 or greater than `to`, a missing or non-numeric parameter", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no token, or one the configuration does not know", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::Unauthorized,
         (status = 503, description = "`unavailable`: no checkpoint is signed yet (or this server signs none)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
