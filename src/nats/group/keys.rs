@@ -554,43 +554,10 @@ mod tests {
 
     use super::super::prepare::{Preparation, prepare};
     use super::*;
-    use crate::auth::Caller;
-    use crate::ledger::{LedgerOptions, Submission};
+    use crate::ledger::LedgerOptions;
+    use crate::nats::group::test_history::{history, person};
     use crate::nats::group::test_server::NatsServer;
     use crate::nats::outbox;
-
-    fn person(n: u64) -> Uuid {
-        Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n)
-    }
-
-    fn event(n: u64, subject: String, event_type: &str, data: serde_json::Value) -> Submission {
-        let event = json!({"specversion": "1.0",
-            "id": Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x9000_0000_0000_0000 | n),
-            "source": "urn:service:test", "type": event_type, "subject": subject,
-            "time": "2025-03-03T09:00:00Z", "partnership": "north", "data": data});
-        Submission::from_json(event.to_string().into_bytes(), "test", Caller::operator())
-    }
-
-    /// A partnership and three jobseekers, each with a sealed profile.
-    fn history() -> Vec<Submission> {
-        let mut events = vec![event(
-            0,
-            "partnership/north".into(),
-            "jobrotation.partnership.registered",
-            json!({"name": "North", "areas": ["E06000021"], "members": []}),
-        )];
-        events.extend((1..=3).map(|n| {
-            event(
-                n,
-                format!("person/{}", person(n)),
-                "jobrotation.participant.registered",
-                json!({"role": "jobseeker", "unemployed_since": "2024-06-01",
-                    "benefit": "universal_credit",
-                    "profile": {"birth_year": 1970, "sex": "female"}}),
-            )
-        }));
-        events
-    }
 
     fn secrets(dir: &Path) -> SecretFiles {
         SecretFiles {
@@ -627,7 +594,11 @@ mod tests {
         // `serve --nats` does before the ledger is made a group.
         let first = tempfile::tempdir().expect("a temporary directory");
         let single = Ledger::open(first.path(), options.clone()).expect("opens");
-        for outcome in single.submit(history()).await.expect("answered") {
+        for outcome in single
+            .submit(history(Some(json!({"birth_year": 1970, "sex": "female"}))))
+            .await
+            .expect("answered")
+        {
             assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
         }
         let drain = CancellationToken::new();

@@ -644,3 +644,53 @@ pub(crate) mod test_server {
         }
     }
 }
+
+/// The small history the group's unit tests submit: the partnership
+/// `north` and three jobseekers.
+#[cfg(test)]
+pub(crate) mod test_history {
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use crate::auth::Caller;
+    use crate::ledger::Submission;
+
+    /// The `n`th person of the history.
+    pub(crate) fn person(n: u64) -> Uuid {
+        Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n)
+    }
+
+    /// An event of `north`, its id numbered `n`.
+    pub(crate) fn event(n: u64, subject: String, event_type: &str, data: Value) -> Submission {
+        let event = json!({"specversion": "1.0",
+            "id": Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x9000_0000_0000_0000 | n),
+            "source": "urn:service:test", "type": event_type, "subject": subject,
+            "time": "2025-03-03T09:00:00Z", "partnership": "north", "data": data});
+        Submission::from_json(event.to_string().into_bytes(), "test", Caller::operator())
+    }
+
+    /// The partnership and three jobseekers, each with `profile` (sealed
+    /// when it is committed) if one is given.
+    pub(crate) fn history(profile: Option<Value>) -> Vec<Submission> {
+        let mut events = vec![event(
+            0,
+            "partnership/north".into(),
+            "jobrotation.partnership.registered",
+            json!({"name": "North", "areas": ["E06000021"], "members": []}),
+        )];
+        events.extend((1..=3).map(|n| {
+            let mut data = json!({"role": "jobseeker", "unemployed_since": "2024-06-01",
+                "benefit": "universal_credit"});
+            if let Some(profile) = &profile {
+                data["profile"] = profile.clone();
+            }
+            event(
+                n,
+                format!("person/{}", person(n)),
+                "jobrotation.participant.registered",
+                data,
+            )
+        }));
+        events
+    }
+}

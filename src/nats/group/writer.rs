@@ -220,39 +220,10 @@ async fn session(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use uuid::Uuid;
-
     use super::*;
-    use crate::auth::Caller;
-    use crate::ledger::{LedgerOptions, Submission};
+    use crate::ledger::LedgerOptions;
+    use crate::nats::group::test_history::history;
     use crate::nats::group::test_server::NatsServer;
-
-    fn event(n: u64, subject: String, event_type: &str, data: serde_json::Value) -> Submission {
-        let event = json!({"specversion": "1.0",
-            "id": Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x9000_0000_0000_0000 | n),
-            "source": "urn:service:test", "type": event_type, "subject": subject,
-            "time": "2025-03-03T09:00:00Z", "partnership": "north", "data": data});
-        Submission::from_json(event.to_string().into_bytes(), "test", Caller::operator())
-    }
-
-    fn history() -> Vec<Submission> {
-        let mut events = vec![event(
-            0,
-            "partnership/north".into(),
-            "jobrotation.partnership.registered",
-            json!({"name": "North", "areas": ["E06000021"], "members": []}),
-        )];
-        events.extend((1..=3).map(|n| {
-            event(
-                n,
-                format!("person/{}", Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n)),
-                "jobrotation.participant.registered",
-                json!({"role": "jobseeker", "unemployed_since": "2024-06-01", "benefit": "universal_credit"}),
-            )
-        }));
-        events
-    }
 
     async fn stream(server: &NatsServer, prefix: &str) -> (jetstream::Context, Arc<Names>) {
         let client = async_nats::connect(server.url()).await.expect("connects");
@@ -278,7 +249,7 @@ mod tests {
             Arc::clone(&names),
             stop.clone(),
         ));
-        for outcome in ledger.submit(history()).await.expect("answered") {
+        for outcome in ledger.submit(history(None)).await.expect("answered") {
             assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
         }
         // Answered, so stored: the stream holds every position already.
@@ -312,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ledger = Ledger::open(dir.path(), LedgerOptions::default()).expect("opens");
         // Committed here as a single ledger: nothing waits for the stream.
-        for outcome in ledger.submit(history()).await.expect("answered") {
+        for outcome in ledger.submit(history(None)).await.expect("answered") {
             assert!(outcome.rejection.is_none(), "{:?}", outcome.rejection);
         }
         // Another writer stored its own first event.
