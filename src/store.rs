@@ -430,6 +430,14 @@ fn decode_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
         })
 }
 
+/// Decodes a stored JSON value, naming `key` if it does not decode.
+fn decode_json<T: DeserializeOwned>(bytes: &[u8], key: impl Into<String>) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.into(),
+        message: e.to_string(),
+    })
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir` (see [`open_db`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
@@ -527,10 +535,7 @@ impl Store {
     pub fn head(&self) -> Result<Head, StoreError> {
         match self.db()?.get(HEAD)? {
             None => Ok(Head::empty()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                key: "head".into(),
-                message: e.to_string(),
-            }),
+            Some(bytes) => decode_json(&bytes, "head"),
         }
     }
 
@@ -614,14 +619,7 @@ impl Store {
     pub fn state<T: DeserializeOwned>(&self, subject: &str) -> Result<Option<T>, StoreError> {
         match self.db()?.get(state_key(subject))? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        key: format!("state {subject}"),
-                        message: e.to_string(),
-                    })
-            }
+            Some(bytes) => decode_json(&bytes, format!("state {subject}")).map(Some),
         }
     }
 
@@ -636,10 +634,7 @@ impl Store {
         .map(|item: Result<(sled::IVec, sled::IVec), StoreError>| {
             let (key, value) = item?;
             let subject = String::from_utf8_lossy(&key[1..]).into_owned();
-            let state = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                key: format!("state {subject}"),
-                message: e.to_string(),
-            })?;
+            let state = decode_json(&value, format!("state {subject}"))?;
             Ok((subject, state))
         })
     }
@@ -863,12 +858,7 @@ impl Store {
                 .values()
                 .map(|item| item.map_err(StoreError::from))
         })
-        .map(|value: Result<sled::IVec, StoreError>| {
-            serde_json::from_slice(&value?).map_err(|e| StoreError::Corrupt {
-                key: "wrapped key".into(),
-                message: e.to_string(),
-            })
-        })
+        .map(|value: Result<sled::IVec, StoreError>| decode_json(&value?, "wrapped key"))
     }
 
     /// The wrapped data key stored for `person`, if any: one `get`.
@@ -876,12 +866,7 @@ impl Store {
         let Some(value) = self.db()?.get(wrapped_key_key(person))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&value)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: "wrapped key".into(),
-                message: e.to_string(),
-            })
+        decode_json(&value, "wrapped key").map(Some)
     }
 
     /// Everyone a wrapped data key is stored for, in person order, read
