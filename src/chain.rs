@@ -155,6 +155,12 @@ impl Framed {
         }
     }
 
+    /// The form itself: the event's RFC 8785 JSON without the ledger's
+    /// attributes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+
     /// SHA-256 of the form: the content that idempotency compares.
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(&self.canonical).into()

@@ -2,17 +2,19 @@
 //! submission reaches the writer, each registration's `data.profile` is
 //! replaced by `data.sealed_profile` under the person's own data key, and
 //! the profiles of a body kept as a rejection are sealed the same way.
-//! The idempotency digest was taken of the event as submitted, so a resend
+//! The idempotency digest is taken of the event as submitted, so a resend
 //! of the same clear event is still a duplicate; the chain covers the
-//! sealed form the writer frames here.
+//! sealed form the writer frames here. The digest of a clear profile is
+//! derived from it, so only the sealed form's is stored: a resend is
+//! compared by opening the committed profile ([`resends_clear`]).
 
-use rotation_events::{ErrorCode, EventData, Subject};
+use rotation_events::{CommittedEvent, Envelope, ErrorCode, EventData, SealedProfile, Subject};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::Submission;
 use crate::chain;
-use crate::personal::{KeyError, Keyring};
+use crate::personal::{KeyError, Keyring, SealError};
 use crate::rules::Violation;
 
 impl Submission {
@@ -75,6 +77,53 @@ pub(super) fn partner_sealed() -> Violation {
         ErrorCode::InvalidEvent,
         "data.sealed_profile is the ledger's own: submit data.profile",
     )
+}
+
+/// Whether an event whose clear profile this ledger sealed on submission
+/// (`framed`, its clear form's digest `digest`) resends `committed`, which
+/// holds its id under another digest: that of its sealed form, as every
+/// node stores it. The committed profile is opened and put back in clear,
+/// and the digests compared. Once the person's key is destroyed (erased,
+/// or not yet installed on this node) the profile cannot be compared, and
+/// the rest of the event decides. Fails only when the store cannot say
+/// whether the person holds a key.
+pub(super) fn resends_clear(
+    keyring: &Keyring,
+    committed: CommittedEvent,
+    framed: &chain::Framed,
+    digest: [u8; 32],
+) -> Result<bool, KeyError> {
+    let mut envelope = committed.envelope;
+    let Subject::Person(person) = envelope.subject else {
+        return Ok(false);
+    };
+    let subject = envelope.subject.to_string();
+    let Some(data) = envelope.data.as_object_mut() else {
+        return Ok(false);
+    };
+    let Some(Ok(sealed)) = data
+        .remove("sealed_profile")
+        .map(serde_json::from_value::<SealedProfile>)
+    else {
+        return Ok(false);
+    };
+    match keyring.try_open(person, envelope.id, &subject, &sealed)? {
+        Ok(profile) => {
+            data.insert("profile".into(), profile);
+            Ok(chain::digest(&envelope, &chain::canonical_data(&envelope)) == digest)
+        }
+        Err(SealError::NoKey) => {
+            let Ok(mut resent) = Envelope::from_json(framed.as_bytes()) else {
+                return Ok(false);
+            };
+            if let Some(data) = resent.data.as_object_mut() {
+                data.remove("sealed_profile");
+            }
+            let unsealed = |e: &Envelope| chain::digest(e, &chain::canonical_data(e));
+            Ok(unsealed(&resent) == unsealed(&envelope))
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 /// The person a `person/<uuid>` subject names.

@@ -672,11 +672,8 @@ impl Writer {
         if let Some(record) = view.id(envelope.id)?
             && replica.is_none()
         {
-            // The committed form of a sealed event is a duplicate too,
-            // though the digest kept is of the form first submitted.
             if record.digest != digest
-                && !(partner_sealed
-                    && committed_digest(&self.store, record.position)? == Some(digest))
+                && !resends(&self.store, &self.keyring, candidate, record.position)?
             {
                 return Ok(Err(Violation::new(
                     ErrorCode::DuplicateIdConflict,
@@ -755,7 +752,12 @@ impl Writer {
             partnership: envelope.partnership.clone(),
             event_type: envelope.event_type,
             streamversion,
-            digest,
+            // What is stored is derived from no clear profile.
+            digest: if sealed_here(candidate) {
+                framed.digest()
+            } else {
+                digest
+            },
             leaf,
         });
         Ok(Ok(Receipt {
@@ -833,6 +835,40 @@ fn out_of_place(
         return None;
     };
     Some(Violation::new(ErrorCode::InvalidEvent, problem))
+}
+
+/// Whether this ledger sealed the candidate's profile on submission: its
+/// clear form's digest is then kept in memory only until it is committed.
+fn sealed_here(candidate: &Candidate<'_>) -> bool {
+    candidate.replica.is_none()
+        && !candidate.partner_sealed
+        && matches!(candidate.data, EventData::ParticipantRegistered(d) if d.sealed_profile.is_some())
+}
+
+/// Whether `candidate`, whose id is committed at `position` under another
+/// digest, is still the same event: the committed form of a sealed event
+/// resent, or a clear profile resent whose committed form is sealed.
+fn resends(
+    store: &Store,
+    keyring: &Keyring,
+    candidate: &Candidate<'_>,
+    position: u64,
+) -> Result<bool, StoreError> {
+    if candidate.partner_sealed {
+        return Ok(committed_digest(store, position)? == Some(candidate.digest));
+    }
+    if !sealed_here(candidate) {
+        return Ok(false);
+    }
+    let Some(committed) = store.event(position)? else {
+        return Ok(false);
+    };
+    Ok(super::sealing::resends_clear(
+        keyring,
+        committed,
+        candidate.framed,
+        candidate.digest,
+    )?)
 }
 
 /// The idempotency digest of the event committed at `position`, in its

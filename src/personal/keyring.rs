@@ -467,19 +467,31 @@ impl Keyring {
         subject: &str,
         sealed: &SealedProfile,
     ) -> Result<Value, SealError> {
-        let plaintext = self
-            .with_key(person, |entry| {
-                let entry = entry
-                    .filter(|e| e.kid.as_str() == sealed.kid)
-                    .ok_or(SealError::NoKey)?;
-                seal::open_profile(&entry.key, event_id, subject, sealed)
-                    .ok_or(SealError::Unopenable)
-            })
+        self.try_open(person, event_id, subject, sealed)
             .map_err(|error| {
                 tracing::warn!(%error, %person, "a data key could not be read");
                 SealError::Unreadable
-            })??;
-        serde_json::from_slice(&plaintext).map_err(|_| SealError::Unopenable)
+            })?
+    }
+
+    /// [`Keyring::open`], failing with the store's own error when the
+    /// person's key cannot be read, for callers that must not go on then.
+    pub fn try_open(
+        &self,
+        person: Uuid,
+        event_id: Uuid,
+        subject: &str,
+        sealed: &SealedProfile,
+    ) -> Result<Result<Value, SealError>, KeyError> {
+        let plaintext = self.with_key(person, |entry| {
+            let entry = entry
+                .filter(|e| e.kid.as_str() == sealed.kid)
+                .ok_or(SealError::NoKey)?;
+            seal::open_profile(&entry.key, event_id, subject, sealed).ok_or(SealError::Unopenable)
+        })?;
+        Ok(plaintext.and_then(|plaintext| {
+            serde_json::from_slice(&plaintext).map_err(|_| SealError::Unopenable)
+        }))
     }
 
     /// Opens a sealed profile as a typed [`Profile`].

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rotation_ledger::ledger::{Gate, KeySink, LedgerError, RestoreError, Submission};
 use rotation_ledger::personal::GroupKey;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -597,4 +597,54 @@ async fn a_key_installed_early_for_a_later_registration_survives_an_earlier_eras
     };
     assert!(latest(&follower).is_some(), "the new registration opens");
     assert_eq!(latest(&follower), latest(&writer));
+}
+
+#[tokio::test]
+async fn a_node_that_applied_a_sealed_registration_knows_its_clear_resend() {
+    let writer = TempLedger::new();
+    scheme(&writer).await;
+    let registration = jobseeker_registered(21);
+    assert_eq!(writer.code(&registration).await, "accepted");
+    let events = stored(&writer, 0);
+    let key = group_key(writer.path());
+    let other_profile = with(
+        registration.clone(),
+        "/data/profile/birth_year",
+        json!(1971),
+    );
+    let other_data = with(
+        registration.clone(),
+        "/data/unemployed_since",
+        json!("2024-07-01"),
+    );
+
+    // On the node that sealed it.
+    assert_eq!(writer.code(&registration).await, "duplicate");
+    assert_eq!(writer.code(&other_profile).await, "duplicate_id_conflict");
+    assert_eq!(writer.code(&other_data).await, "duplicate_id_conflict");
+
+    // On a node that applied the sealed form, as a follower made writer
+    // does: the id it stores is of that form, and the clear resend is
+    // compared with the profile opened.
+    let node = TempLedger::new();
+    install_missing(&writer, &node, &events, &key);
+    apply(&node, &events).await.unwrap();
+    node.ledger.set_gate(Gate::Single);
+    assert_eq!(node.code(&registration).await, "duplicate");
+    assert_eq!(node.code(&other_profile).await, "duplicate_id_conflict");
+    assert_eq!(node.code(&other_data).await, "duplicate_id_conflict");
+
+    // Without the person's key the profile cannot be compared: the rest of
+    // the event decides.
+    let bare = TempLedger::new();
+    apply(&bare, &events).await.unwrap();
+    bare.ledger.set_gate(Gate::Single);
+    assert_eq!(bare.code(&registration).await, "duplicate");
+    assert_eq!(bare.code(&other_profile).await, "duplicate");
+    assert_eq!(bare.code(&other_data).await, "duplicate_id_conflict");
+    assert_eq!(
+        bare.ledger.head(),
+        writer.ledger.head(),
+        "nothing committed"
+    );
 }

@@ -49,6 +49,12 @@ const CLEAR: &[&str] = &[
 
 /// Every file under `dir` that holds one of `needles`, with the needle.
 fn files_holding(dir: &Path, needles: &[&str]) -> Vec<String> {
+    let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
+    files_holding_bytes(dir, &needles)
+}
+
+/// [`files_holding`] for needles that need not be text.
+fn files_holding_bytes(dir: &Path, needles: &[&[u8]]) -> Vec<String> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -61,7 +67,9 @@ fn files_holding(dir: &Path, needles: &[&str]) -> Vec<String> {
             }
             let bytes = std::fs::read(&file).expect("the file reads");
             for needle in needles {
-                if memchr::memmem::find(&bytes, needle.as_bytes()).is_some() {
+                if memchr::memmem::find(&bytes, needle).is_some() {
+                    let needle = String::from_utf8(needle.to_vec())
+                        .unwrap_or_else(|_| format!("0x{}", hex::encode(needle)));
                     found.push(format!("{} holds {needle}", file.display()));
                 }
             }
@@ -98,6 +106,18 @@ fn an_import_leaves_no_profile_in_clear_in_any_file_of_the_data_directory() {
     );
 
     assert_eq!(files_holding(&data, CLEAR), Vec::<String>::new());
+    // Nor the digest of a registration in clear, which would let anyone
+    // holding the files confirm a guess at its profile.
+    let digests: Vec<[u8; 32]> = lines[1..3]
+        .iter()
+        .map(|line| {
+            let envelope = rotation_events::Envelope::from_value(line.clone()).expect("valid");
+            let data = rotation_ledger::chain::canonical_data(&envelope);
+            rotation_ledger::chain::digest(&envelope, &data)
+        })
+        .collect();
+    let needles: Vec<&[u8]> = digests.iter().map(|d| d.as_slice()).collect();
+    assert_eq!(files_holding_bytes(&data, &needles), Vec::<String>::new());
     let dump = rotation_ledger(&["dump", "--data", path(&data)]);
     let dumped = String::from_utf8_lossy(&dump.stdout);
     assert_eq!(dumped.matches("\"sealed_profile\"").count(), 2, "{dumped}");
