@@ -6,16 +6,25 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{Figure, Result};
+use super::pairs::Pair;
+use super::synthetic::Synthetic;
+use super::{BATCH, Figure, Result};
 use crate::ledger::{Ledger, LedgerOptions};
 
+/// Turns of `import`: each imports the history into a fresh ledger and
+/// appends as many synthetic events to another fresh ledger with
+/// `append_batched`'s ledger side, the two taking turns at going first.
+const IMPORT_TURNS: usize = 3;
+
 /// `import`: a realistic simulated history, every line through all the
-/// rules, beside `append_batched` of the same run. Returns the figure and
+/// rules, in [`IMPORT_TURNS`] pairs with `append_batched`'s ledger side
+/// appending as many events to a fresh ledger; both sides' times include
+/// closing, which stores the last snapshot of the stream states. The last
+/// import is left in `root/import` for `export`. Returns the figure and
 /// the number of events committed.
 pub(super) async fn import_history(
     root: &std::path::Path,
     jobseekers: u32,
-    batched_per_s: f64,
 ) -> Result<(Figure, u64)> {
     use std::io::Write;
     let months = 36;
@@ -37,10 +46,47 @@ pub(super) async fn import_history(
         }
         out.flush()?;
     }
+    let mut pairs = Vec::with_capacity(IMPORT_TURNS);
+    let mut accepted = 0;
+    let mut lines = None;
+    for turn in 0..IMPORT_TURNS {
+        let mut imported = None;
+        let mut appended = None;
+        for step in 0..2 {
+            if (step + turn) % 2 == 0 {
+                let (count, took) = import_once(root, &path, &mut accepted).await?;
+                imported = Some((count, took));
+                lines = Some(count);
+            } else {
+                // As many events as the history holds; the first turn,
+                // going first, counts its lines as the next imports will.
+                let count = match lines {
+                    Some(count) => count,
+                    None => count_lines(&path)?,
+                };
+                appended = Some(append_batched_fresh(root, count).await?);
+            }
+        }
+        let ((count, took), (baseline_count, baseline_took)) = (
+            imported.expect("each turn imports"),
+            appended.expect("each turn appends"),
+        );
+        pairs.push(Pair::counted(count, took, baseline_count, baseline_took));
+    }
+    Ok((Figure::paired(&pairs), accepted))
+}
+
+/// One import of the history at `path` into a fresh `root/import`,
+/// closed; the lines it took and how long, including the close.
+async fn import_once(
+    root: &std::path::Path,
+    path: &std::path::Path,
+    accepted: &mut u64,
+) -> Result<(u64, Duration)> {
     let dir = root.join("import");
     let _ = std::fs::remove_dir_all(&dir);
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
-    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let started = Instant::now();
     let summary = crate::import::import(&ledger, input, "history.jsonl", |_, _| {}).await?;
     // Closing stores the last snapshot of the stream states: part of the
@@ -52,9 +98,42 @@ pub(super) async fn import_history(
         "the simulated history was not accepted in full: {:?}",
         summary.problems.first()
     );
-    let lines = summary.accepted + summary.duplicate;
-    let per_s = lines as f64 / took.as_secs_f64().max(1e-9);
-    Ok((Figure::rates(per_s, batched_per_s), summary.accepted))
+    *accepted = summary.accepted;
+    Ok((summary.accepted + summary.duplicate, took))
+}
+
+/// `append_batched`'s ledger side on a fresh ledger: `count` synthetic
+/// events (made before the clock starts) in batches of [`BATCH`], closed
+/// as the import is; the events committed and how long it took.
+async fn append_batched_fresh(root: &std::path::Path, count: u64) -> Result<(u64, Duration)> {
+    let dir = root.join("import-baseline");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ledger = Ledger::open(&dir, LedgerOptions::default())?;
+    let batches = tokio::task::spawn_blocking(move || {
+        let events = Synthetic::spanning(1, count).take(count as usize);
+        events.chunks(BATCH).map(<[_]>::to_vec).collect::<Vec<_>>()
+    })
+    .await?;
+    let started = Instant::now();
+    super::append::ledger_batches(&ledger, batches).await?;
+    let committed = ledger.head().position;
+    ledger.close();
+    let took = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((committed, took))
+}
+
+/// The non-blank lines of the file at `path`.
+fn count_lines(path: &std::path::Path) -> Result<u64> {
+    use std::io::BufRead;
+    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut count = 0;
+    for line in input.lines() {
+        if !line?.trim().is_empty() {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// `export`: the evaluation dataset of the imported history, written by a

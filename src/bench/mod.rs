@@ -13,7 +13,7 @@
 //! | `nats_ingest` | events published to `rotation.in.<p>` with `Nats-Msg-Id` until committed and acked (`--nats URL`; `p99_ms`: publication lag, commit to arrival on `rotation.ledger.>`; `p99_at_per_s` the publishing rate measured in those runs) | a JetStream pull consumer that only acks the same messages; the two take turns, baseline first and last, each ledger run paired with the baseline run after it |
 //! | `dashboard_read` | an uncached read of a board's view, assembled from the tables' last releases (`p99_ms` too): the bench log's partnership, whose referrals fill every month of the board's window at any `--events` | `serde_json::to_vec` of the same JSON value |
 //! | `startup` | opening the ledger on the log (and the first write answered) | opening the raw log's store on the same events and reading its head |
-//! | `import` | a simulated history imported through all the rules | `append_batched`'s ledger side |
+//! | `import` | a simulated history imported through all the rules into a fresh ledger, closed, in 3 turns | `append_batched`'s ledger side appending as many events to a fresh ledger, closed, in the same turns |
 //! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |
 //! | `group_append` | atomic batches of 1,000 through the writer of a three-node ledger group on a throwaway three-server JetStream cluster of its own (`--group`), each answered once the replicated stream stored it; `p99_ms`: an acknowledged single append | the same batches to a single ledger (no group) in the same run, in turns; `baseline_p99_ms`: its single append |
 //! | `erase` | erasures on a log of 100,000 people with profiles, each durable: `person.erased` and every remaining data key re-wrapped under a new master key, one batch | the same number of key records written raw, one sled batch and flush an erasure |
@@ -372,8 +372,6 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         append::append_batched(&ledger, &others, &raw, options.events, &mut states).await?;
     drop(others);
     let batched = Figure::paired(&appended.pairs).stolen(&meter);
-    // The ledger's side of append_batched, the baseline of `import`.
-    let batched_per_s = batched.per_s;
     if options.wants("append_batched") {
         figures.push(("append_batched", batched));
     }
@@ -462,13 +460,12 @@ pub async fn run(options: BenchOptions) -> Result<()> {
         progress(
             &options,
             &format!(
-                "import: a simulated history of {} jobseekers",
+                "import: a simulated history of {} jobseekers, in turns with append_batched on as many events",
                 options.export_jobseekers
             ),
         );
         let meter = StealMeter::start();
-        let (import, events) =
-            export::import_history(&root, options.export_jobseekers, batched_per_s).await?;
+        let (import, events) = export::import_history(&root, options.export_jobseekers).await?;
         figures.push(("import", import.stolen(&meter)));
         if options.wants("export") {
             progress(

@@ -90,6 +90,7 @@ fn bench_prints_every_figure_finite_and_labelled() {
         "projection_catchup",
         "dashboard_read",
         "startup",
+        "import",
     ] {
         assert!(
             figures[paired].get("ratio_spread").is_some(),
