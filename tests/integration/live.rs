@@ -86,7 +86,9 @@ impl Serving {
                 .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
                 .is_some_and(|file| file["pid"] == pid)
         };
-        while serving.get("/healthz").0 != 200 || !written() {
+        // Any answer will do: a server on a broken chain answers 503, and
+        // may do so from its first answer on.
+        while serving.get("/healthz").0 == 0 || !written() {
             assert!(Instant::now() < deadline, "{}", serving.log());
             std::thread::sleep(Duration::from_millis(50));
         }
