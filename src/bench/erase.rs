@@ -21,6 +21,11 @@ pub(super) const ERASURES: u64 = 5;
 
 /// The figure: erasures per second against raw key-record rewrites.
 pub(super) async fn erase(root: &Path, people: u64, erasures: u64) -> Result<Figure> {
+    if people < erasures {
+        return Err(BenchError::Check(format!(
+            "erase needs at least {erasures} people on its log (--erase-people), not {people}"
+        )));
+    }
     let dir = root.join("erase");
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
     let person = |n: u64| Uuid::from_u64_pair(0x0193_a3c0_0000_7000, 0x8000_0000_0000_0000 | n);

@@ -16,7 +16,7 @@
 //! | `import` | a simulated history imported through all the rules into a fresh ledger, closed, in 3 turns | `append_batched`'s ledger side appending as many events to a fresh ledger, closed, in the same turns |
 //! | `export` | the evaluation dataset, by a child process | `replay`'s ledger side |
 //! | `group_append` | atomic batches of 1,000 through the writer of a three-node ledger group on a throwaway three-server JetStream cluster of its own (`--group`), each answered once the replicated stream stored it; `p99_ms`: an acknowledged single append | the same batches to a single ledger (no group) in the same run, in turns; `baseline_p99_ms`: its single append |
-//! | `erase` | erasures on a log of 100,000 people with profiles, each durable: `person.erased` and every remaining data key re-wrapped under a new master key, one batch | the same number of key records written raw, one sled batch and flush an erasure |
+//! | `erase` | erasures on a log of `--erase-people` people with profiles (100,000 by default), each durable: `person.erased` and every remaining data key re-wrapped under a new master key, one batch | the same number of key records written raw, one sled batch and flush an erasure |
 //!
 //! Every figure with a raw baseline is measured in interleaved pairs (see
 //! [`pairs`]): `per_s` and `baseline_per_s` are each side's median and
@@ -96,6 +96,8 @@ pub struct BenchOptions {
     /// Jobseekers in the simulated history that `import` and `export` are
     /// measured on (about 28 events each).
     pub export_jobseekers: u32,
+    /// People (each with a profile) on the log that `erase` is measured on.
+    pub erase_people: u64,
     /// A nats-server to measure `nats_ingest` on (streams of its own,
     /// deleted afterwards); without it `nats_ingest` is not measured.
     pub nats: Option<String>,
@@ -128,6 +130,7 @@ impl Default for BenchOptions {
             dir: None,
             json: false,
             export_jobseekers: 100_000,
+            erase_people: erase::PEOPLE,
             nats: None,
             nats_events: None,
             peers: false,
@@ -482,10 +485,13 @@ pub async fn run(options: BenchOptions) -> Result<()> {
     if options.wants("erase") {
         progress(
             &options,
-            &format!("erase: erasures on a log of {} people", erase::PEOPLE),
+            &format!(
+                "erase: erasures on a log of {} people",
+                options.erase_people
+            ),
         );
         let meter = StealMeter::start();
-        let figure = erase::erase(&root, erase::PEOPLE, erase::ERASURES)
+        let figure = erase::erase(&root, options.erase_people, erase::ERASURES)
             .await?
             .stolen(&meter);
         figures.push(("erase", figure));

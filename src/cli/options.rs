@@ -155,6 +155,9 @@ pub(crate) struct BenchArgs {
     /// measured on (about 28 events each).
     #[arg(long, default_value_t = 100_000)]
     pub(crate) export_jobseekers: u32,
+    /// People (each with a profile) on the log that `erase` is measured on.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub(crate) erase_people: u64,
     /// A nats-server to measure `nats_ingest` on (streams of its own, deleted afterwards).
     #[arg(long = "nats", value_name = "URL")]
     pub(crate) nats: Option<String>,
@@ -192,6 +195,7 @@ impl From<BenchArgs> for BenchOptions {
             dir: args.dir,
             json: args.json,
             export_jobseekers: args.export_jobseekers,
+            erase_people: args.erase_people,
             nats: args.nats,
             nats_events: args.nats_events,
             peers: args.peers,

@@ -20,7 +20,7 @@ fn bench_in(dir: &std::path::Path, extra: &[&str]) -> serde_json::Map<String, Va
         .arg("bench")
         .arg("--json")
         .args(["--events", "3000", "--single", "320", "--writers", "8"])
-        .args(["--export-jobseekers", "40"])
+        .args(["--export-jobseekers", "40", "--erase-people", "2000"])
         .arg("--dir")
         .arg(dir)
         .args(extra)
