@@ -141,7 +141,7 @@ impl Framed {
         string(&mut out, "1.0");
         let subject_at = out.len() + 1;
         key(&mut out, "subject");
-        string(&mut out, &envelope.subject.to_string());
+        string(&mut out, &envelope.subject.key());
         key(&mut out, "time");
         string(&mut out, &envelope.time_text);
         key(&mut out, "type");

@@ -165,7 +165,7 @@ pub fn decide(
     envelope: &Envelope,
     data: &EventData,
 ) -> Result<Result<Changes, Violation>, StoreError> {
-    let subject = envelope.subject.to_string();
+    let subject = envelope.subject.key();
     let current = view.stream(&subject)?;
     let version = current.as_ref().map_or(0, |s| s.version);
     if let Some(expected) = envelope.expectedversion
@@ -289,7 +289,7 @@ impl<V: StateView> Rules<'_, V> {
         id: Uuid,
         what: &str,
     ) -> Result<Result<(String, StreamState, Person), Violation>, StoreError> {
-        let subject = Subject::Person(id).to_string();
+        let subject = Subject::Person(id).key();
         let state = self.other(&subject)?;
         let Some(state) = state else {
             return Ok(Err(Violation::rule(format!(
@@ -315,7 +315,7 @@ impl<V: StateView> Rules<'_, V> {
     }
 
     fn employer_enrolled(&mut self, id: Uuid, same_partnership: bool) -> Verdict {
-        let state = self.other(&Subject::Employer(id).to_string())?;
+        let state = self.other(&Subject::Employer(id).key())?;
         let enrolled = matches!(&state, Some(s) if s.entity == Entity::Employer { enrolled: true });
         ensure!(enrolled, "employer {id} is not enrolled");
         if same_partnership {
@@ -331,7 +331,7 @@ impl<V: StateView> Rules<'_, V> {
 
     fn partnership_registered(&mut self) -> Verdict {
         let slug = &self.envelope.partnership;
-        let state = self.other(&Subject::Partnership(slug.clone()).to_string())?;
+        let state = self.other(&Subject::Partnership(slug.clone()).key())?;
         let registered =
             matches!(state, Some(s) if s.entity == Entity::Partnership { registered: true });
         ensure!(registered, "partnership {slug} is not registered");
@@ -598,7 +598,7 @@ impl<V: StateView> Rules<'_, V> {
         id: Uuid,
         release: bool,
     ) -> Result<(), StoreError> {
-        let subject = Subject::Person(person).to_string();
+        let subject = Subject::Person(person).key();
         if let Some(mut state) = self.other(&subject)? {
             let target = Some(Active { rotation, id });
             set_person(&mut state, |p| {
@@ -684,7 +684,7 @@ impl<V: StateView> Rules<'_, V> {
             self.clear_pointer(person, rotation, id, release)?;
         }
         for &(person, id, release) in after.iter().filter(|a| !before.contains(a)) {
-            let subject = Subject::Person(person).to_string();
+            let subject = Subject::Person(person).key();
             let Some(mut state) = self.other(&subject)? else {
                 continue;
             };

@@ -122,14 +122,25 @@ impl Subject {
     }
 }
 
+impl Subject {
+    /// The subject as written (`person/<uuid>`), as `to_string` gives it,
+    /// made without the formatting machinery: the writer names a few
+    /// streams for every event it decides.
+    pub fn key(&self) -> String {
+        let (kind, id) = match self {
+            Self::Partnership(slug) => return ["partnership/", slug].concat(),
+            Self::Employer(id) => ("employer/", id),
+            Self::Person(id) => ("person/", id),
+            Self::Rotation(id) => ("rotation/", id),
+        };
+        let mut buffer = Uuid::encode_buffer();
+        [kind, id.hyphenated().encode_lower(&mut buffer)].concat()
+    }
+}
+
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Partnership(slug) => write!(f, "partnership/{slug}"),
-            Self::Employer(id) => write!(f, "employer/{id}"),
-            Self::Person(id) => write!(f, "person/{id}"),
-            Self::Rotation(id) => write!(f, "rotation/{id}"),
-        }
+        f.write_str(&self.key())
     }
 }
 
@@ -619,5 +630,31 @@ impl Serialize for View<'_> {
         }
         map.serialize_entry("data", &e.data)?;
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::Subject;
+
+    #[test]
+    fn a_subjects_key_is_its_written_form() {
+        let id = Uuid::from_u128(0x0193_a3c0_0000_7000_8000_00ab_cdef_0123);
+        let written = "0193a3c0-0000-7000-8000-00abcdef0123";
+        for (subject, expected) in [
+            (
+                Subject::Partnership("stoke".into()),
+                "partnership/stoke".to_owned(),
+            ),
+            (Subject::Employer(id), format!("employer/{written}")),
+            (Subject::Person(id), format!("person/{written}")),
+            (Subject::Rotation(id), format!("rotation/{written}")),
+        ] {
+            assert_eq!(subject.key(), expected);
+            assert_eq!(subject.to_string(), expected);
+            assert_eq!(Subject::parse(&expected).ok(), Some(subject));
+        }
     }
 }

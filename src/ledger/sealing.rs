@@ -40,8 +40,7 @@ impl Submission {
             let Some(profile) = data.as_object_mut().and_then(|d| d.remove("profile")) else {
                 continue;
             };
-            let sealed =
-                keyring.seal(person, envelope.id, &envelope.subject.to_string(), &profile)?;
+            let sealed = keyring.seal(person, envelope.id, &envelope.subject.key(), &profile)?;
             data["sealed_profile"] =
                 serde_json::to_value(&sealed).expect("a sealed profile serialises");
             envelope.data = data;
@@ -97,7 +96,7 @@ pub(super) fn resends_clear(
     let Subject::Person(person) = envelope.subject else {
         return Ok(false);
     };
-    let subject = envelope.subject.to_string();
+    let subject = envelope.subject.key();
     let Some(data) = envelope.data.as_object_mut() else {
         return Ok(false);
     };

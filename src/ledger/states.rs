@@ -154,7 +154,7 @@ pub(super) fn rebuild(store: &Store) -> Result<Rebuilt, StoreError> {
             message: format!("replayed after the snapshot at {from}: {message}"),
         };
         let data = event.envelope.data().map_err(|e| corrupt(e.0))?;
-        replay.subject = event.envelope.subject.to_string();
+        replay.subject = event.envelope.subject.key();
         let mut changes = match rules::decide(&mut replay, &event.envelope, &data)? {
             Ok(changes) => changes,
             Err(violation) => return Err(corrupt(format!("the rules refuse it: {violation}"))),

@@ -589,8 +589,18 @@ impl Writer {
         }
         let Some((failed_index, failed_id, violation)) = failure else {
             let Deciding { pending, head, .. } = deciding;
-            group.overlay.states.extend(pending.states);
-            group.overlay.ids.extend(pending.ids);
+            // The first submission of a group hands its maps over whole
+            // rather than inserting each entry again.
+            if group.overlay.states.is_empty() {
+                group.overlay.states = pending.states;
+            } else {
+                group.overlay.states.extend(pending.states);
+            }
+            if group.overlay.ids.is_empty() {
+                group.overlay.ids = pending.ids;
+            } else {
+                group.overlay.ids.extend(pending.ids);
+            }
             group.overlay.staged.extend(pending.staged);
             group.head = head;
             return Ok(Outcome {
