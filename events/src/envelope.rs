@@ -120,27 +120,34 @@ impl Subject {
             Self::Employer(id) | Self::Person(id) | Self::Rotation(id) => Some(*id),
         }
     }
-}
 
-impl Subject {
     /// The subject as written (`person/<uuid>`), as `to_string` gives it,
     /// made without the formatting machinery: the writer names a few
     /// streams for every event it decides.
     pub fn key(&self) -> String {
+        let mut buffer = Uuid::encode_buffer();
+        self.written(&mut buffer).concat()
+    }
+
+    /// The two pieces of the written form: `<kind>/` and the id, a UUID
+    /// encoded into `buffer`.
+    fn written<'a>(&'a self, buffer: &'a mut [u8]) -> [&'a str; 2] {
         let (kind, id) = match self {
-            Self::Partnership(slug) => return ["partnership/", slug].concat(),
+            Self::Partnership(slug) => return ["partnership/", slug],
             Self::Employer(id) => ("employer/", id),
             Self::Person(id) => ("person/", id),
             Self::Rotation(id) => ("rotation/", id),
         };
-        let mut buffer = Uuid::encode_buffer();
-        [kind, id.hyphenated().encode_lower(&mut buffer)].concat()
+        [kind, id.hyphenated().encode_lower(buffer)]
     }
 }
 
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.key())
+        let mut buffer = Uuid::encode_buffer();
+        let [kind, id] = self.written(&mut buffer);
+        f.write_str(kind)?;
+        f.write_str(id)
     }
 }
 

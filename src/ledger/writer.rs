@@ -81,6 +81,17 @@ struct Overlay {
     rejections: Vec<RejectionRecord>,
 }
 
+/// Moves an accepted submission's entries into its group's map. The first
+/// submission of a group hands its map over whole rather than inserting
+/// each entry again.
+fn absorb<K: Eq + std::hash::Hash, V>(into: &mut HashMap<K, V>, from: HashMap<K, V>) {
+    if into.is_empty() {
+        *into = from;
+    } else {
+        into.extend(from);
+    }
+}
+
 /// An accepted event of the group: its stream, the JSON to store, and what
 /// the id index keeps of it.
 struct Staged {
@@ -589,18 +600,8 @@ impl Writer {
         }
         let Some((failed_index, failed_id, violation)) = failure else {
             let Deciding { pending, head, .. } = deciding;
-            // The first submission of a group hands its maps over whole
-            // rather than inserting each entry again.
-            if group.overlay.states.is_empty() {
-                group.overlay.states = pending.states;
-            } else {
-                group.overlay.states.extend(pending.states);
-            }
-            if group.overlay.ids.is_empty() {
-                group.overlay.ids = pending.ids;
-            } else {
-                group.overlay.ids.extend(pending.ids);
-            }
+            absorb(&mut group.overlay.states, pending.states);
+            absorb(&mut group.overlay.ids, pending.ids);
             group.overlay.staged.extend(pending.staged);
             group.head = head;
             return Ok(Outcome {
