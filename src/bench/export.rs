@@ -38,33 +38,27 @@ pub(super) async fn import_history(
         invalid_rate: 0.0,
     };
     let path = root.join("history.jsonl");
+    // Every line is an event: the baseline appends as many.
+    let mut lines: u64 = 0;
     {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
         for simulated in crate::simulate::simulate(&scenario) {
             out.write_all(simulated.line.as_bytes())?;
             out.write_all(b"\n")?;
+            lines += 1;
         }
         out.flush()?;
     }
     let mut pairs = Vec::with_capacity(IMPORT_TURNS);
     let mut accepted = 0;
-    let mut lines = None;
     for turn in 0..IMPORT_TURNS {
         let mut imported = None;
         let mut appended = None;
         for step in 0..2 {
             if (step + turn) % 2 == 0 {
-                let (count, took) = import_once(root, &path, &mut accepted).await?;
-                imported = Some((count, took));
-                lines = Some(count);
+                imported = Some(import_once(root, &path, &mut accepted).await?);
             } else {
-                // As many events as the history holds; the first turn,
-                // going first, counts its lines as the next imports will.
-                let count = match lines {
-                    Some(count) => count,
-                    None => count_lines(&path)?,
-                };
-                appended = Some(append_batched_fresh(root, count).await?);
+                appended = Some(append_batched_fresh(root, lines).await?);
             }
         }
         let ((count, took), (baseline_count, baseline_took)) = (
@@ -121,19 +115,6 @@ async fn append_batched_fresh(root: &std::path::Path, count: u64) -> Result<(u64
     let took = started.elapsed();
     let _ = std::fs::remove_dir_all(&dir);
     Ok((committed, took))
-}
-
-/// The non-blank lines of the file at `path`.
-fn count_lines(path: &std::path::Path) -> Result<u64> {
-    use std::io::BufRead;
-    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let mut count = 0;
-    for line in input.lines() {
-        if !line?.trim().is_empty() {
-            count += 1;
-        }
-    }
-    Ok(count)
 }
 
 /// `export`: the evaluation dataset of the imported history, written by a
