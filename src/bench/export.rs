@@ -52,31 +52,37 @@ pub(super) async fn import_history(
     let mut pairs = Vec::with_capacity(IMPORT_TURNS);
     let mut accepted = 0;
     for turn in 0..IMPORT_TURNS {
-        let mut imported = None;
-        let mut appended = None;
-        for step in 0..2 {
-            if (step + turn) % 2 == 0 {
-                imported = Some(import_once(root, &path, &mut accepted).await?);
-            } else {
-                appended = Some(append_batched_fresh(root, lines).await?);
-            }
-        }
-        let ((count, took), (baseline_count, baseline_took)) = (
-            imported.expect("each turn imports"),
-            appended.expect("each turn appends"),
-        );
-        pairs.push(Pair::counted(count, took, baseline_count, baseline_took));
+        // The two sides take turns at going first.
+        let (imported, appended) = if turn % 2 == 0 {
+            let imported = import_once(root, &path).await?;
+            (imported, append_batched_fresh(root, lines).await?)
+        } else {
+            let appended = append_batched_fresh(root, lines).await?;
+            (import_once(root, &path).await?, appended)
+        };
+        let (baseline_count, baseline_took) = appended;
+        pairs.push(Pair::counted(
+            imported.lines,
+            imported.took,
+            baseline_count,
+            baseline_took,
+        ));
+        accepted = imported.accepted;
     }
     Ok((Figure::paired(&pairs), accepted))
 }
 
-/// One import of the history at `path` into a fresh `root/import`,
-/// closed; the lines it took and how long, including the close.
-async fn import_once(
-    root: &std::path::Path,
-    path: &std::path::Path,
-    accepted: &mut u64,
-) -> Result<(u64, Duration)> {
+/// What one import of the history did.
+struct Imported {
+    /// Lines taken: accepted or duplicate.
+    lines: u64,
+    accepted: u64,
+    /// Including the close.
+    took: Duration,
+}
+
+/// One import of the history at `path` into a fresh `root/import`, closed.
+async fn import_once(root: &std::path::Path, path: &std::path::Path) -> Result<Imported> {
     let dir = root.join("import");
     let _ = std::fs::remove_dir_all(&dir);
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
@@ -92,8 +98,11 @@ async fn import_once(
         "the simulated history was not accepted in full: {:?}",
         summary.problems.first()
     );
-    *accepted = summary.accepted;
-    Ok((summary.accepted + summary.duplicate, took))
+    Ok(Imported {
+        lines: summary.accepted + summary.duplicate,
+        accepted: summary.accepted,
+        took,
+    })
 }
 
 /// `append_batched`'s ledger side on a fresh ledger: `count` synthetic
