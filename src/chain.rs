@@ -170,20 +170,24 @@ impl Framed {
     /// ledger's attributes written into their places.
     fn with_ledger(&self, ledger: &LedgerAttributes) -> Committed<'_> {
         let mut attributes = Vec::with_capacity(160);
-        write!(attributes, "\"position\":{},\"prevhash\":", ledger.position)
-            .expect("writing to a Vec cannot fail");
-        serde_json::to_writer(&mut attributes, &ledger.prevhash)
-            .expect("writing to a Vec cannot fail");
-        attributes.extend_from_slice(b",\"recordedtime\":");
-        serde_json::to_writer(&mut attributes, &ledger.recordedtime)
-            .expect("writing to a Vec cannot fail");
-        attributes.push(b',');
+        write_attributes(&mut attributes, ledger);
         Committed {
             framed: self,
             attributes,
             streamversion: format!("\"streamversion\":{},", ledger.streamversion),
         }
     }
+}
+
+/// Writes `position`, `prevhash` and `recordedtime`, each followed by a
+/// comma: the ledger's attributes that sort between `id` and `source`.
+fn write_attributes(out: &mut Vec<u8>, ledger: &LedgerAttributes) {
+    write!(out, "\"position\":{},\"prevhash\":", ledger.position)
+        .expect("writing to a Vec cannot fail");
+    serde_json::to_writer(&mut *out, &ledger.prevhash).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"recordedtime\":");
+    serde_json::to_writer(&mut *out, &ledger.recordedtime).expect("writing to a Vec cannot fail");
+    out.push(b',');
 }
 
 /// A committed event's RFC 8785 form without `hash`, in pieces: a framed
@@ -226,46 +230,99 @@ impl Committed<'_> {
 
 /// SHA-256 of `prevhash`'s bytes followed by `runs`.
 fn chained(prevhash: &str, runs: &[&[u8]]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    // Sealed once per event: hex through buffers, not iterators.
     let mut previous = [0u8; 32];
     match hex::decode_to_slice(prevhash, &mut previous) {
-        Ok(()) => hasher.update(previous),
+        Ok(()) => chained_after(&previous, runs),
         // Only a damaged log has another `prevhash`: hash what it holds.
-        Err(_) => hasher.update(hex::decode(prevhash).unwrap_or_default()),
+        Err(_) => {
+            let mut hasher = Sha256::new();
+            hasher.update(hex::decode(prevhash).unwrap_or_default());
+            for run in runs {
+                hasher.update(run);
+            }
+            hasher.finalize().into()
+        }
     }
+}
+
+/// SHA-256 of the previous hash followed by `runs`.
+fn chained_after(previous: &[u8; 32], runs: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
     for run in runs {
         hasher.update(run);
     }
     hasher.finalize().into()
 }
 
-/// Seals a committed event whose `prevhash` is set and whose `hash` is not:
-/// returns its hash and the JSON to store, which is the RFC 8785 form of
-/// the whole committed event (so the stored bytes without `hash` are
-/// exactly the bytes the hash covers). Only the ledger's attributes are
-/// written here; the rest is copied from the framed form.
-pub fn seal(framed: &Framed, ledger: &LedgerAttributes) -> (String, Vec<u8>) {
+/// Where a sealed event goes: the ledger's attributes other than the
+/// hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub position: u64,
+    pub streamversion: u64,
+    pub recordedtime: &'a str,
+}
+
+/// A sealed event: its hash, as stored and as bytes (the next event's
+/// `prevhash` and the event's Merkle leaf), and the JSON to store.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// Lower-case hex.
+    pub hash: String,
+    pub digest: [u8; 32],
+    pub json: Vec<u8>,
+}
+
+/// Seals an event at `place` onto the chain after the event whose hash is
+/// `previous`: returns its hash and the JSON to store, which is the
+/// RFC 8785 form of the whole committed event (so the stored bytes without
+/// `hash` are exactly the bytes the hash covers). Only the ledger's
+/// attributes are written here; the rest is copied from the framed form,
+/// straight into the stored buffer.
+pub fn seal(framed: &Framed, place: Place<'_>, previous: &[u8; 32]) -> Sealed {
     const MEMBER: &[u8] = b"\"hash\":\"";
-    let committed = framed.with_ledger(ledger);
-    let [head, rest @ ..] = committed.pieces();
-    // The stored form first, with room for the hash, so that the hash runs
-    // over two long slices of it rather than six short pieces.
-    let mut stored = Vec::with_capacity(framed.canonical.len() + 300);
-    stored.extend_from_slice(head);
+    let Framed {
+        canonical: c,
+        id_at,
+        source_at,
+        subject_at,
+    } = framed;
+    let mut stored = Vec::with_capacity(c.len() + 300);
+    stored.extend_from_slice(&c[..*id_at]);
+    let head = stored.len();
     stored.extend_from_slice(MEMBER);
     let at = stored.len();
     stored.extend_from_slice(&[b'0'; 64]);
     stored.extend_from_slice(b"\",");
     let after = stored.len();
-    for piece in rest {
-        stored.extend_from_slice(piece);
-    }
-    let digest = chained(&ledger.prevhash, &[&stored[..head.len()], &stored[after..]]);
-    let text = &mut stored[at..at + 64];
-    hex::encode_to_slice(digest, text).expect("a SHA-256 is 64 hex digits");
+    stored.extend_from_slice(&c[*id_at..*source_at]);
+    // As `write_attributes` writes them: hex and the recorded time need
+    // no escaping, but the time is written through serde_json all the
+    // same, being the one text here that is not made from bytes.
+    stored.extend_from_slice(b"\"position\":");
+    stored.extend_from_slice(itoa::Buffer::new().format(place.position).as_bytes());
+    stored.extend_from_slice(b",\"prevhash\":\"");
+    let mut text = [0u8; 64];
+    hex::encode_to_slice(previous, &mut text).expect("a SHA-256 is 64 hex digits");
+    stored.extend_from_slice(&text);
+    stored.extend_from_slice(b"\",\"recordedtime\":");
+    serde_json::to_writer(&mut stored, place.recordedtime).expect("writing to a Vec cannot fail");
+    stored.push(b',');
+    stored.extend_from_slice(&c[*source_at..*subject_at]);
+    stored.extend_from_slice(b"\"streamversion\":");
+    stored.extend_from_slice(itoa::Buffer::new().format(place.streamversion).as_bytes());
+    stored.push(b',');
+    stored.extend_from_slice(&c[*subject_at..]);
+    let digest = chained_after(previous, &[&stored[..head], &stored[after..]]);
+    hex::encode_to_slice(digest, &mut text).expect("a SHA-256 is 64 hex digits");
+    stored[at..at + 64].copy_from_slice(&text);
     let hash = String::from_utf8(text.to_vec()).expect("hex digits are UTF-8");
-    (hash, stored)
+    Sealed {
+        hash,
+        digest,
+        json: stored,
+    }
 }
 
 /// The hash of a committed event, whose `prevhash` is already set, given
@@ -464,6 +521,7 @@ mod tests {
             expected in proptest::option::of(0u64..(1 << 53)),
             optional in any::<bool>(),
             position in 1u64..(1 << 53),
+            previous in any::<[u8; 32]>(),
         ) {
             let envelope = Envelope {
                 id: uuid::Uuid::from_u128(position.into()),
@@ -487,7 +545,7 @@ mod tests {
                     position,
                     streamversion: position / 2 + 1,
                     recordedtime: "2026-01-01T00:00:00.000001Z".into(),
-                    prevhash: GENESIS.into(),
+                    prevhash: hex::encode(previous),
                     hash: String::new(),
                 },
             };
@@ -498,7 +556,13 @@ mod tests {
 
             // Sealing stores the JCS form of the whole committed event,
             // hash included, and the hash is the chain's.
-            let (hash, stored) = seal(&framed, &event.ledger);
+            let place = Place {
+                position: event.ledger.position,
+                streamversion: event.ledger.streamversion,
+                recordedtime: &event.ledger.recordedtime,
+            };
+            let Sealed { hash, digest, json: stored } = seal(&framed, place, &previous);
+            prop_assert_eq!(hex::encode(digest), hash.clone());
             let mut sealed = event.clone();
             sealed.ledger.hash = hash.clone();
             prop_assert_eq!(&hash, &hash_with(&event, &canonical_data(&event.envelope)));

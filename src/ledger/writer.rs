@@ -420,9 +420,17 @@ impl Writer {
     fn commit_group(&mut self, requests: &[Request]) -> Result<Applied, StoreError> {
         let t_start = std::time::Instant::now();
         let now = Utc::now();
+        let mut head_digest = [0; 32];
+        hex::decode_to_slice(&self.applied.head.hash, &mut head_digest).map_err(|e| {
+            StoreError::Corrupt {
+                key: "head".into(),
+                message: format!("the head's hash is not 64 hex digits: {e}"),
+            }
+        })?;
         let mut group = Group {
             overlay: Overlay::default(),
             head: self.applied.head.clone(),
+            head_digest,
             next_rejection: self.applied.next_rejection,
             recordedtime: recorded_time(now, &self.applied.head.recordedtime),
             now,
@@ -555,6 +563,7 @@ impl Writer {
         let mut deciding = Deciding {
             pending: Overlay::default(),
             head: group.head.clone(),
+            head_digest: group.head_digest,
             now: group.now,
             recordedtime: &group.recordedtime,
         };
@@ -599,11 +608,17 @@ impl Writer {
             }
         }
         let Some((failed_index, failed_id, violation)) = failure else {
-            let Deciding { pending, head, .. } = deciding;
+            let Deciding {
+                pending,
+                head,
+                head_digest,
+                ..
+            } = deciding;
             absorb(&mut group.overlay.states, pending.states);
             absorb(&mut group.overlay.ids, pending.ids);
             group.overlay.staged.extend(pending.staged);
             group.head = head;
+            group.head_digest = head_digest;
             return Ok(Outcome {
                 receipts,
                 rejection: None,
@@ -725,18 +740,15 @@ impl Writer {
             "stream versions are consecutive: one position for each version"
         );
         let recordedtime = replica.map_or(deciding.recordedtime, |r| r.recordedtime.as_str());
-        let ledger = LedgerAttributes {
+        let place = chain::Place {
             position,
             streamversion,
-            recordedtime: recordedtime.to_owned(),
-            prevhash: std::mem::take(&mut head.hash),
-            hash: String::new(),
+            recordedtime,
         };
-        let (hash, json) = chain::seal(framed, &ledger);
+        let sealed = chain::seal(framed, place, &deciding.head_digest);
         if let Some(replica) = replica
-            && (replica.hash != hash || replica.streamversion != streamversion)
+            && (replica.hash != sealed.hash || replica.streamversion != streamversion)
         {
-            head.hash = ledger.prevhash;
             return Ok(Err(Violation::new(
                 ErrorCode::InvalidEvent,
                 format!(
@@ -744,10 +756,9 @@ impl Writer {
                 ),
             )));
         }
-        let mut leaf = [0; 32];
-        hex::decode_to_slice(&hash, &mut leaf).expect("a sealed hash is 64 hex digits");
+        head.hash = sealed.hash;
+        deciding.head_digest = sealed.digest;
         head.position = position;
-        head.hash = hash;
         head.recordedtime = recordedtime.to_owned();
         deciding.pending.states.extend(changes);
         let record = IdRecord {
@@ -758,7 +769,7 @@ impl Writer {
         deciding.pending.ids.insert(envelope.id, record);
         deciding.pending.staged.push(Staged {
             subject: envelope.subject.clone(),
-            json,
+            json: sealed.json,
             id: envelope.id,
             partnership: envelope.partnership.clone(),
             event_type: envelope.event_type,
@@ -769,7 +780,7 @@ impl Writer {
             } else {
                 digest
             },
-            leaf,
+            leaf: sealed.digest,
         });
         Ok(Ok(Receipt {
             id: Some(envelope.id.to_string()),
@@ -787,6 +798,8 @@ impl Writer {
 struct Group {
     overlay: Overlay,
     head: Head,
+    /// The bytes of the head's hash: the next event's `prevhash`.
+    head_digest: [u8; 32],
     next_rejection: u64,
     /// When the group is decided: the clock every event's time is judged by.
     now: DateTime<Utc>,
@@ -800,6 +813,8 @@ struct Deciding<'g> {
     pending: Overlay,
     /// The head after the submission's events so far.
     head: Head,
+    /// The bytes of that head's hash.
+    head_digest: [u8; 32],
     now: DateTime<Utc>,
     recordedtime: &'g str,
 }
