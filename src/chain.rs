@@ -234,19 +234,12 @@ fn chained(prevhash: &str, runs: &[&[u8]]) -> [u8; 32] {
     match hex::decode_to_slice(prevhash, &mut previous) {
         Ok(()) => chained_after(&previous, runs),
         // Only a damaged log has another `prevhash`: hash what it holds.
-        Err(_) => {
-            let mut hasher = Sha256::new();
-            hasher.update(hex::decode(prevhash).unwrap_or_default());
-            for run in runs {
-                hasher.update(run);
-            }
-            hasher.finalize().into()
-        }
+        Err(_) => chained_after(&hex::decode(prevhash).unwrap_or_default(), runs),
     }
 }
 
-/// SHA-256 of the previous hash followed by `runs`.
-fn chained_after(previous: &[u8; 32], runs: &[&[u8]]) -> [u8; 32] {
+/// SHA-256 of the previous hash's bytes followed by `runs`.
+fn chained_after(previous: &[u8], runs: &[&[u8]]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
     for run in runs {
@@ -297,9 +290,9 @@ pub fn seal(framed: &Framed, place: Place<'_>, previous: &[u8; 32]) -> Sealed {
     stored.extend_from_slice(b"\",");
     let after = stored.len();
     stored.extend_from_slice(&c[*id_at..*source_at]);
-    // As `write_attributes` writes them: hex and the recorded time need
-    // no escaping, but the time is written through serde_json all the
-    // same, being the one text here that is not made from bytes.
+    // The attributes as `write_attributes` writes them, `prevhash` from
+    // the previous hash's bytes. The recorded time goes through
+    // serde_json, the one text here not made from digits.
     stored.extend_from_slice(b"\"position\":");
     stored.extend_from_slice(itoa::Buffer::new().format(place.position).as_bytes());
     stored.extend_from_slice(b",\"prevhash\":\"");
