@@ -169,24 +169,36 @@ impl Framed {
     /// The committed event's form without `hash`: this form with the
     /// ledger's attributes written into their places.
     fn with_ledger(&self, ledger: &LedgerAttributes) -> Committed<'_> {
+        let place = Place::of(ledger);
         let mut attributes = Vec::with_capacity(160);
-        write_attributes(&mut attributes, ledger);
+        write_attributes(&mut attributes, place, &ledger.prevhash);
+        let mut streamversion = Vec::with_capacity(32);
+        write_streamversion(&mut streamversion, place);
         Committed {
             framed: self,
             attributes,
-            streamversion: format!("\"streamversion\":{},", ledger.streamversion),
+            streamversion,
         }
     }
 }
 
 /// Writes `position`, `prevhash` and `recordedtime`, each followed by a
 /// comma: the ledger's attributes that sort between `id` and `source`.
-fn write_attributes(out: &mut Vec<u8>, ledger: &LedgerAttributes) {
-    write!(out, "\"position\":{},\"prevhash\":", ledger.position)
-        .expect("writing to a Vec cannot fail");
-    serde_json::to_writer(&mut *out, &ledger.prevhash).expect("writing to a Vec cannot fail");
+fn write_attributes(out: &mut Vec<u8>, place: Place<'_>, prevhash: &str) {
+    out.extend_from_slice(b"\"position\":");
+    out.extend_from_slice(itoa::Buffer::new().format(place.position).as_bytes());
+    out.extend_from_slice(b",\"prevhash\":");
+    serde_json::to_writer(&mut *out, prevhash).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b",\"recordedtime\":");
-    serde_json::to_writer(&mut *out, &ledger.recordedtime).expect("writing to a Vec cannot fail");
+    serde_json::to_writer(&mut *out, place.recordedtime).expect("writing to a Vec cannot fail");
+    out.push(b',');
+}
+
+/// Writes `streamversion` followed by a comma: the ledger's attribute
+/// that sorts just before `subject`.
+fn write_streamversion(out: &mut Vec<u8>, place: Place<'_>) {
+    out.extend_from_slice(b"\"streamversion\":");
+    out.extend_from_slice(itoa::Buffer::new().format(place.streamversion).as_bytes());
     out.push(b',');
 }
 
@@ -197,7 +209,7 @@ struct Committed<'a> {
     /// `position`, `prevhash` and `recordedtime`, each followed by a comma.
     attributes: Vec<u8>,
     /// `streamversion`, followed by a comma.
-    streamversion: String,
+    streamversion: Vec<u8>,
 }
 
 impl Committed<'_> {
@@ -214,7 +226,7 @@ impl Committed<'_> {
             &c[*id_at..*source_at],
             &self.attributes,
             &c[*source_at..*subject_at],
-            self.streamversion.as_bytes(),
+            &self.streamversion,
             &c[*subject_at..],
         ]
     }
@@ -257,6 +269,17 @@ pub struct Place<'a> {
     pub recordedtime: &'a str,
 }
 
+impl<'a> Place<'a> {
+    /// The place a committed event's attributes name.
+    pub fn of(ledger: &'a LedgerAttributes) -> Self {
+        Self {
+            position: ledger.position,
+            streamversion: ledger.streamversion,
+            recordedtime: &ledger.recordedtime,
+        }
+    }
+}
+
 /// A sealed event: its hash, as stored and as bytes (the next event's
 /// `prevhash` and the event's Merkle leaf), and the JSON to store.
 #[derive(Debug, Clone)]
@@ -290,22 +313,12 @@ pub fn seal(framed: &Framed, place: Place<'_>, previous: &[u8; 32]) -> Sealed {
     stored.extend_from_slice(b"\",");
     let after = stored.len();
     stored.extend_from_slice(&c[*id_at..*source_at]);
-    // The attributes as `write_attributes` writes them, `prevhash` from
-    // the previous hash's bytes. The recorded time goes through
-    // serde_json, the one text here not made from digits.
-    stored.extend_from_slice(b"\"position\":");
-    stored.extend_from_slice(itoa::Buffer::new().format(place.position).as_bytes());
-    stored.extend_from_slice(b",\"prevhash\":\"");
     let mut text = [0u8; 64];
     hex::encode_to_slice(previous, &mut text).expect("a SHA-256 is 64 hex digits");
-    stored.extend_from_slice(&text);
-    stored.extend_from_slice(b"\",\"recordedtime\":");
-    serde_json::to_writer(&mut stored, place.recordedtime).expect("writing to a Vec cannot fail");
-    stored.push(b',');
+    let prevhash = std::str::from_utf8(&text).expect("hex digits are UTF-8");
+    write_attributes(&mut stored, place, prevhash);
     stored.extend_from_slice(&c[*source_at..*subject_at]);
-    stored.extend_from_slice(b"\"streamversion\":");
-    stored.extend_from_slice(itoa::Buffer::new().format(place.streamversion).as_bytes());
-    stored.push(b',');
+    write_streamversion(&mut stored, place);
     stored.extend_from_slice(&c[*subject_at..]);
     let digest = chained_after(previous, &[&stored[..head], &stored[after..]]);
     hex::encode_to_slice(digest, &mut text).expect("a SHA-256 is 64 hex digits");
@@ -549,11 +562,7 @@ mod tests {
 
             // Sealing stores the JCS form of the whole committed event,
             // hash included, and the hash is the chain's.
-            let place = Place {
-                position: event.ledger.position,
-                streamversion: event.ledger.streamversion,
-                recordedtime: &event.ledger.recordedtime,
-            };
+            let place = Place::of(&event.ledger);
             let Sealed { hash, digest, json: stored } = seal(&framed, place, &previous);
             prop_assert_eq!(hex::encode(digest), hash.clone());
             let mut sealed = event.clone();
